@@ -1,0 +1,36 @@
+"""Command-line interface: `vetllm <command> ...` (also `python -m vetllm`).
+
+Each command group lives in its own module and registers its sub-parsers; every command is a thin
+call into the core. Errors the user can fix (VetLLMError) print as one clear message and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vetllm.cli import core_commands, data_commands, engine_commands
+from vetllm.errors import VetLLMError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vetllm", description="VetLLM Studio: clinical notes to SNOMED-CT codes."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    core_commands.add_commands(commands)
+    data_commands.add_commands(commands)
+    engine_commands.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except VetLLMError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
