@@ -9,7 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vetllm.cli import core_commands, data_commands, engine_commands
+from vetllm.cli import (
+    core_commands,
+    coverage_commands,
+    data_commands,
+    engine_commands,
+)
 from vetllm.errors import VetLLMError
 
 
@@ -18,9 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vetllm", description="VetLLM Studio: clinical notes to SNOMED-CT codes."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    core_commands.add_commands(commands)
-    data_commands.add_commands(commands)
-    engine_commands.add_commands(commands)
+    for group in (core_commands, coverage_commands, data_commands, engine_commands):
+        group.add_commands(commands)
     return parser
 
 

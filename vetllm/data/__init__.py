@@ -1,0 +1,1 @@
+"""Data handling: records, loading and validation, statistics, splits, synthesis, prompts."""
