@@ -14,8 +14,19 @@ from vetllm.cli import (
     coverage_commands,
     data_commands,
     engine_commands,
+    predict_commands,
+    runs_commands,
 )
 from vetllm.errors import VetLLMError
+
+GROUPS = (
+    core_commands,
+    coverage_commands,
+    data_commands,
+    engine_commands,
+    runs_commands,
+    predict_commands,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vetllm", description="VetLLM Studio: clinical notes to SNOMED-CT codes."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (core_commands, coverage_commands, data_commands, engine_commands):
+    for group in GROUPS:
         group.add_commands(commands)
     return parser
 

@@ -1,0 +1,1 @@
+"""Everything that builds or runs a model (imports torch / transformers / peft lazily here only)."""
