@@ -2,11 +2,30 @@ from vetllm.catalogue import load_catalogue, normalise_name
 from vetllm.sctid import check_sctid, verhoeff_check_digit, verhoeff_is_valid
 
 FAILING_SOURCE_CODES = [
-    "1679004", "3974005", "29600000", "2260006", "40214000", "24026003",
-    "14146002", "24694002", "4764006", "57428005", "50868007", "363196005",
+    "1679004",
+    "3974005",
+    "29600000",
+    "2260006",
+    "40214000",
+    "24026003",
+    "14146002",
+    "24694002",
+    "4764006",
+    "57428005",
+    "50868007",
+    "363196005",
 ]
-VALID_CODES = ["72934000", "198462004", "75702008", "56717001", "409498004", "14168008",
-               "15264008", "370514003", "74942003"]
+VALID_CODES = [
+    "72934000",
+    "198462004",
+    "75702008",
+    "56717001",
+    "409498004",
+    "14168008",
+    "15264008",
+    "370514003",
+    "74942003",
+]
 
 
 def test_source_codes_that_fail_the_check_digit():
@@ -55,8 +74,10 @@ def test_mentions_respect_word_boundaries():
 
 def test_catalogue_extension(tmp_path):
     extra = tmp_path / "mine.json"
-    extra.write_text('{"diseases": [{"key": "ppr", "name": "PPR", "variants": ["Ovine rinderpest"]},'
-                     ' {"key": "orf", "name": "Orf", "code": "4009006", "variants": ["Contagious ecthyma"]}]}')
+    extra.write_text(
+        '{"diseases": [{"key": "ppr", "name": "PPR", "variants": ["Ovine rinderpest"]},'
+        ' {"key": "orf", "name": "Orf", "code": "4009006", "variants": ["Contagious ecthyma"]}]}'
+    )
     cat = load_catalogue(str(extra))
     assert cat.lookup_name("ovine rinderpest").label == "1679004"
     assert cat.lookup_name("contagious ecthyma").label == "4009006"

@@ -182,7 +182,9 @@ def load_catalogue(extra_path: str | None = None) -> Catalogue:
             text = path.read_text("utf-8")
             extra = json.loads(text)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise VetLLMError(f"catalogue file {path.name}: cannot read it as JSON ({error})")
+            raise VetLLMError(
+                f"catalogue file {path.name}: cannot read it as JSON ({error})"
+            ) from None
         diseases = _merge(diseases, _parse_diseases(extra, path.name))
         version += "+" + hashlib.sha256(text.encode()).hexdigest()[:8]
     return Catalogue(tuple(diseases), version)
