@@ -1,0 +1,275 @@
+"""Durable run directories: the files a training process writes and the app reads.
+
+A run directory (docs/ARCHITECTURE.md, "Engine — run directory layout") holds the resolved
+config, an atomically replaced `status.json`, an append-only `metrics.jsonl`, the HF Trainer
+checkpoints (each with a `COMPLETE` marker once fully saved), the final model, evaluation output
+and a `STOP` flag. Everything here is plain files so that a UI restarted mid-run, or another
+process entirely, can reattach by just reading them. This module never imports torch.
+
+The launcher (separate process, lock, stop, resume) lives in `vetllm.engine.launcher`; its public
+functions are re-exported here lazily so `from vetllm.engine.runs import launch_run` works.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Every state a status file may hold. "stopping" is transient (STOP seen, checkpoint being
+# saved); "unknown" is only ever returned by readers for a missing or unreadable status file.
+RUN_STATES = (
+    "queued",
+    "running",
+    "stopping",
+    "completed",
+    "failed",
+    "stopped",
+    "interrupted",
+)
+ACTIVE_STATES = ("queued", "running", "stopping")
+FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
+UNKNOWN_STATE = "unknown"
+
+COMPLETE_MARKER = "COMPLETE"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+DEFAULT_RUNS_DIR = Path(os.environ.get("VETLLM_RUNS_DIR", "runs"))
+
+# Serialises read-merge-write of status files between threads of one process; fcntl.flock on
+# a sidecar file does the same between processes (trainer vs. launcher vs. UI).
+_THREAD_LOCK = threading.Lock()
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` so a reader sees either the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+class RunDirectory:
+    """One training run on disk. Cheap to construct; every method reads or writes files."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDirectory) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # -- paths -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "train.log"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.md"
+
+    @property
+    def stop_path(self) -> Path:
+        return self.path / "STOP"
+
+    def exists(self) -> bool:
+        """True once the directory holds a config or a status file."""
+        return self.config_path.exists() or self.status_path.exists()
+
+    # -- status ------------------------------------------------------------------------------
+    def read_status(self) -> dict[str, Any]:
+        """The current status; never raises for a missing or corrupt file.
+
+        A missing file gives state "unknown"; an unreadable one gives "unknown" with an error
+        naming the file (refresh_status() decides whether that run was interrupted).
+        """
+        try:
+            text = self.status_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"state": UNKNOWN_STATE, "message": "no status file yet"}
+        except OSError as error:
+            return {"state": UNKNOWN_STATE, "error": f"status.json unreadable: {error.strerror}"}
+        try:
+            status = json.loads(text)
+        except ValueError:
+            return {"state": UNKNOWN_STATE, "error": "status.json is not valid JSON"}
+        if not isinstance(status, dict):
+            return {"state": UNKNOWN_STATE, "error": "status.json does not hold an object"}
+        status.setdefault("state", UNKNOWN_STATE)
+        return status
+
+    def write_status(self, state: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` (and `state`, if given) into status.json atomically; returns the result.
+
+        A field given as None is stored as null (e.g. `error=None` clears a previous error).
+        """
+        if state is not None and state not in RUN_STATES:
+            raise ValueError(f"unknown run state {state!r}; expected one of {RUN_STATES}")
+        with self._status_lock():
+            status = self.read_status()
+            if status.get("state") == UNKNOWN_STATE:
+                # Drop the reader's placeholder explanation; it is not part of the run's status.
+                status.pop("message", None)
+                status.pop("error", None)
+            status.update(fields)
+            if state is not None:
+                status["state"] = state
+            status["updated_at"] = _now_iso()
+            atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
+        return status
+
+    def reset_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        """Replace status.json entirely (a fresh run), keeping nothing from before."""
+        if state not in RUN_STATES:
+            raise ValueError(f"unknown run state {state!r}; expected one of {RUN_STATES}")
+        status = {"state": state, **fields, "updated_at": _now_iso()}
+        with self._status_lock():
+            atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
+        return status
+
+    @contextlib.contextmanager
+    def _status_lock(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK, open(self.path / ".status.lock", "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    # -- metrics -----------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line; a single O_APPEND write, so readers never see a torn line."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+        fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete metrics line, in order; a torn or corrupt line is skipped."""
+        try:
+            raw = self.metrics_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in raw.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    # -- stop flag ---------------------------------------------------------------------------
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
+    def request_stop(self) -> None:
+        """Ask the training process to save a checkpoint and exit (RunCallback polls this)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.stop_path, _now_iso() + "\n")
+
+    def clear_stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.stop_path.unlink()
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def mark_checkpoint_complete(self, path: str | os.PathLike[str]) -> None:
+        """Write the COMPLETE marker into a checkpoint folder once every file is saved."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
+        marker = {"completed_at": _now_iso(), "files": sorted(p.name for p in folder.iterdir())}
+        atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")
+
+    def checkpoints(self) -> list[tuple[int, Path, bool]]:
+        """(step, folder, complete) for every checkpoint-N folder, by step ascending."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        found = []
+        for child in self.checkpoints_dir.iterdir():
+            match = CHECKPOINT_PATTERN.match(child.name)
+            if match and child.is_dir():
+                found.append((int(match.group(1)), child, (child / COMPLETE_MARKER).is_file()))
+        return sorted(found)
+
+    def last_complete_checkpoint(self) -> Path | None:
+        """The highest-numbered checkpoint WITH a COMPLETE marker (HF's own pick ignores it)."""
+        complete = [folder for _, folder, done in self.checkpoints() if done]
+        return complete[-1] if complete else None
+
+
+_LAUNCHER_NAMES = (
+    "launch_run",
+    "stop_run",
+    "refresh_status",
+    "list_runs",
+    "resume_run",
+    "wait_for_run",
+    "RunLock",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-export: launcher imports this module, so a top-level import would be circular.
+    if name in _LAUNCHER_NAMES:
+        from vetllm.engine import launcher
+
+        return getattr(launcher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
