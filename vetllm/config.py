@@ -1,0 +1,410 @@
+"""TrainConfig: the one typed, validated description of a training run, loaded from YAML.
+
+The CLI, the UI and the tests all build this object and hand it to `vetllm.engine.training.train`.
+`load_config(path, overrides)` reads a YAML file from `configs/` (or a run directory), applies
+`key=value` overrides typed by the dataclass field types, and checks every field at once in
+`__post_init__`: a bad config fails before any model is built, with one message per field that
+names the value received and what to write instead. Pure Python: no torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from vetllm.data.prompts import ALPACA_TEMPLATE, DEFAULT_INSTRUCTION, PromptTemplate
+from vetllm.errors import VetLLMError
+
+TINY_BASE = "tiny"  # base_model value that builds the CPU default from scratch (no download)
+BUNDLED_DATA = "bundled"  # data / val_data value meaning the repository's examples/
+METHODS = ("full", "lora", "qlora")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+# A compact prompt for the tiny model: it has no use for the long Alpaca preamble, and every prompt
+# token costs CPU time; the answer format ("Diagnosed conditions: ...") stays the same.
+COMPACT_TEMPLATE = "Note: {input}\n"
+PROMPT_STYLES = {"alpaca": ALPACA_TEMPLATE, "compact": COMPACT_TEMPLATE}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; field comments give units and meaning."""
+
+    name: str = "run"
+    base_model: str = TINY_BASE  # "tiny", a hub id ("Qwen/Qwen2.5-7B-Instruct") or a local dir
+    base_revision: str | None = None  # hub revision (branch, tag or commit) for reproducibility
+    method: str = "full"  # full | lora | qlora
+    data: str = BUNDLED_DATA  # training file (JSON / JSONL / CSV, source format) or "bundled"
+    val_data: str | None = BUNDLED_DATA  # validation file, "bundled", or None for no validation
+    catalogue: str | None = None  # optional JSON file extending the disease catalogue
+    # Prompt: "alpaca", "compact", or a literal template containing {input} (and {instruction}).
+    prompt_template: str = "alpaca"
+    instruction: str = DEFAULT_INSTRUCTION
+    note_prefix: str = "Clinical Note: "
+    answer_prefix: str = "Diagnosed conditions: "
+    # LoRA (ignored by method=full)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    # Optimisation
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03  # share of all optimizer steps spent warming up
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    epochs: float = 3.0
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    per_device_batch: int = 2  # micro-batch per device (samples)
+    grad_accum: int = 4  # micro-batches per optimizer step
+    max_length: int = 512  # tokens per example (prompt + answer + EOS); longer notes are cut
+    drop_last: bool = True
+    seed: int = 0
+    optim: str = "adamw_torch"
+    gradient_checkpointing: bool = False
+    bf16: bool = False  # bf16 mixed precision (CUDA only; ignored with a warning elsewhere)
+    # Logging, validation, checkpoints (all in optimizer steps)
+    logging_steps: int = 10
+    eval_steps: int | None = None  # periodic validation every N steps; None = only at the end
+    eval_samples: int = 64  # validation subset size for periodic generation accuracy
+    early_stopping_patience: int | None = None  # evals without lenient-accuracy gain; None = off
+    save_steps: int = 200
+    max_new_tokens: int = 24  # generation budget per answer (tokens)
+    final_eval: bool = True  # evaluate the final model on val_data and write RUN_DIR/eval/
+    # The CPU default model (base_model: tiny): built from scratch, sizes in units / tokens.
+    tiny_vocab_size: int = 1024
+    tiny_hidden_size: int = 128
+    tiny_layers: int = 2
+    tiny_heads: int = 4
+    tiny_intermediate_size: int = 256
+    torch_threads: int | None = None  # CPU threads for torch; None = torch's default
+
+    def __post_init__(self) -> None:
+        problems = _type_problems(self) or _value_problems(self)
+        if problems:
+            raise VetLLMError(
+                f"config '{self.name}' has {len(problems)} problem(s):\n"
+                + "\n".join(f"  - {p}" for p in problems)
+            )
+
+    @property
+    def effective_batch(self) -> int:
+        """Samples per optimizer step on one device (micro-batch x accumulation)."""
+        return self.per_device_batch * self.grad_accum
+
+    def prompt(self) -> PromptTemplate:
+        """The prompt template used to train, predict and evaluate with this config."""
+        template = PROMPT_STYLES.get(self.prompt_template, self.prompt_template)
+        return PromptTemplate(
+            template=template,
+            instruction=self.instruction,
+            answer_prefix=self.answer_prefix,
+            note_prefix=self.note_prefix,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path) -> Path:
+        """Write the resolved config (every field) so the run can be repeated or resumed."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "# Resolved TrainConfig; rerun with: vetllm train --config " + path.name + "\n"
+        text += yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+_FIELD_TYPES: dict[str, object] = {}
+
+
+def field_types() -> dict[str, object]:
+    """Resolved type of every TrainConfig field (postponed annotations evaluated once)."""
+    if not _FIELD_TYPES:
+        _FIELD_TYPES.update(typing.get_type_hints(TrainConfig))
+    return _FIELD_TYPES
+
+
+def _split_optional(kind: object) -> tuple[object, bool]:
+    """(inner type, accepts None) for `X | None`."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return inner[0], True
+    return kind, False
+
+
+def _type_name(kind: object) -> str:
+    inner, optional = _split_optional(kind)
+    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        inner, "a list of strings"
+    )
+    return name + (" (or null)" if optional else "")
+
+
+def _has_type(value: object, kind: object) -> bool:
+    inner, optional = _split_optional(kind)
+    if value is None:
+        return optional
+    if inner is bool:
+        return isinstance(value, bool)
+    if inner is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if inner is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if inner is str:
+        return isinstance(value, str)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _type_problems(cfg: TrainConfig) -> list[str]:
+    problems = []
+    for name, kind in field_types().items():
+        value = getattr(cfg, name)
+        if not _has_type(value, kind):
+            problems.append(f"{name}: got {value!r}; expected {_type_name(kind)}")
+        elif _split_optional(kind)[0] is float and value is not None:
+            setattr(cfg, name, float(value))  # YAML reads 2e-4 as a string-free float, 3 as int
+    return problems
+
+
+def _check(problems: list[str], ok: bool, name: str, value: object, fix: str) -> None:
+    if not ok:
+        problems.append(f"{name}: got {value!r}; {fix}")
+
+
+def _value_problems(cfg: TrainConfig) -> list[str]:
+    p: list[str] = []
+    _check(p, bool(cfg.name.strip()), "name", cfg.name, "give the run a short name")
+    _check(p, cfg.method in METHODS, "method", cfg.method, f"use one of {', '.join(METHODS)}")
+    _check(
+        p,
+        cfg.base_model != TINY_BASE or cfg.method == "full",
+        "method",
+        cfg.method,
+        "the tiny CPU model is trained from scratch: use method: full with base_model: tiny",
+    )
+    _check(
+        p,
+        bool(cfg.base_model.strip()),
+        "base_model",
+        cfg.base_model,
+        "use 'tiny', a hub id or a local directory",
+    )
+    _check(p, bool(cfg.data.strip()), "data", cfg.data, "give a training file or 'bundled'")
+    _check(
+        p,
+        cfg.prompt_template in PROMPT_STYLES or "{input}" in cfg.prompt_template,
+        "prompt_template",
+        cfg.prompt_template,
+        "use 'alpaca', 'compact' or a template text containing {input}",
+    )
+    _check(
+        p,
+        cfg.lr_scheduler in SCHEDULERS,
+        "lr_scheduler",
+        cfg.lr_scheduler,
+        f"use one of {', '.join(SCHEDULERS)}",
+    )
+    _check(
+        p,
+        math.isfinite(cfg.learning_rate) and 0 < cfg.learning_rate < 1,
+        "learning_rate",
+        cfg.learning_rate,
+        "use a positive number below 1, e.g. 2e-4 (LoRA) or 3e-3 (tiny)",
+    )
+    _check(
+        p,
+        0 <= cfg.warmup_ratio < 1,
+        "warmup_ratio",
+        cfg.warmup_ratio,
+        "use a share between 0 and 1, e.g. 0.03",
+    )
+    _check(
+        p,
+        cfg.weight_decay >= 0,
+        "weight_decay",
+        cfg.weight_decay,
+        "use 0 or a small positive number",
+    )
+    _check(
+        p,
+        cfg.max_grad_norm > 0,
+        "max_grad_norm",
+        cfg.max_grad_norm,
+        "use a positive number, e.g. 1.0",
+    )
+    _check(
+        p,
+        math.isfinite(cfg.epochs) and 0 < cfg.epochs <= 1000,
+        "epochs",
+        cfg.epochs,
+        "use a positive number of epochs, e.g. 3",
+    )
+    _positive(
+        p,
+        cfg,
+        "per_device_batch",
+        "grad_accum",
+        "max_length",
+        "logging_steps",
+        "save_steps",
+        "eval_samples",
+        "max_new_tokens",
+    )
+    _positive(
+        p,
+        cfg,
+        "lora_r",
+        "lora_alpha",
+        "tiny_vocab_size",
+        "tiny_hidden_size",
+        "tiny_layers",
+        "tiny_heads",
+        "tiny_intermediate_size",
+    )
+    _positive_or_none(p, cfg, "max_steps", "eval_steps", "early_stopping_patience", "torch_threads")
+    _check(
+        p,
+        0 <= cfg.lora_dropout < 1,
+        "lora_dropout",
+        cfg.lora_dropout,
+        "use a probability between 0 and 1, e.g. 0.1",
+    )
+    _check(
+        p,
+        bool(cfg.lora_target_modules) or cfg.method == "full",
+        "lora_target_modules",
+        cfg.lora_target_modules,
+        "list the modules to adapt, e.g. [q_proj, k_proj, v_proj, o_proj]",
+    )
+    _check(
+        p,
+        cfg.max_length >= 32,
+        "max_length",
+        cfg.max_length,
+        "use at least 32 tokens (prompt + answer)",
+    )
+    _check(
+        p,
+        cfg.tiny_vocab_size >= 300,
+        "tiny_vocab_size",
+        cfg.tiny_vocab_size,
+        "use at least 300 (256 bytes + merges)",
+    )
+    _check(
+        p,
+        cfg.tiny_hidden_size % max(cfg.tiny_heads, 1) == 0,
+        "tiny_heads",
+        cfg.tiny_heads,
+        f"tiny_hidden_size ({cfg.tiny_hidden_size}) must be a multiple of it",
+    )
+    _check(
+        p,
+        cfg.early_stopping_patience is None or cfg.val_data is not None,
+        "early_stopping_patience",
+        cfg.early_stopping_patience,
+        "early stopping needs val_data",
+    )
+    _check(
+        p,
+        cfg.early_stopping_patience is None or cfg.eval_steps is not None,
+        "early_stopping_patience",
+        cfg.early_stopping_patience,
+        "early stopping needs eval_steps (how often to validate)",
+    )
+    return p
+
+
+def _positive(problems: list[str], cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        _check(problems, value > 0, name, value, "use a positive integer")
+
+
+def _positive_or_none(problems: list[str], cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        _check(
+            problems,
+            value is None or value > 0,
+            name,
+            value,
+            "use a positive integer or null (off)",
+        )
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`key=value` -> (key, value typed by the field's type); raises VetLLMError if unusable."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    types_by_name = field_types()
+    if not sep or key not in types_by_name:
+        known = ", ".join(types_by_name)
+        raise VetLLMError(f"--set {text!r}: expected KEY=VALUE with KEY one of: {known}")
+    kind = types_by_name[key]
+    inner, optional = _split_optional(kind)
+    raw = raw.strip()
+    if optional and raw.lower() in ("none", "null", ""):
+        return key, None
+    try:
+        if inner is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return key, raw.lower() in ("true", "1", "yes")
+        if inner is int:
+            return key, int(raw)
+        if inner is float:
+            return key, float(raw)
+        if inner is str:
+            return key, raw
+        return key, [part.strip() for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise VetLLMError(f"--set {text!r}: {key} must be {_type_name(kind)}") from None
+
+
+def _resolve_path(value: str | None, base_dir: Path) -> str | None:
+    """Relative data paths are taken from the working directory, else from the config's folder."""
+    if value is None or value == BUNDLED_DATA:
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute() or path.exists():
+        return str(path.resolve())
+    beside = base_dir / path
+    return str(beside.resolve()) if beside.exists() else value
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML config, apply `key=value` overrides, validate every field, return it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise VetLLMError(f"config {path.name}: cannot read it ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise VetLLMError(f"config {path.name}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise VetLLMError(f"config {path.name}: expected a mapping of field: value at top level")
+    unknown = sorted(set(raw) - set(field_types()))
+    if unknown:
+        raise VetLLMError(
+            f"config {path.name}: unknown field(s) {', '.join(map(str, unknown))}; "
+            f"known fields: {', '.join(field_types())}"
+        )
+    raw.setdefault("name", path.stem)
+    raw.update(dict(parse_override(item) for item in overrides))
+    for key in ("data", "val_data", "catalogue"):
+        if key in raw and isinstance(raw[key], str):
+            raw[key] = _resolve_path(raw[key], path.parent)
+    return TrainConfig(**raw)
