@@ -94,7 +94,7 @@ def run_baselines(train: list[Record], test: list[Record], seed: int = 0) -> dic
     gold = [_label_set(r) for r in test]
     results = {}
     for name in BASELINE_NAMES:
-        correct = sum(p == g for p, g in zip(predictions[name], gold))
+        correct = sum(p == g for p, g in zip(predictions[name], gold, strict=True))
         results[name] = {
             "accuracy": correct / len(test),
             "ci": list(wilson_interval(correct, len(test))),
