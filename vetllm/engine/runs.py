@@ -42,6 +42,9 @@ UNKNOWN_STATE = "unknown"
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 DEFAULT_RUNS_DIR = Path(os.environ.get("VETLLM_RUNS_DIR", "runs"))
+# Set by the launcher for the process it spawns: the run directory whose status "pid" it owns.
+# Without it (plain `vetllm train`), the training process records its own pid.
+LAUNCHED_RUN_ENV = "VETLLM_LAUNCHED_RUN"
 
 # Serialises read-merge-write of status files between threads of one process; fcntl.flock on
 # a sidecar file does the same between processes (trainer vs. launcher vs. UI).
@@ -66,6 +69,41 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None if unknown.
+
+    Stored next to a pid so that a pid reused by an unrelated process is not mistaken for ours.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces or parentheses): state is the 3rd
+    # field of the line, starttime the 22nd.
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_alive(pid: int | None, start_time: str | None = None) -> bool:
+    """True if `pid` runs (not a zombie) and, when `start_time` is given, is the same process."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): os.kill is all we can know
+    fields = stat.rsplit(")", 1)[-1].split()
+    if fields and fields[0] in ("Z", "X"):
+        return False  # exited, waiting to be reaped
+    return start_time is None or process_start_time(int(pid)) == str(start_time)
 
 
 class RunDirectory:
@@ -262,7 +300,7 @@ _LAUNCHER_NAMES = (
     "list_runs",
     "resume_run",
     "wait_for_run",
-    "RunLock",
+    "current_lock_holder",
 )
 
 

@@ -1,0 +1,296 @@
+"""Run directories and RunCallback: atomic status, metrics, checkpoint markers, stop and signals.
+
+The callback tests drive a real transformers.Trainer over a one-parameter torch module, so the
+event order (log, save, step end) is the library's own, not an imitation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+
+import pytest
+
+from vetllm.engine.runs import COMPLETE_MARKER, RunDirectory, process_alive, process_start_time
+
+
+# -- RunDirectory ----------------------------------------------------------------------------
+def test_missing_and_corrupt_status_read_as_unknown(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    assert run.read_status()["state"] == "unknown"
+    run.path.mkdir()
+    run.status_path.write_text('{"state": "runn')  # a torn write from some other tool
+    status = run.read_status()
+    assert status["state"] == "unknown"
+    assert "not valid JSON" in status["error"]
+    run.status_path.write_text("[1, 2]")
+    assert run.read_status()["state"] == "unknown"
+
+
+def test_write_status_merges_fields_and_replaces_atomically(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("queued", step=0, total_steps=10)
+    run.write_status(step=4, eta_s=12.5)
+    status = run.write_status("running", error=None)
+    assert status["state"] == "running"
+    assert (status["step"], status["total_steps"], status["eta_s"]) == (4, 10, 12.5)
+    assert status["error"] is None and "updated_at" in status
+    assert json.loads(run.status_path.read_text()) == status
+    leftovers = [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_write_status_rejects_an_unknown_state(tmp_path):
+    with pytest.raises(ValueError, match="unknown run state"):
+        RunDirectory(tmp_path / "run").write_status("exploded")
+
+
+def test_reset_status_drops_previous_fields(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("failed", error="boom")
+    assert run.reset_status("queued", step=0) == {
+        "state": "queued",
+        "step": 0,
+        "updated_at": run.read_status()["updated_at"],
+    }
+
+
+def test_concurrent_readers_never_see_half_a_status(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("running", step=0, padding="x" * 20_000)
+    errors: list[dict] = []
+    done = threading.Event()
+
+    def reader():
+        while not done.is_set():
+            status = run.read_status()
+            if status["state"] != "running":
+                errors.append(status)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for step in range(200):
+        run.write_status(step=step)
+    done.set()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert run.read_status()["step"] == 199
+
+
+def test_concurrent_writers_lose_no_field(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("running")
+
+    def writer(index: int):
+        for step in range(25):
+            run.write_status(**{f"writer_{index}": step})
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    status = run.read_status()
+    assert [status[f"writer_{i}"] for i in range(4)] == [24, 24, 24, 24]
+
+
+def test_metrics_round_trip_skips_a_torn_last_line(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    assert run.read_metrics() == []
+    lines = [
+        {"step": 10, "epoch": 0.5, "loss": 2.5, "learning_rate": 1e-3},
+        {"step": 20, "epoch": 1.0, "loss": float("nan")},
+        {"step": 20, "eval_loss": 1.5, "eval_strict_accuracy": 0.25},
+    ]
+    for line in lines:
+        run.append_metrics(line)
+    with open(run.metrics_path, "a") as handle:
+        handle.write('{"step": 30, "lo')  # the writer was killed mid-line
+    read = run.read_metrics()
+    assert [entry["step"] for entry in read] == [10, 20, 20]
+    assert read[0] == lines[0] and read[2] == lines[2]
+    assert read[1]["loss"] != read[1]["loss"]  # NaN survives as NaN, not as a string
+
+
+def test_stop_flag_round_trip(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    assert not run.stop_requested()
+    run.request_stop()
+    assert run.stop_requested()
+    run.clear_stop()
+    run.clear_stop()  # clearing twice is fine
+    assert not run.stop_requested()
+
+
+def test_last_complete_checkpoint_ignores_an_incomplete_highest_folder(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    assert run.last_complete_checkpoint() is None
+    for step in (5, 10, 40, 100):
+        (run.checkpoints_dir / f"checkpoint-{step}").mkdir(parents=True)
+    (run.checkpoints_dir / "checkpoint-x").mkdir()  # not a Trainer folder name
+    for step in (5, 40):
+        run.mark_checkpoint_complete(run.checkpoints_dir / f"checkpoint-{step}")
+    # checkpoint-100 is the highest (HF would pick it) but was never marked complete.
+    assert run.last_complete_checkpoint() == run.checkpoints_dir / "checkpoint-40"
+    assert [step for step, _, done in run.checkpoints() if done] == [5, 40]
+    marker = json.loads((run.checkpoints_dir / "checkpoint-40" / COMPLETE_MARKER).read_text())
+    assert "completed_at" in marker
+
+
+def test_mark_checkpoint_complete_needs_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        RunDirectory(tmp_path).mark_checkpoint_complete(tmp_path / "checkpoint-1")
+
+
+def test_process_alive_tells_reused_pids_apart():
+    pid = os.getpid()
+    start = process_start_time(pid)
+    assert process_alive(pid, start)
+    assert not process_alive(None)
+    if start is not None:  # Linux: a different start time means another process
+        assert not process_alive(pid, str(int(start) + 1))
+
+
+def test_runs_module_does_not_import_torch():
+    code = "import sys, vetllm.engine.runs, vetllm.engine.launcher; print('torch' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# -- RunCallback with a real Trainer ---------------------------------------------------------
+torch = pytest.importorskip("torch")
+
+
+class _OneWeight(torch.nn.Module):
+    """y = w * x with a squared-error loss: trains in microseconds per step."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, y):
+        return {"loss": ((self.weight * x - y) ** 2).mean()}
+
+
+def _collate(rows):
+    return {
+        "x": torch.tensor([row["x"] for row in rows]),
+        "y": torch.tensor([row["y"] for row in rows]),
+    }
+
+
+def _tiny_trainer(run: RunDirectory, callback, *, max_steps=20, save_steps=5, **extra):
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(run.checkpoints_dir),
+        max_steps=max_steps,
+        per_device_train_batch_size=2,
+        learning_rate=0.3,
+        logging_steps=2,
+        save_steps=save_steps,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        **extra,
+    )
+    data = [{"x": float(i % 5), "y": 3.0 * (i % 5)} for i in range(16)]
+    return Trainer(
+        model=_OneWeight(),
+        args=args,
+        train_dataset=data,
+        data_collator=_collate,
+        callbacks=[callback],
+    )
+
+
+def test_callback_writes_status_metrics_and_complete_markers(tmp_path):
+    from vetllm.engine.callbacks import RunCallback
+
+    run = RunDirectory(tmp_path / "run")
+    callback = RunCallback(run, handle_signals=False)
+    trainer = _tiny_trainer(run, callback)
+    trainer.train()
+    status = run.read_status()
+    # The final state is train()'s decision; the callback leaves "running" with step counts.
+    assert status["state"] == "running"
+    assert (status["step"], status["total_steps"], status["progress"]) == (20, 20, 1.0)
+    assert status["pid"] == os.getpid() and status["last_checkpoint"] == "checkpoint-20"
+    assert "train_runtime" in status and status["eta_s"] == 0.0
+    metrics = run.read_metrics()
+    assert [m["step"] for m in metrics] == list(range(2, 21, 2))
+    for key in ("loss", "learning_rate", "grad_norm", "samples_per_s", "elapsed_s", "epoch"):
+        assert key in metrics[0], key
+    assert abs(trainer.model.weight.item() - 3.0) < 1.0  # it really trained (w starts at 0)
+    assert [step for step, _, done in run.checkpoints() if done] == [5, 10, 15, 20]
+    assert not callback.stopped
+
+
+def test_callback_honours_the_stop_flag_with_a_checkpoint(tmp_path):
+    from transformers import TrainerCallback
+
+    from vetllm.engine.callbacks import RunCallback
+
+    run = RunDirectory(tmp_path / "run")
+
+    class StopAtSeven(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 7:
+                run.request_stop()  # what `vetllm runs stop` does from another process
+
+    callback = RunCallback(run, handle_signals=False)
+    trainer = _tiny_trainer(run, callback, save_steps=100)
+    trainer.add_callback(StopAtSeven())
+    trainer.train()
+    assert trainer.state.global_step == 8  # stopped after the step in progress, not at 20
+    assert callback.stopped and callback.stop_reason == "STOP flag"
+    assert run.last_complete_checkpoint() == run.checkpoints_dir / "checkpoint-8"
+    assert run.read_status()["state"] == "stopping"
+
+
+def test_callback_resume_continues_elapsed_time_and_reaches_the_same_step(tmp_path):
+    from vetllm.engine.callbacks import RunCallback
+
+    run = RunDirectory(tmp_path / "run")
+    run.request_stop()
+    first = _tiny_trainer(run, RunCallback(run, handle_signals=False))
+    first.train()
+    assert first.state.global_step == 1
+    elapsed_before = run.read_status()["elapsed_s"]
+    run.clear_stop()
+    second = _tiny_trainer(run, RunCallback(run, handle_signals=False))
+    second.train(resume_from_checkpoint=str(run.last_complete_checkpoint()))
+    status = run.read_status()
+    assert (second.state.global_step, status["step"], status["resumed_from_step"]) == (20, 20, 1)
+    assert status["elapsed_s"] >= elapsed_before
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_stops_like_the_stop_flag(tmp_path):
+    from transformers import TrainerCallback
+
+    from vetllm.engine.callbacks import RunCallback
+
+    run = RunDirectory(tmp_path / "run")
+
+    class TermAtThree(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    callback = RunCallback(run)  # installs the handler for the duration of training
+    trainer = _tiny_trainer(run, callback, save_steps=100)
+    trainer.add_callback(TermAtThree())
+    trainer.train()
+    assert trainer.state.global_step == 4
+    assert callback.stop_reason == "SIGTERM"
+    assert run.last_complete_checkpoint().name == "checkpoint-4"
+    assert signal.getsignal(signal.SIGTERM) == previous  # restored after training

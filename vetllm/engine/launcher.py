@@ -1,0 +1,374 @@
+"""Run training as a separate process: launch, one-at-a-time lock, stop, resume, reattach.
+
+The app never trains inside an event handler: `launch_run` spawns
+`python -m vetllm train --config RUN_DIR/config.yaml --output RUN_DIR [--resume]` in its own
+process session, with stdout and stderr going to RUN_DIR/train.log, and returns at once. A lock
+file in the runs root (pid, process start time, run name) allows one training at a time and
+survives an app restart; a lock whose process is gone (or whose pid now belongs to another
+process) is stale and taken over. Everything the UI needs afterwards is read back from the run
+directory, so a restarted app simply reattaches. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import vetllm
+from vetllm.engine.runs import (
+    ACTIVE_STATES,
+    LAUNCHED_RUN_ENV,
+    UNKNOWN_STATE,
+    RunDirectory,
+    atomic_write_text,
+    process_alive,
+    process_start_time,
+)
+from vetllm.errors import VetLLMError
+
+LOCK_NAME = ".vetllm-run.lock"
+_POLL_S = 0.2  # seconds between checks while waiting for a process to exit
+_KILL_WAIT_S = 10.0  # seconds to wait for the kernel to reap a SIGKILLed process group
+
+# Popen objects of the processes this process spawned, so they can be reaped (no zombies).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _reap(pid: int | None) -> None:
+    child = _CHILDREN.get(int(pid)) if pid else None
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(int(pid), None)
+
+
+def _alive(pid: int | None, start_time: str | None) -> bool:
+    _reap(pid)
+    return process_alive(pid, start_time)
+
+
+# -- the lock --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _lock_guard(runs_root: Path) -> Iterator[None]:
+    """Serialise check-and-take of the lock file between threads and processes."""
+    runs_root.mkdir(parents=True, exist_ok=True)
+    with open(runs_root / f"{LOCK_NAME}.guard", "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def current_lock_holder(runs_root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The lock's content if a live process holds it, else None (a stale lock counts as free)."""
+    try:
+        holder = json.loads((Path(runs_root) / LOCK_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict) or not _alive(holder.get("pid"), holder.get("pid_start")):
+        return None
+    return holder
+
+
+def _take_lock(runs_root: Path, run: RunDirectory, pid: int) -> None:
+    holder = {
+        "pid": pid,
+        "pid_start": process_start_time(pid),
+        "run_name": run.name,
+        "run_dir": str(run.path),
+        "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_text(runs_root / LOCK_NAME, json.dumps(holder, indent=2) + "\n")
+
+
+# -- launch ----------------------------------------------------------------------------------
+def launch_run(
+    config_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    runs_root: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+) -> RunDirectory:
+    """Start training in a separate process and return its run directory at once.
+
+    Args:
+        config_path: YAML training config (copied, resolved, into RUN_DIR/config.yaml).
+        run_dir: the run directory; must not already hold a run unless `resume`.
+        resume: continue the run in `run_dir` from its last complete checkpoint.
+        runs_root: folder whose lock allows one training at a time (default: run_dir's parent).
+        overrides: `key=value` config overrides (as `vetllm train --set`).
+
+    Raises:
+        VetLLMError: another run is in progress, the config is missing or invalid, or run_dir
+            already holds a run and `resume` is False.
+    """
+    run = RunDirectory(Path(run_dir).resolve())
+    config = Path(config_path).resolve()
+    if not config.is_file():
+        raise VetLLMError(
+            f"config: file '{Path(config_path).name}' was not found; give the path of a YAML "
+            "training config (see configs/)"
+        )
+    root = Path(runs_root).resolve() if runs_root is not None else run.path.parent
+    with _lock_guard(root):
+        holder = current_lock_holder(root)
+        if holder is not None:
+            raise VetLLMError(
+                f"a run is already in progress: {holder.get('run_name')}; stop it or wait for it "
+                "to finish before launching another"
+            )
+        _prepare_run_dir(run, config, resume=resume, overrides=overrides)
+        process = _spawn_training(run, resume=resume)
+        _take_lock(root, run, process.pid)
+    run.write_status(pid=process.pid, pid_start=process_start_time(process.pid), trainer_pid=None)
+    return run
+
+
+def _prepare_run_dir(
+    run: RunDirectory, config: Path, *, resume: bool, overrides: Sequence[str]
+) -> None:
+    status = run.read_status()
+    if resume:
+        if not run.config_path.is_file():
+            raise VetLLMError(
+                f"run: '{run.name}' has no config.yaml, so it cannot be resumed; launch a new run"
+            )
+        if config != run.config_path.resolve() or overrides:
+            raise VetLLMError(
+                f"config: a resumed run keeps its own config.yaml; got '{config.name}'. Launch a "
+                "new run to train with another config"
+            )
+        last = run.last_complete_checkpoint()
+        start = f"from {last.name}" if last else "from the start (no complete checkpoint)"
+        run.clear_stop()
+        run.write_status("queued", error=None, remedy=None, eta_s=None, message=f"resuming {start}")
+        return
+    if run.exists() and status.get("state") != UNKNOWN_STATE:
+        raise VetLLMError(
+            f"output: '{run.name}' already holds a run (state {status.get('state')}); choose "
+            f"another output folder, or resume it with `vetllm runs resume {run.name}`"
+        )
+    _write_resolved_config(config, run.config_path, overrides)
+    run.clear_stop()
+    run.reset_status(
+        "queued",
+        name=run.name,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        step=0,
+        total_steps=None,
+        progress=0.0,
+        message="waiting for the training process to start",
+    )
+
+
+def _write_resolved_config(source: Path, target: Path, overrides: Sequence[str]) -> None:
+    """Validate the config (all problems at once) and write it, resolved, into the run."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from vetllm.config import load_config
+    except ImportError:  # the config module is not available: keep the file as given
+        if overrides:
+            raise VetLLMError(
+                "set: config overrides need vetllm.config, which is not installed"
+            ) from None
+        shutil.copyfile(source, target)
+        return
+    load_config(source, list(overrides)).to_yaml(target)
+
+
+def _training_command(run: RunDirectory, *, resume: bool) -> list[str]:
+    command = [sys.executable, "-m", "vetllm", "train"]
+    command += ["--config", str(run.config_path), "--output", str(run.path)]
+    return command + (["--resume"] if resume else [])
+
+
+def _spawn_training(run: RunDirectory, *, resume: bool) -> subprocess.Popen:
+    command = _training_command(run, resume=resume)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{LAUNCHED_RUN_ENV: str(run.path)})
+    # The child must import this same vetllm even when it is not installed (a source checkout).
+    package_root = str(Path(vetllm.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    with open(run.log_path, "ab") as log:
+        log.write(f"\n=== {stamp}: {'resume' if resume else 'launch'} ===\n".encode())
+        log.flush()
+        try:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop/kill reaches the whole tree
+                cwd=os.getcwd(),
+                env=env,
+            )
+        except OSError as error:
+            run.write_status("failed", error=f"could not start training: {error.strerror}")
+            raise VetLLMError(f"could not start the training process: {error.strerror}") from None
+    _CHILDREN[process.pid] = process
+    return process
+
+
+# -- status, stop, resume --------------------------------------------------------------------
+def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, Any]:
+    """The run's status, after marking an active run whose process vanished.
+
+    A run that was training becomes "interrupted" (resumable); one that never got past "queued"
+    becomes "failed" with the end of train.log as its error.
+    """
+    run = _as_run(run_dir)
+    status = run.read_status()
+    state = status.get("state")
+    if state == UNKNOWN_STATE and status.get("error") and run.config_path.exists():
+        # Unreadable status: report it as interrupted without overwriting the evidence.
+        return {**status, "state": "interrupted", "remedy": _resume_remedy(run)}
+    if state not in ACTIVE_STATES or not status.get("pid"):
+        return status
+    if _alive(status.get("pid"), status.get("pid_start")):
+        return status
+    if state == "queued":
+        return run.write_status(
+            "failed",
+            eta_s=None,
+            error=_log_tail(run) or "the training process exited before training started",
+            remedy="read train.log, fix the cause, then launch again",
+        )
+    return run.write_status(
+        "interrupted",
+        eta_s=None,
+        message=f"the training process (pid {status.get('pid')}) is gone",
+        remedy=_resume_remedy(run),
+    )
+
+
+def _resume_remedy(run: RunDirectory) -> str:
+    last = run.last_complete_checkpoint()
+    if last is None:
+        return "no complete checkpoint was saved; resuming starts again from step 0"
+    return f"resume it (`vetllm runs resume {run.name}`) to continue from {last.name}"
+
+
+def _log_tail(run: RunDirectory, lines: int = 5) -> str:
+    try:
+        text = run.log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(tail)
+
+
+def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 30) -> dict:
+    """Ask a run to checkpoint and stop; kill its whole process group after `timeout_s` seconds.
+
+    Returns the final status. A run that is not active is left as it is.
+    """
+    run = _as_run(run_dir)
+    status = refresh_status(run)
+    if status.get("state") not in ACTIVE_STATES:
+        return status
+    run.request_stop()
+    pid, start = status.get("pid"), status.get("pid_start")
+    deadline = time.monotonic() + max(float(timeout_s), 0.0)
+    while _alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+    if _alive(pid, start):
+        _kill_group(int(pid))
+        return run.write_status(
+            "stopped",
+            eta_s=None,
+            message=f"did not stop within {timeout_s:g} s, so its processes were killed",
+            remedy=_resume_remedy(run),
+        )
+    status = run.read_status()
+    if status.get("state") in ACTIVE_STATES:  # exited without writing its final state
+        status = run.write_status(
+            "stopped", eta_s=None, message="stopped on request", remedy=_resume_remedy(run)
+        )
+    return status
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + _KILL_WAIT_S
+    while _alive(pid, None) and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+
+
+def resume_run(
+    run_dir: str | os.PathLike[str] | RunDirectory,
+    *,
+    runs_root: str | os.PathLike[str] | None = None,
+) -> RunDirectory:
+    """Relaunch a stopped, interrupted or failed run from its last complete checkpoint."""
+    run = _as_run(run_dir)
+    status = refresh_status(run)
+    state = status.get("state")
+    if state in ACTIVE_STATES:
+        raise VetLLMError(f"run: '{run.name}' is still {state}; stop it before resuming")
+    if state == "completed":
+        raise VetLLMError(f"run: '{run.name}' has already completed; launch a new run instead")
+    return launch_run(run.config_path, run.path, resume=True, runs_root=runs_root)
+
+
+def wait_for_run(
+    run_dir: str | os.PathLike[str] | RunDirectory,
+    *,
+    timeout_s: float | None = None,
+    poll_s: float = 1.0,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Poll until the run leaves the active states (or `timeout_s` passes); returns its status."""
+    run = _as_run(run_dir)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        status = refresh_status(run)
+        if on_update is not None:
+            on_update(status)
+        if status.get("state") not in ACTIVE_STATES:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            return status
+        time.sleep(poll_s)
+
+
+def list_runs(runs_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every run under `runs_root` with its refreshed status, newest first."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    runs = []
+    for child in root.iterdir():
+        run = RunDirectory(child)
+        if child.name.startswith(".") or not child.is_dir() or not run.exists():
+            continue
+        status = refresh_status(run)
+        last = run.last_complete_checkpoint()
+        runs.append(
+            {
+                **status,
+                "name": run.name,
+                "path": str(run.path),
+                "last_checkpoint": last.name if last else None,
+                "has_model": run.model_dir.is_dir(),
+            }
+        )
+    runs.sort(key=lambda entry: str(entry.get("created_at") or entry.get("updated_at") or ""))
+    return runs[::-1]
+
+
+def _as_run(run_dir: str | os.PathLike[str] | RunDirectory) -> RunDirectory:
+    return run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
