@@ -1,0 +1,116 @@
+"""build_app(): the three tabs wired to `vetllm` handlers, plus the public `predict` endpoint.
+
+The UI holds no logic: layouts live in the *_tab modules, behaviour in the *_handlers modules.
+Only `predict` is a public API endpoint; every other event is private, and the admin-only ones
+check the password in the handler too (private events are hidden, not unreachable).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from vetllm.ui import chart_handlers, predict_handlers
+from vetllm.ui.chart_handlers import ChartHandlers
+from vetllm.ui.charts_tab import build_charts_tab
+from vetllm.ui.predict_handlers import PredictHandlers
+from vetllm.ui.predict_tab import build_predict_tab
+from vetllm.ui.settings import AppSettings
+from vetllm.ui.train_handlers import BUNDLED_CHOICE, TrainHandlers
+from vetllm.ui.train_tab import build_train_tab
+
+PRIVATE = {"api_visibility": "private"}
+TITLE = "VetLLM Studio"
+CSS = ".vetllm-progress { font-size: 0.95rem; padding: 6px 0; }"
+
+
+def _header(settings: AppSettings) -> str:
+    text = (
+        f"# {TITLE}\nFine-tune a language model to code livestock clinical notes as SNOMED-CT, "
+        "watch the training, and check the predictions honestly."
+    )
+    if settings.public:
+        access = (
+            "training and evaluation need the admin password"
+            if settings.admin_password
+            else "training and evaluation are disabled (no admin password set)"
+        )
+        text += f"\n\n**Shared app:** prediction is open to everyone; {access}."
+    return text
+
+
+def build_app(
+    settings: AppSettings,
+    train: TrainHandlers | None = None,
+    charts: ChartHandlers | None = None,
+    predict: PredictHandlers | None = None,
+) -> gr.Blocks:
+    """The Gradio Blocks app; handlers may be passed in (tests use fakes)."""
+    train = train or TrainHandlers(settings)
+    charts = charts or ChartHandlers(settings)
+    predict = predict or PredictHandlers(settings)
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+        gr.Markdown(_header(settings))
+        with gr.Tabs():
+            with gr.Tab("Train", id="train"):
+                train_tab = build_train_tab(settings, train)
+            with gr.Tab("Charts", id="charts") as charts_page:
+                charts_tab = build_charts_tab(charts)
+            with gr.Tab("Predict & evaluate", id="predict") as predict_page:
+                predict_tab = build_predict_tab(settings, predict)
+        gr.api(
+            predict.predict_api, api_name="predict", concurrency_id="predict",
+            concurrency_limit=settings.predict_concurrency,
+        )  # fmt: skip
+
+        def refresh_charts():
+            return chart_handlers.refresh_choices(charts)
+
+        def refresh_models(current):
+            return predict_handlers.refresh_choices(predict, current)
+
+        chart_lists = [charts_tab.runs, charts_tab.run]
+        demo.load(
+            train.refresh_runs,
+            [train_tab.run_select],
+            [train_tab.run_select, train_tab.timer],
+            **PRIVATE,
+        )
+        demo.load(train.preset_values, [train_tab.preset], train_tab.preset_outputs, **PRIVATE)
+        demo.load(
+            lambda: train.check_data(BUNDLED_CHOICE, None, False),
+            None,
+            train_tab.data_outputs,
+            **PRIVATE,
+        )
+        demo.load(refresh_charts, None, chart_lists, **PRIVATE)
+        demo.load(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
+        charts_page.select(refresh_charts, None, chart_lists, **PRIVATE)
+        predict_page.select(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
+    demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=2)
+    return demo
+
+
+def launch_app(
+    demo: gr.Blocks,
+    settings: AppSettings,
+    *,
+    port: int | None = None,
+    host: str | None = None,
+    block: bool = True,
+    quiet: bool = False,
+):
+    """Launch with the reliability settings (no tracebacks, upload limit, no run history)."""
+    return demo.launch(
+        server_name=host or ("0.0.0.0" if settings.hosted else "127.0.0.1"),
+        server_port=port,
+        share=settings.shared,
+        show_error=False,  # only gr.Error messages reach users, never exception text
+        max_file_size=settings.max_upload_bytes,
+        run_history=False,  # clinical notes must not be stored in the browser
+        allowed_paths=[],
+        footer_links=["api"],
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        theme=gr.themes.Soft(),
+        css=CSS,
+    )

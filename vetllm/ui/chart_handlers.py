@@ -1,0 +1,180 @@
+"""Handlers of the Charts tab: compare runs, explain coverage, show the training report.
+
+Everything is read from run directories on disk (metrics.jsonl, config.yaml, report.md,
+eval/metrics.json) and analysed by `vetllm.analysis`, `vetllm.coverage` and `vetllm.data`;
+the figures come from `vetllm.ui.charts`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vetllm.errors import VetLLMError
+from vetllm.ui import charts
+from vetllm.ui.guards import user_facing
+from vetllm.ui.predict_handlers import write_temp_file
+from vetllm.ui.settings import AppSettings
+from vetllm.ui.train_handlers import per_epoch_bars
+
+MAX_COMPARED_RUNS = 6
+
+
+class ChartHandlers:
+    """Charts-tab handlers bound to one app's settings."""
+
+    def __init__(self, settings: AppSettings):
+        self.settings = settings
+
+    def run_names(self) -> list[str]:
+        from vetllm.engine.runs import list_runs
+
+        return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
+
+    def _run_path(self, name: str) -> Path:
+        if name not in self.run_names():
+            raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
+        return self.settings.runs_dir / name
+
+    @user_facing
+    def compare(self, names: list[str] | None, smoothing: float, show_reference: bool):
+        """Loss (raw + smoothed, epochs, plateau), eval and learning-rate charts, and the loss table."""
+        from vetllm.analysis import SOURCE_LOSS_HISTORY
+        from vetllm.engine.runs import RunDirectory
+
+        names = list(names or [])[:MAX_COMPARED_RUNS]
+        histories, plateaus, table = {}, {}, []
+        for name in names:
+            run = RunDirectory(self._run_path(name))
+            histories[name] = run.read_metrics()
+            analysis = _analysis_or_none(histories[name], run.config_path)
+            if analysis is None:
+                continue
+            plateaus[name] = (analysis.plateau or {}).get("start_step")
+            table += [
+                [name, p["step"], round(p.get("epoch") or 0.0, 4), round(p["loss"], 4),
+                 f"{p.get('reduction', 0.0):.1%}"]
+                for p in analysis.points
+            ]  # fmt: skip
+        reference = SOURCE_LOSS_HISTORY if show_reference else None
+        return (
+            charts.loss_figure(
+                histories, smoothing=float(smoothing), plateau_steps=plateaus, reference=reference
+            ),
+            charts.eval_figure(histories),
+            charts.learning_rate_figure(histories),
+            table,
+        )
+
+    @user_facing
+    def coverage(self, name: str | None):
+        """Coverage plan and data charts of one run (from its config and its training data)."""
+        from vetllm.coverage import plan_coverage
+        from vetllm.data.records import note_key
+        from vetllm.data.split import leakage_report
+        from vetllm.data.stats import dataset_stats
+
+        if not name:
+            return "Pick a run to see its coverage.", None, None, None, None, None
+        cfg, train, val = _run_data(self._run_path(name))
+        unique = len({note_key(r.note) for r in train})
+        plan = plan_coverage(
+            samples=len(train),
+            per_device_batch=cfg.per_device_batch,
+            grad_accum=cfg.grad_accum,
+            epochs=cfg.epochs,
+            max_steps=cfg.max_steps,
+            drop_last=cfg.drop_last,
+            unique_notes=unique,
+        )
+        stats = dataset_stats(train).to_dict()
+        copies: dict[str, int] = {}
+        for record in train:
+            key = note_key(record.note)
+            copies[key] = copies.get(key, 0) + 1
+        leak = leakage_report(train, val).to_dict() if val else {}
+        return (
+            plan.to_markdown(),
+            charts.coverage_figure(*per_epoch_bars(plan)),
+            charts.exposure_figure(list(copies.values()), plan.epochs_run),
+            charts.distribution_figure(stats["label_counts"], "Training records per label"),
+            charts.distribution_figure(stats["species_counts"], "Training records per species"),
+            charts.leakage_figure(leak.get("n_other_notes", 0), leak.get("n_leaked_notes", 0)),
+        )
+
+    @user_facing
+    def report(self, name: str | None):
+        """The run's training-analysis report (report.md, or built now) and a download of it."""
+        if not name:
+            return "Pick a run to see its report.", None
+        path = self._run_path(name)
+        report_file = path / "report.md"
+        if report_file.is_file():
+            text = report_file.read_text(encoding="utf-8", errors="replace")
+        else:
+            text = _build_report(path)
+        return text, write_temp_file(text, f"report-{name}.md")
+
+
+def _analysis_or_none(history: list[dict], config_path: Path):
+    from vetllm.analysis import analyse_losses
+
+    config = None
+    try:
+        from vetllm.config import load_config
+
+        config = load_config(config_path).to_dict()
+    except VetLLMError:
+        pass
+    try:
+        return analyse_losses(history, config=config)
+    except VetLLMError:  # no loss logged yet
+        return None
+
+
+def _run_data(run_path: Path):
+    """The run's config and its training / validation records, as the training process saw them."""
+    from vetllm.config import BUNDLED_DATA, load_config
+    from vetllm.data.loading import load_dataset_file
+    from vetllm.data.synth import bundled_examples
+
+    cfg = load_config(run_path / "config.yaml")
+    bundled_train, bundled_val = bundled_examples()
+
+    def records(value: str | None, bundled: Path):
+        if value is None:
+            return []
+        source = bundled if value == BUNDLED_DATA else Path(value)
+        return load_dataset_file(source, on_error="skip").records
+
+    return cfg, records(cfg.data, bundled_train), records(cfg.val_data, bundled_val)
+
+
+def _build_report(run_path: Path) -> str:
+    from vetllm.analysis import render_training_report
+    from vetllm.engine.runs import RunDirectory
+
+    run = RunDirectory(run_path)
+    analysis = _analysis_or_none(run.read_metrics(), run.config_path)
+    if analysis is None:
+        return "No report yet: the run has not logged a training loss."
+    evaluation = None
+    metrics_file = run.eval_dir / "metrics.json"
+    if metrics_file.is_file():
+        try:
+            evaluation = json.loads(metrics_file.read_text(encoding="utf-8"))
+        except ValueError:
+            evaluation = None
+    return render_training_report(analysis, evaluation=evaluation)
+
+
+def refresh_choices(handlers: ChartHandlers):
+    """Run lists of the Charts tab: compare the newest run by default, show its coverage."""
+    import gradio as gr
+
+    names = handlers.run_names()
+    newest = names[:1]
+    return (
+        gr.Dropdown(choices=names, value=newest),
+        gr.Dropdown(choices=names, value=newest[0] if newest else None),
+    )

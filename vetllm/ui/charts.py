@@ -1,0 +1,263 @@
+"""Pure figure builders: plain records in, plotly figures out (no gradio, no files).
+
+Every chart the app shows is built here from lists and dicts (metrics lines of a run, the
+numbers of a coverage plan, label counts, a confusion matrix), so each one can be tested
+without a browser. Runs are passed as a mapping `{run name: metrics records}` so that one
+chart can compare several runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2")
+REFERENCE_COLOR = "#6b7280"
+_LAYOUT = {
+    "template": "plotly_white",
+    "height": 380,
+    "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+    "legend": {"orientation": "h", "y": -0.2},
+}
+
+
+def _color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def series(records: Sequence[Mapping], key: str) -> tuple[list[float], list[float]]:
+    """(steps, values) of every record that has a finite `key` and a step."""
+    steps, values = [], []
+    for record in records:
+        value, step = record.get(key), record.get("step")
+        if _finite(value) and _finite(step):
+            steps.append(float(step))
+            values.append(float(value))
+    return steps, values
+
+
+def smooth_ema(values: Sequence[float], weight: float = 0.6) -> list[float]:
+    """Exponential moving average with start-up bias correction (TensorBoard's smoothing).
+
+    weight 0 returns the values unchanged; 0.9 averages over roughly the last 10 points.
+    """
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    smoothed, running = [], 0.0
+    for count, value in enumerate(values, start=1):
+        running = weight * running + (1.0 - weight) * value
+        smoothed.append(running / (1.0 - weight**count))
+    return smoothed
+
+
+def epoch_boundaries(records: Sequence[Mapping]) -> list[float]:
+    """Steps at which a new epoch starts (first logged step whose epoch passes an integer)."""
+    boundaries, last_epoch = [], None
+    for record in records:
+        epoch, step = record.get("epoch"), record.get("step")
+        if not (_finite(epoch) and _finite(step)):
+            continue
+        if last_epoch is not None and math.floor(epoch + 1e-9) > math.floor(last_epoch + 1e-9):
+            boundaries.append(float(step))
+        last_epoch = epoch
+    return boundaries
+
+
+def _reference_points(reference: Sequence) -> tuple[list[float], list[float]]:
+    steps, losses = [], []
+    for point in reference:
+        if isinstance(point, Mapping):
+            steps.append(float(point["step"]))
+            losses.append(float(point["loss"]))
+        else:  # (step, epoch, loss)
+            steps.append(float(point[0]))
+            losses.append(float(point[-1]))
+    return steps, losses
+
+
+def loss_figure(
+    runs: Mapping[str, Sequence[Mapping]],
+    *,
+    smoothing: float = 0.6,
+    plateau_steps: Mapping[str, float | None] | None = None,
+    reference: Sequence | None = None,
+    log_scale: bool = True,
+) -> go.Figure:
+    """Training loss per run, raw (faint) and smoothed, with epoch boundaries and the plateau.
+
+    `plateau_steps` maps a run to the step where its loss stopped improving (from
+    vetllm.analysis); `reference` is the source analysis's (step, epoch, loss) table.
+    """
+    figure = go.Figure()
+    for index, (name, records) in enumerate(runs.items()):
+        steps, losses = series(records, "loss")
+        if not steps:
+            continue
+        color = _color(index)
+        figure.add_scatter(
+            x=steps, y=losses, mode="lines", name=f"{name} (raw)", opacity=0.35,
+            line={"color": color, "width": 1},
+        )  # fmt: skip
+        figure.add_scatter(
+            x=steps, y=smooth_ema(losses, smoothing), mode="lines", name=f"{name} (smoothed)",
+            line={"color": color, "width": 2.5},
+        )  # fmt: skip
+        for boundary in epoch_boundaries(records):
+            figure.add_vline(x=boundary, line={"color": color, "dash": "dot", "width": 1})
+        plateau = (plateau_steps or {}).get(name)
+        if _finite(plateau):
+            figure.add_vline(
+                x=plateau, line={"color": color, "dash": "dash", "width": 2},
+                annotation_text=f"plateau ({name})", annotation_position="top right",
+            )  # fmt: skip
+    if reference:
+        ref_steps, ref_losses = _reference_points(reference)
+        figure.add_scatter(
+            x=ref_steps, y=ref_losses, mode="lines+markers", name="source analysis (published)",
+            line={"color": REFERENCE_COLOR, "dash": "dash"},
+        )  # fmt: skip
+    figure.update_layout(
+        title="Training loss (dotted lines: epoch starts)",
+        xaxis_title="optimizer step", yaxis_title="loss", **_LAYOUT,
+    )  # fmt: skip
+    if log_scale:
+        figure.update_yaxes(type="log")
+    return figure
+
+
+def eval_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
+    """Eval loss (left axis) and validation strict / lenient accuracy (right axis) per step."""
+    figure = go.Figure()
+    for index, (name, records) in enumerate(runs.items()):
+        color = _color(index)
+        steps, values = series(records, "eval_loss")
+        if steps:
+            figure.add_scatter(
+                x=steps, y=values, mode="lines+markers", name=f"{name} eval loss",
+                line={"color": color},
+            )  # fmt: skip
+        for key, dash in (("eval_strict_accuracy", "solid"), ("eval_lenient_accuracy", "dot")):
+            steps, values = series(records, key)
+            if steps:
+                label = key.removeprefix("eval_").replace("_", " ")
+                figure.add_scatter(
+                    x=steps, y=values, mode="lines+markers", name=f"{name} {label}",
+                    yaxis="y2", line={"color": color, "dash": dash},
+                )  # fmt: skip
+    figure.update_layout(
+        title="Validation: eval loss and accuracy",
+        xaxis_title="optimizer step", yaxis_title="eval loss",
+        yaxis2={"title": "accuracy", "overlaying": "y", "side": "right", "range": [0, 1.02]},
+        **_LAYOUT,
+    )  # fmt: skip
+    return figure
+
+
+def learning_rate_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
+    """The learning-rate schedule each run actually used, per optimizer step."""
+    figure = go.Figure()
+    for index, (name, records) in enumerate(runs.items()):
+        steps, values = series(records, "learning_rate")
+        if steps:
+            figure.add_scatter(x=steps, y=values, mode="lines", name=name,
+                               line={"color": _color(index)})  # fmt: skip
+    figure.update_layout(title="Learning-rate schedule", xaxis_title="optimizer step",
+                         yaxis_title="learning rate", **_LAYOUT)  # fmt: skip
+    return figure
+
+
+def coverage_figure(
+    seen_per_epoch: Sequence[float], dropped_per_epoch: Sequence[float]
+) -> go.Figure:
+    """Stacked bars: samples the optimizer saw and samples dropped (drop_last) in each epoch."""
+    epochs = [f"epoch {i + 1}" for i in range(len(seen_per_epoch))]
+    figure = go.Figure()
+    figure.add_bar(x=epochs, y=list(seen_per_epoch), name="samples seen", marker_color=PALETTE[2])
+    figure.add_bar(x=epochs, y=list(dropped_per_epoch), name="samples dropped",
+                   marker_color=PALETTE[1])  # fmt: skip
+    figure.update_layout(barmode="stack", title="Samples seen vs dropped per epoch",
+                         yaxis_title="samples", **_LAYOUT)  # fmt: skip
+    return figure
+
+
+def exposure_figure(copies_per_note: Sequence[int], epochs: float = 1.0) -> go.Figure:
+    """Histogram of how often training shows each unique note (copies x epochs)."""
+    exposures = [copies * epochs for copies in copies_per_note]
+    figure = go.Figure()
+    figure.add_histogram(x=exposures, marker_color=PALETTE[0], name="unique notes")
+    figure.update_layout(
+        title=f"Exposures per unique note over {epochs:g} epoch(s) (duplicates)",
+        xaxis_title="times the model sees the note", yaxis_title="unique notes", **_LAYOUT,
+    )  # fmt: skip
+    figure.update_yaxes(type="log")
+    return figure
+
+
+def distribution_figure(counts: Mapping[str, int], title: str) -> go.Figure:
+    """Horizontal bars of a count table (labels or species), largest first."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    figure = go.Figure()
+    figure.add_bar(
+        y=[name for name, _ in ordered][::-1], x=[count for _, count in ordered][::-1],
+        orientation="h", marker_color=PALETTE[0],
+    )  # fmt: skip
+    layout = dict(_LAYOUT, height=max(260, 28 * len(ordered) + 100))
+    figure.update_layout(title=title, xaxis_title="records", **layout)
+    return figure
+
+
+def leakage_figure(n_eval_notes: int, n_leaked: int, title: str = "Validation notes") -> go.Figure:
+    """Validation notes that also occur verbatim in training vs notes the model never saw."""
+    figure = go.Figure()
+    figure.add_bar(
+        x=["also in training (leaked)", "unseen"], y=[n_leaked, max(n_eval_notes - n_leaked, 0)],
+        marker_color=[PALETTE[1], PALETTE[2]],
+    )  # fmt: skip
+    share = n_leaked / n_eval_notes if n_eval_notes else 0.0
+    figure.update_layout(title=f"{title}: {share:.0%} leaked from training",
+                         yaxis_title="notes", **_LAYOUT)  # fmt: skip
+    return figure
+
+
+def confusion_figure(
+    labels: Sequence[str], matrix: Sequence[Sequence[float]], names: Mapping[str, str] | None = None
+) -> go.Figure:
+    """Heatmap of gold (rows) vs predicted (columns) labels, annotated with counts."""
+    shown = [f"{(names or {}).get(label, label)}" for label in labels]
+    figure = go.Figure(
+        go.Heatmap(z=[list(row) for row in matrix], x=shown, y=shown, colorscale="Blues",
+                   text=[list(row) for row in matrix], texttemplate="%{text}")
+    )  # fmt: skip
+    size = max(380, 34 * len(labels) + 160)
+    layout = dict(_LAYOUT, height=size)
+    figure.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="gold",
+                         **layout)  # fmt: skip
+    figure.update_yaxes(autorange="reversed")
+    return figure
+
+
+def accuracy_comparison_figure(rows: Sequence[Mapping]) -> go.Figure:
+    """Bars of accuracy with 95% confidence intervals: the model next to the baselines.
+
+    Each row: {"name", "accuracy", "ci": (low, high)}.
+    """
+    names = [str(row["name"]) for row in rows]
+    values = [float(row["accuracy"]) for row in rows]
+    lows = [float(row["ci"][0]) for row in rows]
+    highs = [float(row["ci"][1]) for row in rows]
+    figure = go.Figure()
+    figure.add_bar(
+        x=names, y=values, marker_color=[_color(i) for i in range(len(rows))],
+        error_y={"type": "data", "symmetric": False,
+                 "array": [h - v for h, v in zip(highs, values, strict=True)],
+                 "arrayminus": [v - low for v, low in zip(values, lows, strict=True)]},
+    )  # fmt: skip
+    figure.update_layout(title="Accuracy with 95% intervals: model vs baselines",
+                         yaxis={"title": "accuracy", "range": [0, 1.05]}, **_LAYOUT)  # fmt: skip
+    return figure

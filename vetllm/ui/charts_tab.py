@@ -1,0 +1,63 @@
+"""Layout and wiring of the Charts tab: compare runs, coverage of one run, training report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from vetllm.ui.chart_handlers import ChartHandlers
+
+PRIVATE = {"api_visibility": "private"}
+
+
+@dataclass
+class ChartsTab:
+    runs: gr.Dropdown
+    run: gr.Dropdown
+
+
+def build_charts_tab(handlers: ChartHandlers) -> ChartsTab:
+    gr.Markdown("### Compare runs")
+    with gr.Row():
+        runs = gr.Dropdown(label="Runs to compare", multiselect=True, choices=[], scale=3)
+        smoothing = gr.Slider(0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA weight)")
+        reference = gr.Checkbox(value=True, label="Overlay the source analysis's published loss")
+        refresh = gr.Button("Refresh", scale=0)
+    loss_plot = gr.Plot(label="Training loss")
+    with gr.Row():
+        eval_plot, lr_plot = gr.Plot(label="Validation"), gr.Plot(label="Learning rate")
+    with gr.Accordion("Loss table with reductions", open=False):
+        table = gr.Dataframe(headers=["run", "step", "epoch", "loss", "reduction from first"],
+                             interactive=False)  # fmt: skip
+
+    gr.Markdown("### One run: coverage, data and report")
+    run = gr.Dropdown(label="Run", choices=[])
+    with gr.Row():
+        plan_md = gr.Markdown()
+        coverage_plot = gr.Plot(label="Samples seen vs dropped")
+    with gr.Row():
+        exposure_plot, leakage_plot = gr.Plot(), gr.Plot()
+    with gr.Row():
+        labels_plot, species_plot = gr.Plot(), gr.Plot()
+    with gr.Accordion("Training-analysis report", open=True):
+        report_file = gr.File(label="Download report.md", interactive=False)
+        report_md = gr.Markdown()
+
+    compare_inputs, compare_outputs = (
+        [runs, smoothing, reference],
+        [loss_plot, eval_plot, lr_plot, table],
+    )
+    for trigger in (runs.change, reference.change, smoothing.release, refresh.click):
+        trigger(handlers.compare, compare_inputs, compare_outputs, **PRIVATE)
+    coverage_outputs = [
+        plan_md,
+        coverage_plot,
+        exposure_plot,
+        labels_plot,
+        species_plot,
+        leakage_plot,
+    ]
+    run.change(handlers.coverage, [run], coverage_outputs, **PRIVATE)
+    run.change(handlers.report, [run], [report_md, report_file], **PRIVATE)
+    return ChartsTab(runs, run)

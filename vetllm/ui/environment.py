@@ -1,0 +1,144 @@
+"""Environment check for the Train tab: CUDA, bf16, bitsandbytes, and a GPU-memory estimate.
+
+The estimate is deliberately rough (weights + LoRA optimizer state + activations at the full
+max_length, + CUDA context) and calibrated on the measured anchors of docs/DOMAIN.md section 5:
+a 7B LLaMA in NF4 with LoRA r=16, micro-batch 2 x 512 tokens with gradient checkpointing peaked
+at 5.5 GB. It is an upper bound for padded batches, good enough to say "fits" or "does not".
+torch is imported lazily so that building the UI stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+
+from vetllm.config import TINY_BASE, TrainConfig
+
+GB = 1e9
+CUDA_CONTEXT_GB = 0.6  # CUDA context + allocator slack, measured order of magnitude
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs to know about a base model (from its published config)."""
+
+    params: float  # all parameters
+    hidden: int
+    layers: int
+    vocab: int
+    heads: int
+
+
+# Published configs of the preset base models (config.json of each hub repository).
+KNOWN_SHAPES = {
+    "alpaca": ModelShape(6.74e9, 4096, 32, 32_000, 32),
+    "llama-2-7b": ModelShape(6.74e9, 4096, 32, 32_000, 32),
+    "qwen2.5-7b": ModelShape(7.62e9, 3584, 28, 152_064, 28),
+    "llama-3.1-8b": ModelShape(8.03e9, 4096, 32, 128_256, 32),
+    "meta-llama-3.1-8b": ModelShape(8.03e9, 4096, 32, 128_256, 32),
+}
+
+
+def shape_of(base_model: str) -> ModelShape | None:
+    """The known shape whose key occurs in the base model id (case-insensitive), else None."""
+    lowered = base_model.lower().replace("_", "-")
+    for key, shape in KNOWN_SHAPES.items():
+        if key in lowered:
+            return shape
+    return None
+
+
+def estimate_gpu_memory_gb(cfg: TrainConfig) -> float | None:
+    """Rough peak GPU memory (GB) to train `cfg`; None for the CPU default or an unknown model."""
+    shape = None if cfg.base_model == TINY_BASE else shape_of(cfg.base_model)
+    if shape is None:
+        return None
+    embedding_params = 2 * shape.vocab * shape.hidden  # input embeddings + lm_head, kept in 16 bit
+    body_params = max(shape.params - embedding_params, 0.0)
+    if cfg.method == "qlora":
+        weights = body_params * 0.5 * 1.05 + embedding_params * 2  # NF4 + quantisation constants
+    else:
+        weights = shape.params * 2  # bf16 weights
+    if cfg.method == "full":
+        trainable = shape.params
+    else:
+        modules = max(len(cfg.lora_target_modules), 1)
+        trainable = 2 * cfg.lora_r * shape.hidden * modules * shape.layers
+    # weight, gradient, two Adam moments, fp32 master: ~16 bytes per trainable parameter
+    optimizer = trainable * 16 if cfg.method != "full" else trainable * 14
+    tokens = cfg.per_device_batch * cfg.max_length
+    attention = 5 * shape.heads * cfg.max_length  # scores, softmax, dropout per token (16 bit)
+    per_layer = tokens * (34 * shape.hidden + attention) * 2  # bytes (Korthikanti et al. 2022)
+    if cfg.gradient_checkpointing:
+        activations = tokens * shape.hidden * 2 * shape.layers + per_layer
+    else:
+        activations = per_layer * shape.layers
+    logits = tokens * shape.vocab * 4 * 3  # fp32 logits, softmax and its gradient
+    return (weights + optimizer + activations + logits) / GB + CUDA_CONTEXT_GB
+
+
+@cache
+def _bitsandbytes_importable() -> bool:
+    try:
+        importlib.import_module("bitsandbytes")
+    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+        return False
+    return True
+
+
+@cache
+def detect_hardware() -> dict:
+    """CUDA availability, bf16 support, GPU name and memory (GB), bitsandbytes importability."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    facts = {"cuda": cuda, "bf16": False, "gpu_name": None, "gpu_memory_gb": None}
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        facts.update(
+            bf16=bool(torch.cuda.is_bf16_supported()),
+            gpu_name=props.name,
+            gpu_memory_gb=props.total_memory / GB,
+        )
+    facts["bitsandbytes"] = _bitsandbytes_importable() if cuda else _bitsandbytes_installed()
+    return facts
+
+
+def _bitsandbytes_installed() -> bool:
+    # Without CUDA, importing bitsandbytes only prints warnings; installed is what matters.
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def check_environment(cfg: TrainConfig, hardware: dict | None = None) -> dict:
+    """Hardware facts plus the memory estimate and a verdict for training `cfg` here."""
+    facts = dict(hardware if hardware is not None else detect_hardware())
+    estimate = estimate_gpu_memory_gb(cfg)
+    facts["memory_estimate_gb"] = estimate
+    facts["runnable"], facts["verdict"] = _verdict(cfg, facts, estimate)
+    return facts
+
+
+def _verdict(cfg: TrainConfig, facts: dict, estimate: float | None) -> tuple[bool, str]:
+    if cfg.base_model == TINY_BASE:
+        return True, "the CPU default trains from scratch on the CPU; no GPU or download needed."
+    if cfg.method == "qlora" and not facts.get("cuda"):
+        return False, (
+            f"the '{cfg.name}' preset uses QLoRA (4-bit), which needs a CUDA GPU and bitsandbytes; "
+            "this machine has no CUDA GPU. Train the CPU default here, or run this preset on a "
+            "GPU machine."
+        )
+    if cfg.method == "qlora" and not facts.get("bitsandbytes"):
+        return False, "QLoRA needs bitsandbytes; install it with `pip install bitsandbytes`."
+    if not facts.get("cuda"):
+        return True, (
+            f"no CUDA GPU: '{cfg.base_model}' will train on the CPU, which is only practical for "
+            "small models."
+        )
+    memory = facts.get("gpu_memory_gb")
+    if estimate is not None and memory and estimate > memory:
+        return False, (
+            f"estimated {estimate:.1f} GB is more than the GPU's {memory:.0f} GB; lower the "
+            "micro-batch or max length, or turn on gradient checkpointing."
+        )
+    return True, "the GPU should hold this run."

@@ -1,0 +1,267 @@
+"""Handlers of the Predict & evaluate tab and the public `predict` API endpoint.
+
+Prediction uses `vetllm.engine.predict.Predictor`, loaded once per run and kept in a small
+cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. The public endpoint predicts with
+the newest completed run, so API callers need nothing but the note. Notes are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from vetllm.errors import VetLLMError
+from vetllm.ui import charts, views
+from vetllm.ui.exports import predictions_to_csv
+from vetllm.ui.guards import clean_note, discard_upload, upload_path, user_facing
+from vetllm.ui.settings import AppSettings
+
+DECODINGS = ("free", "constrained")
+BUNDLED_VAL_CHOICE = "Bundled validation set"
+UPLOAD_CHOICE = "Upload a file"
+WORST_CASES = 15  # rows in the worst-cases table
+
+
+class PredictorCache:
+    """One loaded Predictor per run folder, the `capacity` most recently used kept in memory."""
+
+    def __init__(self, load=None, capacity: int = 2):
+        self._load = load  # run path -> Predictor; None: Predictor.from_run
+        self._capacity = capacity
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def get(self, run_dir: Path):
+        key = str(Path(run_dir).resolve())
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per run even when many requests arrive at once
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            predictor = self._build(Path(key))
+            with self._lock:
+                self._items[key] = predictor
+                while len(self._items) > self._capacity:
+                    self._items.popitem(last=False)
+            return predictor
+
+    def _build(self, run_dir: Path):
+        if self._load is not None:
+            return self._load(run_dir)
+        from vetllm.engine.predict import Predictor
+
+        return Predictor.from_run(run_dir)
+
+
+class PredictHandlers:
+    """Prediction and evaluation handlers bound to one app's settings."""
+
+    def __init__(self, settings: AppSettings, cache: PredictorCache | None = None):
+        self.settings = settings
+        self.cache = cache or PredictorCache()
+
+    # -- runs ---------------------------------------------------------------------------------
+    def completed_runs(self) -> list[str]:
+        """Names of runs with a final model, newest first."""
+        from vetllm.engine.runs import list_runs
+
+        return [
+            run["name"]
+            for run in list_runs(self.settings.runs_dir)
+            if run.get("state") == "completed" and run.get("has_model")
+        ]
+
+    def _serving_run(self, name: str | None) -> Path:
+        runs = self.completed_runs()
+        if name:
+            if name not in runs:
+                raise VetLLMError(f"run: {name!r} is not a completed run; pick one from the list")
+            return self.settings.runs_dir / name
+        if not runs:
+            raise VetLLMError(self._no_model_message())
+        return self.settings.runs_dir / runs[0]
+
+    def _no_model_message(self) -> str:
+        from vetllm.engine.runs import ACTIVE_STATES, list_runs
+
+        for run in list_runs(self.settings.runs_dir):
+            if run.get("state") in ACTIVE_STATES:
+                step, total = run.get("step") or 0, run.get("total_steps") or "?"
+                return (
+                    f"no trained model yet: run {run['name']} is training (step {step} of "
+                    f"{total}); try again when it completes"
+                )
+        return "no trained model yet: train one in the Train tab (the CPU default takes ~2 min)"
+
+    # -- prediction ---------------------------------------------------------------------------
+    def predict_json(
+        self, note: object, decoding: object = "free", run_name: str | None = None
+    ) -> dict:
+        """Codes for one note as the API's JSON (codes, raw_output, repairs, ...)."""
+        text = clean_note(note, self.settings.max_note_chars)
+        if decoding not in DECODINGS:
+            raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
+        run_dir = self._serving_run(run_name)
+        predictor = self.cache.get(run_dir)
+        prediction = predictor.predict([text], decoding=decoding)[0]
+        answer = prediction.to_api_dict()
+        answer["run"] = run_dir.name
+        return answer
+
+    @user_facing
+    def predict_api(self, note: str, decoding: str = "free") -> dict:
+        """Predict SNOMED-CT codes for one livestock clinical note with the newest trained model.
+
+        Args:
+            note: the clinical note (at most 5,000 characters).
+            decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
+        Returns:
+            codes (code, name, valid_sctid, confidence), raw_output, repairs, run.
+        """
+        return self.predict_json(note, decoding)
+
+    @user_facing
+    def predict_ui(self, run_name: str | None, note: str, decoding: str):
+        """Outputs of the prediction panel: table of codes, raw output, repairs, full JSON."""
+        answer = self.predict_json(note, decoding, run_name or None)
+        return (
+            views.prediction_rows(answer),
+            answer["raw_output"],
+            views.repairs_markdown(answer),
+            answer,
+        )
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @user_facing
+    def evaluate(
+        self, run_name: str | None, source: str, upload: object, decoding: str, password: str
+    ):
+        """Score a run on a validation set: headline numbers, tables, charts and a CSV file."""
+        from vetllm.engine.evaluate import evaluate_run
+
+        self.settings.require_admin(password, "evaluating a run")
+        if decoding not in DECODINGS:
+            raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
+        run_dir = self._serving_run(run_name or None)
+        data = self._evaluation_data(source, upload)
+        out_dir = run_dir / "eval"
+        try:
+            metrics = evaluate_run(
+                run_dir, data, decoding, out_dir, predictor=self.cache.get(run_dir)
+            )
+        finally:
+            discard_upload(upload)
+        rows = read_jsonl(out_dir / "predictions.jsonl")
+        return self._evaluation_outputs(run_dir.name, metrics, rows)
+
+    def _evaluation_data(self, source: str, upload: object):
+        if source != UPLOAD_CHOICE:
+            discard_upload(upload)
+            return "bundled"
+        path = upload_path(upload)
+        if path is None:
+            raise VetLLMError("data: choose a validation file to upload (JSON, JSONL or CSV)")
+        if path.stat().st_size > self.settings.max_upload_bytes:
+            discard_upload(upload)
+            raise VetLLMError(
+                f"{path.name}: {path.stat().st_size:,} bytes is over the upload limit of "
+                f"{self.settings.max_upload_bytes:,} bytes"
+            )
+        from vetllm.data.loading import load_dataset_file
+
+        return load_dataset_file(path, on_error="skip", display_name=path.name).records
+
+    @staticmethod
+    def _evaluation_outputs(run_name: str, metrics: dict, rows: list[dict]):
+        from vetllm.metrics import format_scores_markdown
+
+        headline = format_scores_markdown(metrics)
+        if metrics.get("share_in_training_data"):
+            headline += (
+                f"\n> {metrics['share_in_training_data']:.0%} of these notes are also in the run's "
+                "training data: those are memorised, not predicted.\n"
+            )
+        per_code = [
+            [r["code"], r.get("name") or "-", {True: "yes", False: "NO", None: "-"}[r.get("valid_sctid")],
+             r["support"], round(r["precision"], 3), round(r["recall"], 3), round(r["f1"], 3)]
+            for r in metrics.get("per_code", [])
+        ]  # fmt: skip
+        confusion = metrics.get("confusion") or {}
+        names = dict(zip(confusion.get("labels", []), confusion.get("names", []), strict=False))
+        comparison = views.baseline_rows(run_name, metrics, metrics.get("baselines", {}))
+        csv_path = write_temp_file(predictions_to_csv(rows), f"predictions-{run_name}.csv")
+        return (
+            headline,
+            per_code,
+            charts.confusion_figure(
+                confusion.get("labels", []), confusion.get("matrix", []), names
+            ),
+            worst_cases(rows, WORST_CASES),
+            views.baseline_table(comparison),
+            charts.accuracy_comparison_figure(comparison),
+            csv_path,
+        )
+
+
+def worst_cases(rows: list[dict], limit: int) -> list[list]:
+    """The wrong predictions, least format-valid and least confident first."""
+    wrong = [r for r in rows if not r.get("lenient_correct")]
+    wrong += [r for r in rows if r.get("lenient_correct") and not r.get("strict_correct")]
+
+    def confidence(row: dict) -> float:
+        values = list((row.get("confidence") or {}).values())
+        return max(values) if values else 0.0
+
+    wrong.sort(key=lambda r: (bool(r.get("lenient_correct")), -confidence(r)))
+    return [
+        [
+            str(r.get("note", ""))[:160],
+            ", ".join(r.get("gold", [])),
+            ", ".join(r.get("codes", [])) or "(none)",
+            str(r.get("raw_output", ""))[:120],
+            round(confidence(r), 3),
+        ]
+        for r in wrong[:limit]
+    ]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The objects of a JSONL file; a torn or corrupt line is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def write_temp_file(text: str, name: str) -> str:
+    """Write `text` into a fresh temporary folder (which gradio may serve) and return the path."""
+    folder = Path(tempfile.mkdtemp(prefix="vetllm-"))
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def refresh_choices(handlers: PredictHandlers, current: str | None = None):
+    """Completed runs for the model dropdown, keeping the selection, else the newest."""
+    import gradio as gr
+
+    names = handlers.completed_runs()
+    value = current if current in names else (names[0] if names else None)
+    return gr.Dropdown(choices=names, value=value)

@@ -1,0 +1,109 @@
+"""Layout and wiring of the Predict & evaluate tab.
+
+The prediction button is a private event; the public `predict` API endpoint is registered
+separately in `vetllm.ui.app` with `gr.api`, so API callers need only the note.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import gradio as gr
+
+from vetllm.ui.predict_handlers import (
+    BUNDLED_VAL_CHOICE,
+    DECODINGS,
+    UPLOAD_CHOICE,
+    PredictHandlers,
+)
+from vetllm.ui.settings import AppSettings
+
+PRIVATE = {"api_visibility": "private"}
+NO_HISTORY = gr.InputHTMLAttributes(autocomplete="off", autocorrect="off", spellcheck=False)
+
+
+@dataclass
+class PredictTab:
+    run: gr.Dropdown
+
+
+def example_notes() -> list[dict]:
+    """The bundled example notes ({title, note}); empty if examples/notes.json is missing."""
+    from vetllm.data.synth import EXAMPLES_DIR
+
+    try:
+        notes = json.loads((EXAMPLES_DIR / "notes.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return (
+        [n for n in notes if isinstance(n, dict) and n.get("note")]
+        if isinstance(notes, list)
+        else []
+    )
+
+
+def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.Dropdown:
+    run = gr.Dropdown(label="Model (a completed run; empty = the newest)", choices=[])
+    note = gr.Textbox(
+        label="Clinical note", lines=5, max_length=settings.max_note_chars,
+        placeholder="e.g. 2 yr Beetal goat, T 105.8F, sores on lips, runny nose, diarrhoea",
+        html_attributes=NO_HISTORY,
+    )  # fmt: skip
+    examples = example_notes()
+    if examples:
+        gr.Examples(
+            examples=[[n["note"]] for n in examples], inputs=[note],
+            example_labels=[str(n.get("title") or n["note"][:40]) for n in examples],
+            label="Example notes (click to fill in)", cache_examples=False,
+        )  # fmt: skip
+    with gr.Row():
+        decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding",
+                            info="free: generate then post-process; constrained: catalogue codes only")  # fmt: skip
+        predict = gr.Button("Predict codes", variant="primary")
+    codes = gr.Dataframe(headers=["code", "disease", "SCTID", "confidence"], label="Predicted codes",
+                         interactive=False)  # fmt: skip
+    with gr.Row():
+        raw = gr.Textbox(label="Raw model output", interactive=False, lines=3)
+        repairs = gr.Markdown()
+    with gr.Accordion("The same answer as the API returns it (JSON)", open=False):
+        answer = gr.JSON()
+    for trigger in (predict.click, note.submit):
+        trigger(handlers.predict_ui, [run, note, decoding], [codes, raw, repairs, answer],
+                concurrency_id="predict", concurrency_limit=settings.predict_concurrency, **PRIVATE)  # fmt: skip
+    return run
+
+
+def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: gr.Dropdown) -> None:
+    gr.Markdown("### Evaluate the selected run")
+    with gr.Row():
+        source = gr.Radio([BUNDLED_VAL_CHOICE, UPLOAD_CHOICE], value=BUNDLED_VAL_CHOICE,
+                          label="Validation data")  # fmt: skip
+        upload = gr.File(label="Validation file (JSON, JSONL or CSV)",
+                         file_types=[".json", ".jsonl", ".csv"], type="filepath")  # fmt: skip
+        decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")
+    password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
+    evaluate = gr.Button("Evaluate", variant="primary")
+    headline = gr.Markdown()
+    with gr.Row():
+        comparison_plot = gr.Plot(label="Model vs baselines")
+        baselines = gr.Dataframe(
+            headers=["model / baseline", "accuracy", "95% CI"], interactive=False
+        )
+    per_code = gr.Dataframe(headers=["code", "disease", "valid SCTID", "support", "precision",
+                                     "recall", "F1"], label="Per code", interactive=False)  # fmt: skip
+    confusion = gr.Plot(label="Confusion matrix")
+    worst = gr.Dataframe(headers=["note", "gold", "predicted", "raw output", "confidence"],
+                         label="Worst cases", interactive=False, wrap=True)  # fmt: skip
+    csv_file = gr.File(label="Predictions as CSV (formula-safe)", interactive=False)
+    evaluate.click(
+        handlers.evaluate, [run, source, upload, decoding, password],
+        [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],
+        concurrency_id="evaluate", concurrency_limit=1, **PRIVATE,
+    )  # fmt: skip
+
+
+def build_predict_tab(settings: AppSettings, handlers: PredictHandlers) -> PredictTab:
+    run = _prediction_section(settings, handlers)
+    _evaluation_section(settings, handlers, run)
+    return PredictTab(run)

@@ -1,0 +1,86 @@
+"""How the app is served: runs folder, shared/hosted mode, admin password and request limits.
+
+Everything the UI needs to know about its deployment lives in one `AppSettings` object built
+once by `app.py`, so handlers never read the environment themselves. In shared (`--share`) or
+hosted (env `SPACE_ID`) mode, actions that start work or write server files (launch, stop,
+resume, evaluate) need the admin password from env `VETLLM_ADMIN_PASSWORD`; without that
+variable they are disabled there. Prediction stays open to everyone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vetllm.errors import VetLLMError
+
+MAX_NOTE_CHARS = (
+    5_000  # longest note accepted, enforced in the handler (API callers skip the browser)
+)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
+QUEUE_MAX_SIZE = 64  # waiting events; beyond this gradio answers "queue is full" at once
+PREDICT_CONCURRENCY = 2  # simultaneous predictions: two CPU cores, one model in memory
+POLL_SECONDS = 2.0  # how often the Train tab re-reads the run on disk
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Deployment facts the UI needs; see the module docstring for the access rules."""
+
+    runs_dir: Path
+    shared: bool = False
+    hosted: bool = False
+    admin_password: str | None = None
+    max_note_chars: int = MAX_NOTE_CHARS
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    queue_max_size: int = QUEUE_MAX_SIZE
+    predict_concurrency: int = PREDICT_CONCURRENCY
+    poll_seconds: float = POLL_SECONDS
+    bootstrap: bool = True  # train the CPU default on first launch when no run is completed
+
+    @classmethod
+    def from_env(
+        cls, runs_dir: str | os.PathLike[str] | None = None, share: bool = False, **overrides
+    ) -> AppSettings:
+        """Settings from the command line plus the environment (VETLLM_RUNS_DIR, SPACE_ID,
+        VETLLM_ADMIN_PASSWORD)."""
+        chosen = runs_dir or os.environ.get("VETLLM_RUNS_DIR") or "runs"
+        password = os.environ.get("VETLLM_ADMIN_PASSWORD") or None
+        return cls(
+            runs_dir=Path(chosen).resolve(),
+            shared=bool(share),
+            hosted=bool(os.environ.get("SPACE_ID")),
+            admin_password=password,
+            **overrides,
+        )
+
+    @property
+    def public(self) -> bool:
+        """True when people other than the person at this machine can reach the app."""
+        return self.shared or self.hosted
+
+    @property
+    def needs_password(self) -> bool:
+        return self.public
+
+    @property
+    def admin_actions_available(self) -> bool:
+        """False when the app is public and no admin password is configured."""
+        return not self.public or bool(self.admin_password)
+
+    def require_admin(self, password: str | None, action: str) -> None:
+        """Raise VetLLMError unless `action` is allowed for someone giving `password`."""
+        if not self.public:
+            return
+        if not self.admin_password:
+            raise VetLLMError(
+                f"{action} is disabled: this app is shared or hosted and no admin password is "
+                "set. Set the environment variable VETLLM_ADMIN_PASSWORD on the server to enable it."
+            )
+        given = (password or "").encode("utf-8")
+        if not hmac.compare_digest(given, self.admin_password.encode("utf-8")):
+            raise VetLLMError(
+                f"{action} needs the admin password: the one given in 'Admin password' is wrong."
+            )

@@ -1,0 +1,327 @@
+"""Handlers of the Train tab: check data, pick a preset, plan coverage, launch / stop / resume,
+and poll the run on disk. Each handler calls into `vetllm` and formats the answer; nothing here
+trains: training is a separate process started by `vetllm.engine.runs.launch_run`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from vetllm.config import BUNDLED_DATA, TrainConfig, field_types, load_config
+from vetllm.data.records import Record, note_key
+from vetllm.errors import DataError, VetLLMError
+from vetllm.ui import charts, views
+from vetllm.ui.environment import check_environment
+from vetllm.ui.guards import discard_upload, upload_path, user_facing
+from vetllm.ui.settings import AppSettings
+
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_PRESET = "tiny-cpu"
+BUNDLED_CHOICE = "Bundled examples"
+UPLOAD_CHOICE = "Upload a file"
+# Widgets of the Train tab, in the order their values reach `launch` (TrainConfig field names).
+HYPERPARAMETERS = (
+    "base_model",
+    "learning_rate",
+    "lr_scheduler",
+    "warmup_ratio",
+    "epochs",
+    "per_device_batch",
+    "grad_accum",
+    "max_length",
+    "drop_last",
+    "gradient_checkpointing",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "seed",
+)
+LOG_TAIL_LINES = 30
+
+
+@dataclass
+class PreparedData:
+    """A checked data set, held in server-side session state until a launch writes it out."""
+
+    source: str  # "bundled" or the uploaded file's name
+    train: list[Record]
+    val: list[Record]
+
+    @property
+    def bundled(self) -> bool:
+        return self.source == BUNDLED_DATA
+
+    @property
+    def unique_train_notes(self) -> int:
+        return len({note_key(r.note) for r in self.train})
+
+
+def list_presets(configs_dir: Path = CONFIGS_DIR) -> list[str]:
+    """Preset names (configs/*.yaml stems), the CPU default first."""
+    names = sorted(p.stem for p in configs_dir.glob("*.yaml"))
+    return sorted(names, key=lambda name: name != DEFAULT_PRESET)
+
+
+def preset_config(name: str, configs_dir: Path = CONFIGS_DIR) -> TrainConfig:
+    """The TrainConfig of a preset; VetLLMError for a name that is not a preset."""
+    if name not in list_presets(configs_dir):
+        raise VetLLMError(f"preset: {name!r} is not one of {', '.join(list_presets(configs_dir))}")
+    return load_config(configs_dir / f"{name}.yaml")
+
+
+def safe_run_name(text: str | None, fallback: str) -> str:
+    """A folder-safe run name: letters, digits, '.', '_' and '-' only, at most 48 characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", (text or "").strip()).strip(".-")[:48]
+    return cleaned or fallback
+
+
+def config_from_widgets(base: TrainConfig, name: str, values: dict) -> TrainConfig:
+    """Apply typed widget values to a preset; every missing value is reported at once."""
+    missing = [key for key, value in values.items() if value is None or value == ""]
+    if missing:
+        raise VetLLMError(
+            "settings: no value for " + ", ".join(missing) + "; fill them in before launching"
+        )
+    types = field_types()
+    typed = {}
+    for key, value in values.items():
+        # gr.Number gives floats for whole numbers too; int fields need ints (1.0 -> 1).
+        if types.get(key) is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif types.get(key) is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        typed[key] = value
+    return base.replace(name=name, **typed)
+
+
+class TrainHandlers:
+    """Train-tab handlers bound to one app's settings."""
+
+    def __init__(self, settings: AppSettings, hardware: dict | None = None):
+        self.settings = settings
+        self.hardware = hardware  # None: detect on first use (tests pass a fake)
+
+    # -- data ---------------------------------------------------------------------------------
+    @user_facing
+    def check_data(self, source: str, upload: object, skip_bad_rows: bool):
+        """Validate, describe and split the chosen data; returns the outputs of the data panel."""
+        from vetllm.baselines import run_baselines
+        from vetllm.data.split import leakage_report
+
+        try:
+            prepared, problems_md = self._prepare(source, upload, skip_bad_rows)
+        except DataError as error:
+            message = "**The data cannot be used as it is.** " + views.cell(
+                str(error).split("\n")[0]
+            )
+            table = views.problems_markdown(error.problems)
+            return (None, message + "\n\n" + table) + self._empty_data_outputs()
+        from vetllm.data.stats import dataset_stats
+
+        stats = dataset_stats(prepared.train + prepared.val)
+        leak = leakage_report(prepared.train, prepared.val).to_dict()
+        baselines = run_baselines(prepared.train, prepared.val)
+        rows = views.baseline_rows(None, None, baselines)
+        split_md = (
+            f"**Split by note text:** {len(prepared.train):,} training records, "
+            f"{len(prepared.val):,} validation records; "
+            f"{leak.get('share_leaked', 0.0):.1%} of validation notes also occur in training."
+        )
+        summary = stats.to_dict()
+        copies = Counter(note_key(r.note) for r in prepared.train).values()
+        return (
+            prepared,
+            problems_md,
+            stats.to_markdown(),
+            split_md,
+            views.baseline_table(rows),
+            charts.distribution_figure(summary["label_counts"], "Records per label"),
+            charts.distribution_figure(summary["species_counts"], "Records per species"),
+            charts.exposure_figure(list(copies)),
+            charts.leakage_figure(
+                int(leak.get("n_other_notes", 0)), int(leak.get("n_leaked_notes", 0))
+            ),
+        )
+
+    @staticmethod
+    def _empty_data_outputs() -> tuple:
+        return ("", "", [], None, None, None, None)
+
+    def _prepare(self, source: str, upload: object, skip_bad_rows: bool):
+        from vetllm.data.loading import load_dataset_file
+        from vetllm.data.split import split_by_note
+        from vetllm.data.synth import bundled_examples
+
+        on_error = "skip" if skip_bad_rows else "reject"
+        if source != UPLOAD_CHOICE:
+            discard_upload(upload)
+            train_path, val_path = bundled_examples()
+            train = load_dataset_file(train_path).records
+            val = load_dataset_file(val_path).records
+            return PreparedData(BUNDLED_DATA, train, val), views.problems_markdown([])
+        path = upload_path(upload)
+        if path is None:
+            raise VetLLMError("data: choose a file to upload (JSON, JSONL or CSV), then check it")
+        try:
+            result = load_dataset_file(
+                path,
+                on_error=on_error,
+                max_bytes=self.settings.max_upload_bytes,
+                display_name=path.name,
+            )
+        finally:
+            discard_upload(upload)  # gradio would serve it to anyone who knows its URL
+        if len(result.records) < 2:
+            raise VetLLMError(f"{path.name}: only {len(result.records)} usable record(s); need 2+")
+        split = split_by_note(result.records, val_fraction=0.15, seed=0)
+        problems = views.problems_markdown(result.problems)
+        if result.problems:
+            problems = f"Skipped {result.skipped_rows} bad row(s):\n\n" + problems
+        notices = "\n".join(f"- {views.cell(n)}" for n in result.notices)
+        return PreparedData(path.name, split.train, split.val), problems + "\n\n" + notices
+
+    # -- preset, plan, environment ----------------------------------------------------------------
+    @user_facing
+    def preset_values(self, preset: str):
+        """Widget values of a preset, its run name and the environment check."""
+        cfg = preset_config(preset)
+        values = [getattr(cfg, key) for key in HYPERPARAMETERS]
+        report = check_environment(cfg, self.hardware)
+        launch = gr.Button(interactive=report["runnable"] and self.settings.admin_actions_available)
+        return (*values, cfg.name, views.environment_markdown(report), launch)
+
+    @user_facing
+    def plan(self, prepared: PreparedData | None, per_device_batch, grad_accum, epochs, drop_last):
+        """The coverage plan for these settings on the checked data (bundled data if none)."""
+        from vetllm.coverage import plan_coverage
+
+        if prepared is None:
+            return "Check the data first to see the coverage plan.", None
+        plan = plan_coverage(
+            samples=len(prepared.train),
+            per_device_batch=int(per_device_batch or 0),
+            grad_accum=int(grad_accum or 0),
+            epochs=float(epochs or 0),
+            drop_last=bool(drop_last),
+            unique_notes=prepared.unique_train_notes,
+        )
+        seen, dropped = per_epoch_bars(plan)
+        return plan.to_markdown(), charts.coverage_figure(seen, dropped)
+
+    # -- launch / stop / resume ---------------------------------------------------------------------
+    @user_facing
+    def launch(
+        self, preset: str, prepared: PreparedData | None, run_name: str, password: str, *values
+    ):
+        """Write the run's config (and uploaded data) and start training in a separate process."""
+        from vetllm.engine.runs import launch_run
+
+        self.settings.require_admin(password, "launching training")
+        base = preset_config(preset)
+        cfg = config_from_widgets(
+            base, safe_run_name(run_name, preset), dict(zip(HYPERPARAMETERS, values, strict=True))
+        )
+        report = check_environment(cfg, self.hardware)
+        if not report["runnable"]:
+            raise VetLLMError(f"cannot launch here: {report['verdict']}")
+        folder = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        run_dir = self.settings.runs_dir / folder
+        cfg = self._with_data(cfg, prepared, run_dir)
+        staged = cfg.to_yaml(self.settings.runs_dir / ".staging" / f"{folder}.yaml")
+        run = launch_run(staged, run_dir, runs_root=self.settings.runs_dir)
+        staged.unlink(missing_ok=True)
+        return self._attached(run.name, f"Launched {run.name}.")
+
+    @staticmethod
+    def _with_data(cfg: TrainConfig, prepared: PreparedData | None, run_dir: Path) -> TrainConfig:
+        if prepared is None or prepared.bundled:
+            return cfg.replace(data=BUNDLED_DATA, val_data=BUNDLED_DATA)
+        from vetllm.data.loading import write_records
+
+        train = write_records(prepared.train, run_dir / "data" / "train.json")
+        val = write_records(prepared.val, run_dir / "data" / "val.json")
+        return cfg.replace(data=str(train), val_data=str(val))
+
+    @user_facing
+    def stop(self, run_name: str, password: str):
+        from vetllm.engine.runs import stop_run
+
+        self.settings.require_admin(password, "stopping training")
+        run_dir = self.run_dir(run_name)
+        status = stop_run(run_dir, timeout_s=30)
+        return f"{run_name}: {status.get('state')}. {status.get('message') or ''}".strip()
+
+    @user_facing
+    def resume(self, run_name: str, password: str):
+        from vetllm.engine.runs import resume_run
+
+        self.settings.require_admin(password, "resuming training")
+        run = resume_run(self.run_dir(run_name), runs_root=self.settings.runs_dir)
+        return self._attached(run.name, f"Resumed {run.name}.")
+
+    def _attached(self, name: str, message: str):
+        return gr.Dropdown(choices=self.run_names(), value=name), gr.Timer(active=True), message
+
+    # -- runs on disk -----------------------------------------------------------------------------
+    def run_names(self) -> list[str]:
+        from vetllm.engine.runs import list_runs
+
+        return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
+
+    def run_dir(self, name: str | None) -> Path:
+        """The folder of a run picked in the UI; never a path the user typed."""
+        if not name or name not in self.run_names():
+            raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
+        return self.settings.runs_dir / name
+
+    @user_facing
+    def refresh_runs(self, current: str | None):
+        """Run list for the dropdown, keeping the selection, else the newest run."""
+        names = self.run_names()
+        value = current if current in names else (names[0] if names else None)
+        return gr.Dropdown(choices=names, value=value), gr.Timer(active=value is not None)
+
+    @user_facing
+    def poll(self, run_name: str | None):
+        """Progress bar, failure details and live loss chart; the timer stops when the run ends."""
+        from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, refresh_status
+
+        if not run_name or run_name not in self.run_names():
+            return views.progress_html(None, None), "", None, gr.Timer(active=False)
+        run = RunDirectory(self.settings.runs_dir / run_name)
+        status = refresh_status(run)
+        failure = views.failure_markdown(status, log_tail(run.log_path, LOG_TAIL_LINES))
+        figure = charts.loss_figure({run_name: run.read_metrics()})
+        active = status.get("state") in ACTIVE_STATES
+        return views.progress_html(run_name, status), failure, figure, gr.Timer(active=active)
+
+
+def per_epoch_bars(plan) -> tuple[list[int], list[int]]:
+    """(samples seen, samples not seen) for every epoch the plan starts, the last maybe partial."""
+    seen, dropped = [], []
+    for epoch in range(plan.epochs_started):
+        full = epoch < plan.full_epochs
+        fed = (
+            plan.samples_seen_per_epoch
+            if full
+            else min(plan.steps_in_last_epoch * plan.effective_batch, plan.samples_seen_per_epoch)
+        )
+        seen.append(fed)
+        dropped.append(plan.samples - fed)
+    return seen, dropped
+
+
+def log_tail(path: Path, lines: int) -> str:
+    """The last `lines` non-empty lines of a log file ('' if it does not exist)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])

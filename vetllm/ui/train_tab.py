@@ -1,0 +1,157 @@
+"""Layout and wiring of the Train tab (data check, preset, coverage plan, launch and progress).
+
+Only components and events live here; every event calls a `TrainHandlers` method. None of the
+events is a public API endpoint: launching and stopping are admin actions when the app is public.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from vetllm.config import SCHEDULERS
+from vetllm.ui.settings import AppSettings
+from vetllm.ui.train_handlers import (
+    BUNDLED_CHOICE,
+    DEFAULT_PRESET,
+    HYPERPARAMETERS,
+    UPLOAD_CHOICE,
+    TrainHandlers,
+    list_presets,
+    preset_config,
+)
+
+PRIVATE = {"api_visibility": "private"}
+DATA_FILE_TYPES = [".json", ".jsonl", ".csv"]
+
+
+@dataclass
+class TrainTab:
+    """The components other parts of the app need to reach (page-load events)."""
+
+    run_select: gr.Dropdown
+    timer: gr.Timer
+    preset: gr.Dropdown
+    preset_outputs: list
+    data_inputs: list
+    data_outputs: list
+
+
+def _base_models() -> list[str]:
+    return list(dict.fromkeys(preset_config(name).base_model for name in list_presets()))
+
+
+def _hyperparameter_widgets(settings: AppSettings) -> dict:
+    """One typed widget per TrainConfig field the user may change (never numbers in text boxes)."""
+    w = {}
+    with gr.Row():
+        w["base_model"] = gr.Dropdown(
+            _base_models(), label="Base model ('tiny' = CPU default)",
+            allow_custom_value=not settings.public,  # a typed local folder is a server path
+        )  # fmt: skip
+        w["learning_rate"] = gr.Number(label="Learning rate", minimum=0, step=1e-4)
+        w["lr_scheduler"] = gr.Dropdown(list(SCHEDULERS), label="LR schedule")
+        w["warmup_ratio"] = gr.Slider(0, 0.5, step=0.01, label="Warm-up (share of steps)")
+        w["epochs"] = gr.Number(label="Epochs", minimum=0.01, step=0.5)
+    with gr.Row():
+        w["per_device_batch"] = gr.Number(label="Micro-batch per device", precision=0, minimum=1)
+        w["grad_accum"] = gr.Number(label="Gradient accumulation", precision=0, minimum=1)
+        w["max_length"] = gr.Number(label="Max length (tokens)", precision=0, minimum=16)
+        w["drop_last"] = gr.Checkbox(label="drop_last")
+        w["gradient_checkpointing"] = gr.Checkbox(label="Gradient checkpointing")
+    with gr.Row():
+        w["lora_r"] = gr.Number(
+            label="LoRA r (not used by full fine-tuning)", precision=0, minimum=1
+        )
+        w["lora_alpha"] = gr.Number(label="LoRA alpha", precision=0, minimum=1)
+        w["lora_dropout"] = gr.Slider(0, 0.5, step=0.01, label="LoRA dropout")
+        w["seed"] = gr.Number(label="Seed", precision=0, minimum=0)
+    assert tuple(w) == HYPERPARAMETERS  # our own invariant: launch receives them in this order
+    return w
+
+
+def _data_section():
+    gr.Markdown("### 1. Data")
+    with gr.Row():
+        with gr.Column(scale=2):
+            source = gr.Radio([BUNDLED_CHOICE, UPLOAD_CHOICE], value=BUNDLED_CHOICE,
+                              label="Training data")  # fmt: skip
+            upload = gr.File(label="Data file (JSON list, JSONL or CSV; source format)",
+                             file_types=DATA_FILE_TYPES, type="filepath")  # fmt: skip
+            skip = gr.Checkbox(label="Skip bad rows (otherwise one bad row rejects the file)")
+            check = gr.Button("Check data", variant="secondary")
+            validation = gr.Markdown(label="Validation")
+            split_md = gr.Markdown()
+        with gr.Column(scale=3):
+            stats_md = gr.Markdown()
+            baselines = gr.Dataframe(headers=["baseline", "validation accuracy", "95% CI"],
+                                     label="Baselines on the validation split", interactive=False)  # fmt: skip
+    with gr.Accordion("Data charts: labels, species, duplicates, leakage", open=False):
+        with gr.Row():
+            labels_plot, species_plot = gr.Plot(), gr.Plot()
+        with gr.Row():
+            exposure_plot, leakage_plot = gr.Plot(), gr.Plot()
+    inputs = [source, upload, skip]
+    outputs = [validation, stats_md, split_md, baselines, labels_plot, species_plot,
+               exposure_plot, leakage_plot]  # fmt: skip
+    return check, inputs, outputs
+
+
+def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
+    prepared = gr.State(None)
+    check, data_inputs, data_outputs = _data_section()
+    data_outputs = [prepared, *data_outputs]
+
+    gr.Markdown("### 2. Preset and hyperparameters")
+    with gr.Row():
+        preset = gr.Dropdown(list_presets(), value=DEFAULT_PRESET, label="Preset (configs/*.yaml)")
+        run_name = gr.Textbox(label="Run name", max_lines=1)
+    widgets = _hyperparameter_widgets(settings)
+    with gr.Row():
+        with gr.Column():
+            plan_md = gr.Markdown("Check the data first to see the coverage plan.")
+        with gr.Column():
+            coverage_plot = gr.Plot(label="Coverage per epoch")
+    env_md = gr.Markdown(label="Environment")
+
+    gr.Markdown("### 3. Run")
+    if settings.public and not settings.admin_password:
+        gr.Markdown("**Training is disabled on this shared app** (no admin password is set).")
+    password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
+    with gr.Row():
+        launch = gr.Button("Launch training", variant="primary")
+        stop = gr.Button("Stop", variant="stop")
+        resume = gr.Button("Resume")
+    message = gr.Markdown()
+    with gr.Row():
+        run_select = gr.Dropdown(label="Run (reattaches after a reload)", choices=[], scale=3)
+        refresh = gr.Button("Refresh runs", scale=1)
+    progress = gr.HTML()
+    failure = gr.Markdown()
+    loss_plot = gr.Plot(label="Training loss (live)")
+    timer = gr.Timer(settings.poll_seconds, active=False)
+
+    plan_inputs = [prepared] + [
+        widgets[k] for k in ("per_device_batch", "grad_accum", "epochs", "drop_last")
+    ]
+    check.click(handlers.check_data, data_inputs, data_outputs, **PRIVATE).then(
+        handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE
+    )
+    for name in ("per_device_batch", "grad_accum", "epochs", "drop_last"):
+        widgets[name].change(handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE)
+    preset_outputs = [*widgets.values(), run_name, env_md, launch]
+    preset.change(handlers.preset_values, [preset], preset_outputs, **PRIVATE)
+
+    attach_outputs = [run_select, timer, message]
+    launch.click(handlers.launch, [preset, prepared, run_name, password, *widgets.values()],
+                 attach_outputs, **PRIVATE)  # fmt: skip
+    stop.click(handlers.stop, [run_select, password], [message], **PRIVATE).then(
+        handlers.poll, [run_select], [progress, failure, loss_plot, timer], **PRIVATE
+    )
+    resume.click(handlers.resume, [run_select, password], attach_outputs, **PRIVATE)
+    refresh.click(handlers.refresh_runs, [run_select], [run_select, timer], **PRIVATE)
+    poll_outputs = [progress, failure, loss_plot, timer]
+    run_select.change(handlers.poll, [run_select], poll_outputs, **PRIVATE)
+    timer.tick(handlers.poll, [run_select], poll_outputs, **PRIVATE)
+    return TrainTab(run_select, timer, preset, preset_outputs, data_inputs, data_outputs)
