@@ -333,6 +333,7 @@ def test_row_problems_name_line_field_and_reason(tmp_path, row, field, words):
     assert len(error.problems) >= 1
     problem = next(p for p in error.problems if p.field == field)
     assert problem.line == 1 and words in problem.message  # json.dumps writes one line
+    assert problem.message.startswith("record 2: ")  # so the record index tells them apart
     assert "data.json" in str(problem)
 
 

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vetllm.catalogue import Catalogue, load_catalogue
@@ -96,22 +96,26 @@ def load_dataset_file(
     parse = {"json": _parse_json_list, "jsonl": _parse_jsonl, "csv": _parse_csv}[fmt]
     rows = parse(text, name, max_rows)
     catalogue = catalogue or load_catalogue()
-    records, problems, flags, bad_lines = [], [], {}, set()
-    for line, row in rows:
+    records, problems, flags, n_bad = [], [], {}, 0
+    for index, (line, row) in enumerate(rows, start=1):
         if isinstance(row, Problem):
             problems.append(row)
-            bad_lines.add(line)
+            n_bad += 1
             continue
         record, row_problems, row_flags = record_from_row(row, line, name, catalogue)
         for flag in row_flags:
             flags[flag] = flags.get(flag, 0) + 1
         if row_problems:
+            if fmt == "json":  # a one-line JSON list has every record on line 1
+                row_problems = [
+                    replace(p, message=f"record {index}: {p.message}") for p in row_problems
+                ]
             problems.extend(row_problems)
-            bad_lines.add(line)
+            n_bad += 1
         else:
             records.append(record)
     notices.extend(summarise_flags(flags))
-    return _finish(name, fmt, records, problems, len(bad_lines), notices, on_error)
+    return _finish(name, fmt, records, problems, n_bad, notices, on_error)
 
 
 def _finish(name, fmt, records, problems, n_bad, notices, on_error) -> LoadResult:
