@@ -65,7 +65,7 @@ def test_dataset_stats_counts_duplicates_conflicts_and_ceiling():
     ]
     assert stats.n_conflicting_notes == 1
     assert stats.accuracy_ceiling == pytest.approx(9 / 10)  # only the lone FMD copy is lost
-    assert stats.majority_baseline == {"labels": [PPR], "count": 3, "share": 0.3}
+    assert stats.majority_baseline == {"labels": [PPR], "count": 3, "share": 0.3, "accuracy": 0.3}
     assert stats.label_counts == {PPR: 3, FMD: 3, ANTHRAX: 2, HS: 1, "local:foot-rot": 1}
     assert stats.species_counts == {"cow": 4, "goat": 4, "buffalo": 1, "sheep": 1}
 
@@ -251,6 +251,17 @@ def test_cli_bad_numbers_and_missing_files_are_clear(tmp_path, capsys):
     assert code == 2 and "--val: got 'x'" in capsys.readouterr().err
     assert main(["data", "stats", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: file not found" in capsys.readouterr().err
+
+
+def test_cli_catalogue_option_extends_the_catalogue(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("input,disease\nsheep with pox lesions,Sheep pox\n", encoding="utf-8")
+    assert main(["data", "validate", str(data)]) == 2
+    assert "Sheep pox" in capsys.readouterr().out
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"diseases": [{"key": "sheep-pox", "name": "Sheep pox"}]}))
+    assert main(["data", "validate", str(data), "--catalogue", str(extra)]) == 0
+    assert "VALID" in capsys.readouterr().out
 
 
 def test_cli_synth_writes_a_valid_data_set(tmp_path, capsys):

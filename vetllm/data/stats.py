@@ -81,6 +81,7 @@ def dataset_stats(records: list[Record], catalogue: Catalogue | None = None) -> 
             "labels": list(majority_set),
             "count": majority_count,
             "share": majority_count / len(records),
+            "accuracy": majority_count / len(records),  # same number, the name metrics use
         },
         n_multi_label_records=sum(1 for r in records if len(set(r.labels)) > 1),
         catalogue_version=catalogue.version,
