@@ -102,3 +102,28 @@ def test_score_through_the_real_entry_point():
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["lenient_accuracy"] == pytest.approx(0.7)
+
+
+def write_source_file(path: Path, n: int, seed: int) -> Path:
+    from test_baselines import make_records
+
+    rows = [
+        {"input": r.note, "snomed_codes": list(r.labels), "animal": r.species}
+        for r in make_records(n, seed)
+    ]
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_baselines_command_on_a_split_and_a_test_file(tmp_path, capsys):
+    train = write_source_file(tmp_path / "train.jsonl", 200, seed=1)
+    out = run_json(capsys, "baselines", str(train), "--test-fraction", "0.25")
+    assert set(out["baselines"]) == {"majority", "majority_per_species", "bag_of_words"}
+    assert out["n_train"] + out["n_test"] == 200 and out["n_test"] > 20
+    assert "predictions" not in out["baselines"]["majority"]
+    test = write_source_file(tmp_path / "test.jsonl", 40, seed=2)
+    out = run_json(capsys, "baselines", str(train), "--test", str(test), "--predictions")
+    assert out["n_test"] == 40 and len(out["baselines"]["bag_of_words"]["predictions"]) == 40
+    assert out["baselines"]["bag_of_words"]["accuracy"] > out["baselines"]["majority"]["accuracy"]
+    assert main(["baselines", str(train), "--test", str(test)]) == 0
+    assert "| bag_of_words |" in capsys.readouterr().out

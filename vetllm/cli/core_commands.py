@@ -1,4 +1,4 @@
-"""CLI for codes and scores: `vetllm postprocess`, `vetllm codes check|list`, `vetllm score`.
+"""CLI for codes and scores: `vetllm postprocess`, `codes check|list`, `score`, `baselines`.
 
 Other tools parse the `--json` output of these commands, so its field names are a contract:
 postprocess -> `codes`, `unknown_codes`, `repairs`; codes check -> a list of objects with `code`
@@ -46,6 +46,26 @@ def add_commands(commands) -> None:
     score.add_argument("--items", action="store_true", help="with --json, add per-line results")
     _add_common_options(score)
     score.set_defaults(run=run_score)
+    _add_baselines_command(commands)
+
+
+def _add_baselines_command(commands) -> None:
+    parser = commands.add_parser(
+        "baselines", help="majority, majority-per-species and bag-of-words accuracy on a split"
+    )
+    parser.add_argument("train", metavar="TRAIN", help="training data (JSON, JSONL or CSV)")
+    parser.add_argument(
+        "--test", metavar="FILE", help="test data; without it TRAIN is split by note text"
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of notes held out (default 0.2)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="split and classifier seed")
+    parser.add_argument(
+        "--predictions", action="store_true", help="with --json, add each baseline's answers"
+    )
+    _add_common_options(parser)
+    parser.set_defaults(run=run_baselines_command)
 
 
 def _add_common_options(parser: argparse.ArgumentParser) -> None:
@@ -151,4 +171,35 @@ def run_score(args: argparse.Namespace) -> int:
         _print_json(scores.to_dict(include_items=args.items))
         return 0
     print(scores.to_markdown(), end="")
+    return 0
+
+
+def run_baselines_command(args: argparse.Namespace) -> int:
+    from vetllm.baselines import format_baselines_markdown, run_baselines
+    from vetllm.data.loading import load_dataset_file
+    from vetllm.data.split import split_by_note
+
+    catalogue = load_catalogue(args.catalogue)
+    train = load_dataset_file(args.train, catalogue=catalogue).records
+    if args.test:
+        test = load_dataset_file(args.test, catalogue=catalogue).records
+        how = "the given test file"
+    else:
+        split = split_by_note(
+            train, val_fraction=0.0, test_fraction=args.test_fraction, seed=args.seed
+        )
+        train, test = split.train, split.test
+        how = f"{args.test_fraction:.0%} of the note texts held out (seed {args.seed})"
+    results = run_baselines(train, test, seed=args.seed)
+    if args.json:
+        if not args.predictions:
+            results = {
+                k: {f: v for f, v in r.items() if f != "predictions"} for k, r in results.items()
+            }
+        _print_json(
+            {"n_train": len(train), "n_test": len(test), "split": how, "baselines": results}
+        )
+        return 0
+    print(f"{len(train)} training notes, {len(test)} test notes ({how}).\n")
+    print(format_baselines_markdown(results), end="")
     return 0
