@@ -117,6 +117,15 @@ def test_metrics_round_trip_skips_a_torn_last_line(tmp_path):
     assert read[1]["loss"] != read[1]["loss"]  # NaN survives as NaN, not as a string
 
 
+def test_truncate_metrics_after_a_resume_step(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    for step in (2, 4, 6, 8):
+        run.append_metrics({"step": step, "loss": 1.0 / step})
+    assert run.truncate_metrics_after(4) == 2
+    assert [m["step"] for m in run.read_metrics()] == [2, 4]
+    assert run.truncate_metrics_after(4) == 0
+
+
 def test_stop_flag_round_trip(tmp_path):
     run = RunDirectory(tmp_path / "run")
     assert not run.stop_requested()
@@ -269,6 +278,7 @@ def test_callback_resume_continues_elapsed_time_and_reaches_the_same_step(tmp_pa
     second.train(resume_from_checkpoint=str(run.last_complete_checkpoint()))
     status = run.read_status()
     assert (second.state.global_step, status["step"], status["resumed_from_step"]) == (20, 20, 1)
+    assert [m["step"] for m in run.read_metrics()] == list(range(2, 21, 2))
     assert status["elapsed_s"] >= elapsed_before
 
 

@@ -254,6 +254,18 @@ class RunDirectory:
                 records.append(record)
         return records
 
+    def truncate_metrics_after(self, step: int) -> int:
+        """Drop metrics lines logged after `step` (work lost when a run resumes from there).
+
+        Returns how many lines were dropped; the file is replaced atomically.
+        """
+        records = self.read_metrics()
+        kept = [r for r in records if not isinstance(r.get("step"), int) or r["step"] <= step]
+        if len(kept) != len(records):
+            text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+            atomic_write_text(self.metrics_path, text)
+        return len(records) - len(kept)
+
     # -- stop flag ---------------------------------------------------------------------------
     def stop_requested(self) -> bool:
         return self.stop_path.exists()
