@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from vetllm.catalogue import load_catalogue
+from vetllm.errors import VetLLMError
 from vetllm.postprocess import extract_answer_span, parse_strict, postprocess, split_digit_run
 
 PPR, FMD, MASTITIS, HS, CCPP = "1679004", "3974005", "72934000", "198462004", "2260006"
@@ -139,9 +140,20 @@ def test_to_dict_has_contract_fields():
     assert out["format_valid"] is True
 
 
-def test_a_very_long_run_is_handled_quickly():
-    result = postprocess("Diagnosed conditions: " + (PPR + HS) * 2000)
-    assert result.codes == [PPR, HS]
+def test_a_looping_model_gives_short_repair_messages():
+    result = postprocess("Diagnosed conditions: " + (PPR + HS) * 2000 + "77")
+    assert result.codes == [PPR, HS] and result.unknown_codes == ["77"]
+    names = postprocess("Diagnosed conditions: " + "PPR, appropriate " * 20000)  # ~340 kB
+    assert names.codes == [PPR]
+    for repairs in (result.repairs, names.repairs):
+        assert sum(len(line) for line in repairs) < 1000
+    assert "20000 times" in names.repairs[0]
+
+
+@pytest.mark.parametrize("bad", [None, 1679004, ["1679004"]])
+def test_non_text_output_is_refused(bad):
+    with pytest.raises(VetLLMError, match="must be text"):
+        postprocess(bad)
 
 
 def test_metrics_and_postprocess_do_not_import_torch_gradio_or_sklearn():

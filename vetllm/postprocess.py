@@ -16,6 +16,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from vetllm.catalogue import LOCAL_PREFIX, Catalogue, load_catalogue
+from vetllm.errors import VetLLMError
 
 ANSWER_MARKER = "Diagnosed conditions:"
 RESPONSE_MARKER = "### Response:"
@@ -150,8 +151,13 @@ def _trace_pieces(run: str, back: list, k: int) -> list[tuple[str, bool]]:
 
 def postprocess(text: str, catalogue: Catalogue | None = None) -> PostprocessResult:
     """Read catalogue labels from a raw generation; see the module docstring."""
+    if not isinstance(text, str):
+        raise VetLLMError(
+            f"postprocess: the model output must be text, got {type(text).__name__}; "
+            "pass the generated string"
+        )
     catalogue = catalogue or load_catalogue()
-    span, notes = extract_answer_span(str(text))
+    span, notes = extract_answer_span(text)
     found: list[tuple[int, str]] = []  # (position in span, label)
     unknown: list[str] = []
     repairs: list[str] = []
@@ -206,14 +212,18 @@ def _read_digit_runs(span, catalogue, local_spans, found, unknown, repairs) -> N
             offset += len(piece)
         unknown.extend(leftover)
         if known and not leftover:
-            repairs.append(f"split {_shorten(run)} into " + " + ".join(known))
+            repairs.append(f"split {_shorten(run)} into {_join_pieces(known)}")
         elif known:
-            rest = ", ".join(_shorten(piece) for piece in leftover)
-            repairs.append(
-                f"split {_shorten(run)} into " + " + ".join(known) + f"; ignored {rest} (unknown)"
-            )
+            rest = _join_pieces(leftover, ", ")
+            repairs.append(f"split {_shorten(run)} into {_join_pieces(known)}; ignored {rest}")
         else:
             repairs.append(f"ignored {_shorten(run)}: not a catalogue code")
+
+
+def _join_pieces(pieces: list[str], separator: str = " + ", shown: int = 6) -> str:
+    """At most `shown` pieces, then a count: a looping model can emit thousands."""
+    text = separator.join(_shorten(piece) for piece in pieces[:shown])
+    return text + (f" ... ({len(pieces)} pieces in all)" if len(pieces) > shown else "")
 
 
 def _shorten(digits: str) -> str:
@@ -221,10 +231,14 @@ def _shorten(digits: str) -> str:
 
 
 def _read_names(span, catalogue, local_spans, found, repairs) -> None:
+    mapped: dict[tuple[str, str], int] = {}  # (text as written, label) -> times seen
     for mention in catalogue.find_mentions(span):
         if any(start <= mention.start < end for start, end in local_spans):
             continue  # "foot-rot" inside "local:foot-rot" was read already
         found.append((mention.start, mention.disease.label))
-        repairs.append(
-            f"mapped the name '{mention.text}' to {mention.disease.label} ({mention.disease.name})"
-        )
+        key = (mention.text, mention.disease.label)
+        mapped[key] = mapped.get(key, 0) + 1
+    for (text, label), times in mapped.items():
+        name = catalogue.by_label(label).name
+        suffix = f" ({times} times)" if times > 1 else ""
+        repairs.append(f"mapped the name '{text}' to {label} ({name}){suffix}")
