@@ -527,17 +527,17 @@ def record_from_row(
     def problem(field_name: str | None, message: str) -> None:
         problems.append(Problem(source, line, field_name, message))
 
-    note_key = _first(keys, NOTE_FIELDS)
+    note_field = _first(keys, NOTE_FIELDS)
     note = None
-    if note_key is None or row[keys[note_key]] is None:
-        problem(note_key or "input", "missing note text; every record needs an 'input' field")
+    if note_field is None or row[keys[note_field]] is None:
+        problem(note_field or "input", "missing note text; every record needs an 'input' field")
     else:
-        note, message = _clean_note(row[keys[note_key]], flags)
+        note, message = _clean_note(row[keys[note_field]], flags)
         if message:
-            problem(keys[note_key], message)
+            problem(keys[note_field], message)
     labels, disease_name = _labels(row, keys, catalogue, problem, flags)
     species = _species(row, keys, problem)
-    used = {note_key, _first(keys, CODE_FIELDS), _first(keys, DISEASE_FIELDS)}
+    used = {note_field, _first(keys, CODE_FIELDS), _first(keys, DISEASE_FIELDS)}
     used |= {_first(keys, SPECIES_FIELDS), *_REGENERATED}
     extra = {keys[k]: _extra_value(row[keys[k]]) for k in keys if k not in used}
     extra = {k: v for k, v in extra.items() if v not in (None, "")}
@@ -700,8 +700,8 @@ def _species(row, keys, problem) -> str | None:
 
 
 def _extra_value(value: object) -> object:
-    if isinstance(value, str) and value.strip().startswith("["):
-        try:  # CSV 'symptoms' cells hold JSON list strings
+    if isinstance(value, str) and value.strip().startswith(("[", "{")):
+        try:  # CSV cells hold lists (e.g. 'symptoms') and objects as JSON strings
             return json.loads(value)
         except (json.JSONDecodeError, RecursionError):
             return value
@@ -709,6 +709,8 @@ def _extra_value(value: object) -> object:
 
 
 def _contains_non_finite(value: object) -> bool:
+    if isinstance(value, str):
+        return False  # the common case: no walk needed
     stack = [value]  # iterative: values may be nested close to the JSON depth limit
     while stack:
         item = stack.pop()
