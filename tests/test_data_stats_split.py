@@ -220,6 +220,10 @@ def test_cli_validate_reports_every_problem_and_exits_2(tmp_path, capsys):
     assert main(["data", "validate", str(path), "--skip-bad-rows", "--json"]) == 2
     payload = json.loads(capsys.readouterr().out)
     assert payload["n_records"] == 1 and payload["skipped_rows"] == 2
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert main(["data", "validate", str(empty), "--json"]) == 2
+    assert "empty" in json.loads(capsys.readouterr().out)["error"]
 
 
 def test_cli_stats(capsys):
