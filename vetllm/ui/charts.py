@@ -57,16 +57,16 @@ def smooth_ema(values: Sequence[float], weight: float = 0.6) -> list[float]:
 
 
 def epoch_boundaries(records: Sequence[Mapping]) -> list[float]:
-    """Steps at which a new epoch starts (first logged step whose epoch passes an integer)."""
-    boundaries, last_epoch = [], None
+    """Steps at which an epoch ends (the logged epoch passes a whole number), except the last step."""
+    boundaries, last_epoch, last_step = [], None, None
     for record in records:
         epoch, step = record.get("epoch"), record.get("step")
         if not (_finite(epoch) and _finite(step)):
             continue
         if last_epoch is not None and math.floor(epoch + 1e-9) > math.floor(last_epoch + 1e-9):
             boundaries.append(float(step))
-        last_epoch = epoch
-    return boundaries
+        last_epoch, last_step = epoch, step
+    return [b for b in boundaries if b != last_step]
 
 
 def _reference_points(reference: Sequence) -> tuple[list[float], list[float]]:
@@ -123,7 +123,7 @@ def loss_figure(
             line={"color": REFERENCE_COLOR, "dash": "dash"},
         )  # fmt: skip
     figure.update_layout(
-        title="Training loss (dotted lines: epoch starts)",
+        title="Training loss (dotted lines: epoch ends)",
         xaxis_title="optimizer step", yaxis_title="loss", **_LAYOUT,
     )  # fmt: skip
     if log_scale:

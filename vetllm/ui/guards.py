@@ -44,7 +44,10 @@ def user_facing(fn: F) -> F:
             raise gr.Error(as_html(str(error)), duration=30, print_exception=False) from None
         except Exception as error:  # noqa: BLE001 - the edge: nothing internal may reach users
             # Frames only, not the message: it could quote a clinical note or a server path.
-            frames = "".join(traceback.format_tb(error.__traceback__))
+            frames = "\n".join(
+                f"  {Path(f.filename).name}:{f.lineno} in {f.name}"
+                for f in traceback.extract_tb(error.__traceback__)
+            )
             LOGGER.error("%s failed with %s\n%s", fn.__name__, type(error).__name__, frames)
             raise gr.Error(GENERIC_MESSAGE, print_exception=False) from None
 

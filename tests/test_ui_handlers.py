@@ -1,0 +1,397 @@
+"""UI handlers with fakes: admin gating, error edge, note rules, data check, launch, poll, predict."""
+
+import csv
+import io
+import json
+import threading
+import time
+
+import gradio as gr
+import pytest
+
+from vetllm.data.loading import write_records
+from vetllm.data.synth import generate_records
+from vetllm.errors import VetLLMError
+from vetllm.ui import exports, guards, views
+from vetllm.ui.environment import check_environment, estimate_gpu_memory_gb
+from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache, worst_cases
+from vetllm.ui.settings import AppSettings
+from vetllm.ui.train_handlers import (
+    BUNDLED_CHOICE,
+    HYPERPARAMETERS,
+    UPLOAD_CHOICE,
+    TrainHandlers,
+    config_from_widgets,
+    list_presets,
+    per_epoch_bars,
+    preset_config,
+    safe_run_name,
+)
+
+NO_GPU = {
+    "cuda": False,
+    "bf16": False,
+    "gpu_name": None,
+    "gpu_memory_gb": None,
+    "bitsandbytes": False,
+}
+
+
+def _settings(tmp_path, **kw):
+    return AppSettings(runs_dir=tmp_path / "runs", **kw)
+
+
+# -- settings and the error edge -----------------------------------------------------------------
+def test_admin_actions_local_open_public_needs_password(tmp_path, monkeypatch):
+    _settings(tmp_path).require_admin(None, "launching")  # local: no password needed
+    with pytest.raises(VetLLMError, match="disabled"):
+        _settings(tmp_path, shared=True).require_admin("x", "launching")
+    hosted = _settings(tmp_path, hosted=True, admin_password="s3cret")
+    with pytest.raises(VetLLMError, match="wrong"):
+        hosted.require_admin("nope", "launching")
+    hosted.require_admin("s3cret", "launching")
+    monkeypatch.setenv("SPACE_ID", "me/space")
+    monkeypatch.setenv("VETLLM_ADMIN_PASSWORD", "pw")
+    from_env = AppSettings.from_env(tmp_path / "r")
+    assert from_env.hosted and from_env.public and from_env.admin_password == "pw"
+
+
+def test_user_facing_shows_vetllm_errors_escaped_and_hides_everything_else(caplog):
+    @guards.user_facing
+    def fails_for_user():
+        raise VetLLMError("field 'note': <script>x</script>\nsecond line")
+
+    @guards.user_facing
+    def fails_inside():
+        raise RuntimeError("Cow with fever at /srv/secret/path")
+
+    with pytest.raises(gr.Error) as shown:
+        fails_for_user()
+    assert "&lt;script&gt;" in shown.value.message and "<br>" in shown.value.message
+    with pytest.raises(gr.Error) as hidden:
+        fails_inside()
+    assert hidden.value.message == guards.GENERIC_MESSAGE
+    assert "Cow with fever" not in caplog.text and "/srv/secret" not in caplog.text
+    assert "RuntimeError" in caplog.text
+
+
+def test_clean_note_rules():
+    assert guards.clean_note("  Cow, fever \x00 ", 100) == "Cow, fever"
+    for bad, match in (
+        (None, "no text"),
+        (42, "expected text"),
+        ("   ", "empty"),
+        ("x" * 101, "101"),
+    ):
+        with pytest.raises(VetLLMError, match=match):
+            guards.clean_note(bad, 100)
+
+
+def test_discard_upload_removes_the_file(tmp_path):
+    upload = tmp_path / "data.json"
+    upload.write_text("[]")
+    guards.discard_upload(str(upload))
+    assert not upload.exists()
+    guards.discard_upload(None)  # nothing to do, no error
+
+
+# -- views and exports ---------------------------------------------------------------------------
+def test_progress_and_failure_views():
+    html = views.progress_html("run-1", {"state": "running", "step": 50, "total_steps": 200,
+                                         "progress": 0.25, "eta_s": 125, "elapsed_s": 40})  # fmt: skip
+    assert "step 50 of 200" in html and "25%" in html and "2 min 05 s" in html
+    assert "aria-valuenow='25'" in html
+    done = views.progress_html("run-1", {"state": "completed", "progress": 0.97})
+    assert "100%" in done
+    failed = views.failure_markdown(
+        {"state": "failed", "error": "CUDA out of memory", "remedy": "lower the micro-batch"},
+        'File "/home/user/vetllm/engine/training.py", line 3\nOOM',
+    )
+    assert "CUDA out of memory" in failed and "lower the micro-batch" in failed
+    assert "/home/user" not in failed and "training.py" in failed
+    assert views.failure_markdown({"state": "running"}, "x") == ""
+
+
+def test_prediction_views_and_problem_table():
+    answer = {
+        "codes": [{"code": "1679004", "name": "PPR", "valid_sctid": False, "suggested_code": None,
+                   "confidence": 0.91234}],
+        "repairs": ["split '16790041679004' into codes"], "unknown_codes": ["999"], "warnings": [],
+    }  # fmt: skip
+    assert views.prediction_rows(answer) == [["1679004", "PPR", "INVALID check digit", 0.912]]
+    assert "split" in views.repairs_markdown(answer) and "999" in views.repairs_markdown(answer)
+    assert "No repairs" in views.repairs_markdown({"codes": []})
+
+    class P:
+        source, line, field, message = "a.csv", 3, "input", "empty | note"
+
+    table = views.problems_markdown([P()])
+    assert "a.csv" in table and "&#124;" in table
+
+
+def test_csv_export_escapes_formulas_and_keeps_text():
+    rows = [{"index": 1, "note": "=HYPERLINK(\"http://x\")", "gold": ["1"], "codes": [],
+             "raw_output": "-1", "confidence": {"1": 0.5}}]  # fmt: skip
+    text = exports.predictions_to_csv(rows)
+    parsed = list(csv.DictReader(io.StringIO(text)))
+    assert parsed[0]["note"] == '\'=HYPERLINK("http://x")'
+    assert parsed[0]["raw_output"] == "'-1" and parsed[0]["confidence"] == "1=0.5"
+    assert exports.safe_cell("@cmd") == "'@cmd" and exports.safe_cell("cow") == "cow"
+
+
+# -- environment ---------------------------------------------------------------------------------
+def test_environment_check_refuses_qlora_without_cuda_and_estimates_memory():
+    qlora = preset_config("alpaca-7b-qlora")
+    report = check_environment(qlora, NO_GPU)
+    assert report["runnable"] is False and "needs a CUDA GPU" in report["verdict"]
+    # measured anchor (DOMAIN.md section 5): 5.5 GB peak for this exact recipe
+    assert 4.5 < estimate_gpu_memory_gb(qlora) < 7.5
+    assert check_environment(preset_config("tiny-cpu"), NO_GPU)["runnable"] is True
+    small_gpu = dict(NO_GPU, cuda=True, bitsandbytes=True, gpu_memory_gb=4.0)
+    assert check_environment(qlora, small_gpu)["runnable"] is False
+    big_gpu = dict(small_gpu, gpu_memory_gb=80.0)
+    assert check_environment(qlora, big_gpu)["runnable"] is True
+
+
+# -- train handlers ------------------------------------------------------------------------------
+def test_presets_and_widget_values():
+    assert list_presets()[0] == "tiny-cpu" and "alpaca-7b-qlora" in list_presets()
+    assert safe_run_name("my run/../x", "p") == "my-run-..-x" and safe_run_name("", "p") == "p"
+    base = preset_config("tiny-cpu")
+    values = {k: getattr(base, k) for k in HYPERPARAMETERS}
+    values.update(per_device_batch=8.0, epochs=2)
+    cfg = config_from_widgets(base, "n", values)
+    assert cfg.per_device_batch == 8 and isinstance(cfg.per_device_batch, int)
+    assert cfg.epochs == 2.0 and cfg.name == "n"
+    values.update(learning_rate=None, seed=None)
+    with pytest.raises(VetLLMError, match="learning_rate, seed"):
+        config_from_widgets(base, "n", values)
+
+
+def _upload(tmp_path, n=60):
+    path = tmp_path / "upload" / "mine.json"
+    write_records(generate_records(n=n, seed=1), path)
+    return path
+
+
+def test_check_data_on_upload_splits_by_note_and_deletes_the_upload(tmp_path):
+    handlers = TrainHandlers(_settings(tmp_path), NO_GPU)
+    upload = _upload(tmp_path)
+    out = handlers.check_data(UPLOAD_CHOICE, str(upload), False)
+    prepared = out[0]
+    assert prepared.source == "mine.json"
+    assert len(prepared.train) + len(prepared.val) == 60 and prepared.val
+    assert not upload.exists()
+    train_notes = {r.note for r in prepared.train}
+    assert not any(r.note in train_notes for r in prepared.val)  # leak-free
+    assert "0.0% of validation notes" in out[3]
+    assert [row[0] for row in out[4]] == ["majority", "majority_per_species", "bag_of_words"]
+
+
+def test_check_data_lists_every_problem_of_a_bad_file(tmp_path):
+    handlers = TrainHandlers(_settings(tmp_path), NO_GPU)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"input": "cow, fever", "snomed_codes": ["72934000"]}\n{"input": ""}\nnot json\n'
+    )
+    out = handlers.check_data(UPLOAD_CHOICE, str(bad), False)
+    assert out[0] is None
+    assert "line 2" in out[1] or "| 2 |" in out[1]
+    assert "| 3 |" in out[1] and not bad.exists()
+    with pytest.raises(gr.Error, match="choose a file"):
+        handlers.check_data(UPLOAD_CHOICE, None, False)
+
+
+def test_coverage_plan_matches_the_trainer_arithmetic(tmp_path):
+    from vetllm.coverage import plan_coverage
+
+    plan = plan_coverage(1602, 2, 4, 3, drop_last=True)
+    assert plan.total_steps == 603 and per_epoch_bars(plan) == ([1602] * 3, [0] * 3)
+    dropped = plan_coverage(1602, 8, 1, 1, drop_last=True)
+    assert per_epoch_bars(dropped) == ([1600], [2])
+    handlers = TrainHandlers(_settings(tmp_path), NO_GPU)
+    upload = _upload(tmp_path)
+    prepared = handlers.check_data(UPLOAD_CHOICE, str(upload), False)[0]
+    markdown, figure = handlers.plan(prepared, 4, 2, 2.0, False)
+    assert "optimizer steps per epoch" in markdown and figure.data
+
+
+def test_launch_writes_the_edited_config_and_refuses_what_cannot_run(tmp_path, monkeypatch):
+    from vetllm.config import load_config
+    from vetllm.engine import launcher
+    from vetllm.engine.runs import RunDirectory
+
+    launched = {}
+
+    def fake_launch(config_path, run_dir, **kwargs):
+        launched["cfg"] = load_config(config_path)
+        run = RunDirectory(run_dir)
+        run.reset_status("queued", created_at="2026")
+        return run
+
+    monkeypatch.setattr(launcher, "launch_run", fake_launch)
+    monkeypatch.setattr(
+        launcher,
+        "list_runs",
+        lambda root: [
+            {"name": p.name} for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ],
+    )
+    handlers = TrainHandlers(_settings(tmp_path), NO_GPU)
+    base = preset_config("tiny-cpu")
+    values = [getattr(base, k) for k in HYPERPARAMETERS]
+    values[HYPERPARAMETERS.index("learning_rate")] = 0.01
+    upload = _upload(tmp_path)
+    prepared = handlers.check_data(UPLOAD_CHOICE, str(upload), False)[0]
+    dropdown, timer, message = handlers.launch("tiny-cpu", prepared, "my run", "", *values)
+    assert launched["cfg"].learning_rate == 0.01 and launched["cfg"].name == "my-run"
+    assert launched["cfg"].data.endswith("data/train.json") and dropdown.value.startswith("my-run-")
+    assert timer.active is True and "Launched" in message
+    qlora = preset_config("alpaca-7b-qlora")
+    with pytest.raises(gr.Error, match="needs a CUDA GPU"):
+        handlers.launch(
+            "alpaca-7b-qlora", None, "", "", *[getattr(qlora, k) for k in HYPERPARAMETERS]
+        )
+    shared = TrainHandlers(_settings(tmp_path, shared=True), NO_GPU)
+    with pytest.raises(gr.Error, match="disabled"):
+        shared.launch("tiny-cpu", None, "", "", *values)
+
+
+def _fake_run(root, name, state="running", with_model=False, metrics=()):
+    from vetllm.engine.runs import RunDirectory
+
+    run = RunDirectory(root / name)
+    run.reset_status(state, step=20, total_steps=100, progress=0.2, eta_s=30, created_at=name)
+    for record in metrics:
+        run.append_metrics(record)
+    if with_model:
+        run.model_dir.mkdir(parents=True)
+    return run
+
+
+def test_poll_reads_the_run_on_disk_and_stops_the_timer_when_done(tmp_path):
+    settings = _settings(tmp_path)
+    metrics = [{"step": s, "epoch": s / 10, "loss": 1.0 / s} for s in range(1, 21)]
+    _fake_run(settings.runs_dir, "r1", "running", metrics=metrics)
+    handlers = TrainHandlers(settings, NO_GPU)
+    progress, failure, figure, timer = handlers.poll("r1")
+    assert "step 20 of 100" in progress and failure == "" and timer.active is True
+    assert len(figure.data[0].y) == 20
+    failed = _fake_run(settings.runs_dir, "r2", "failed")
+    failed.write_status(error="boom", remedy="fix it")
+    failed.log_path.write_text("line one\nTraceback at /secret/x.py\n")
+    progress, failure, figure, timer = handlers.poll("r2")
+    assert "boom" in failure and "fix it" in failure and "/secret" not in failure
+    assert timer.active is False
+    assert handlers.poll("../etc")[3].active is False  # not a run of this app
+
+
+# -- prediction ----------------------------------------------------------------------------------
+class FakePrediction:
+    def __init__(self, note, decoding):
+        self.note, self.decoding = note, decoding
+
+    def to_api_dict(self):
+        return {"codes": [{"code": "72934000", "name": "Mastitis", "valid_sctid": True,
+                           "confidence": 0.9}], "raw_output": "Diagnosed conditions: 72934000",
+                "repairs": [], "unknown_codes": [], "warnings": [], "decoding": self.decoding}  # fmt: skip
+
+
+class FakePredictor:
+    def predict(self, notes, decoding="free"):
+        return [FakePrediction(n, decoding) for n in notes]
+
+
+def test_predictor_cache_loads_each_run_once_under_concurrency(tmp_path):
+    loads = []
+
+    def load(path):
+        loads.append(path)
+        time.sleep(0.05)
+        return FakePredictor()
+
+    cache = PredictorCache(load, capacity=1)
+    threads = [threading.Thread(target=cache.get, args=(tmp_path / "a",)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(loads) == 1
+    cache.get(tmp_path / "b")
+    cache.get(tmp_path / "a")  # evicted by b (capacity 1), so loaded again
+    assert len(loads) == 3
+
+
+def test_predict_uses_newest_completed_run_and_enforces_note_rules(tmp_path):
+    settings = _settings(tmp_path, max_note_chars=50)
+    handlers = PredictHandlers(settings, PredictorCache(lambda path: FakePredictor()))
+    with pytest.raises(gr.Error, match="no trained model yet"):
+        handlers.predict_api("cow with fever")
+    _fake_run(settings.runs_dir, "training", "running")
+    with pytest.raises(gr.Error, match="training is training|is training"):
+        handlers.predict_api("cow with fever")
+    _fake_run(settings.runs_dir, "done", "completed", with_model=True)
+    answer = handlers.predict_api("cow with fever", "constrained")
+    assert answer["run"] == "done" and answer["decoding"] == "constrained"
+    assert answer["codes"][0]["code"] == "72934000"
+    for bad in ("", "x" * 51, None):
+        with pytest.raises(gr.Error):
+            handlers.predict_api(bad)
+    with pytest.raises(gr.Error, match="decoding"):
+        handlers.predict_api("cow", "beam")
+    rows, raw, repairs, full = handlers.predict_ui("done", "cow", "free")
+    assert rows[0][:3] == ["72934000", "Mastitis", "valid"] and raw.startswith("Diagnosed")
+
+
+def test_evaluate_outputs_and_csv_download(tmp_path, monkeypatch):
+    from vetllm.engine import evaluate as evaluate_module
+
+    settings = _settings(tmp_path)
+    run = _fake_run(settings.runs_dir, "done", "completed", with_model=True)
+    rows = [
+        {"index": 1, "note": "=cmd()", "gold": ["1"], "codes": ["2"], "raw_output": "2",
+         "strict_correct": False, "lenient_correct": False, "confidence": {"2": 0.6}},
+        {"index": 2, "note": "ok", "gold": ["1"], "codes": ["1"], "raw_output": "1",
+         "strict_correct": True, "lenient_correct": True, "confidence": {"1": 0.9}},
+    ]  # fmt: skip
+
+    def fake_evaluate(run_dir, data, decoding, out_dir, predictor=None):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "predictions.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+        return {"n": 2, "strict_accuracy": 0.5, "lenient_accuracy": 0.5, "format_valid_rate": 1.0,
+                "strict_ci": [0.1, 0.9], "lenient_ci": [0.1, 0.9], "micro_f1": 0.5, "macro_f1": 0.5,
+                "per_code": [{"code": "1", "name": "X", "valid_sctid": None, "support": 2,
+                              "predicted": 1, "precision": 1.0, "recall": 0.5, "f1": 0.667}],
+                "confusion": {"labels": ["1", "2"], "names": ["X", "2"], "matrix": [[1, 1], [0, 0]]},
+                "baselines": {"majority": {"accuracy": 0.5, "ci": [0.1, 0.9]}}}  # fmt: skip
+
+    monkeypatch.setattr(evaluate_module, "evaluate_run", fake_evaluate)
+    handlers = PredictHandlers(settings, PredictorCache(lambda path: FakePredictor()))
+    headline, per_code, confusion, worst, baselines, comparison, csv_path = handlers.evaluate(
+        "done", "Bundled validation set", None, "free", ""
+    )
+    assert "strict accuracy" in headline and per_code[0][0] == "1"
+    assert [row[0] for row in baselines] == ["done (lenient)", "done (strict)", "majority"]
+    assert worst[0][0] == "=cmd()" and len(worst) == 1
+    assert "'=cmd()" in open(csv_path, encoding="utf-8").read()
+    assert run.eval_dir.is_dir()
+    public = PredictHandlers(_settings(tmp_path, hosted=True), handlers.cache)
+    with pytest.raises(gr.Error, match="disabled"):
+        public.evaluate("done", "Bundled validation set", None, "free", "")
+
+
+def test_worst_cases_puts_wrong_answers_first():
+    rows = [{"note": "a", "lenient_correct": True, "strict_correct": False, "gold": [], "codes": []},
+            {"note": "b", "lenient_correct": False, "strict_correct": False, "gold": [], "codes": []},
+            {"note": "c", "lenient_correct": True, "strict_correct": True}]  # fmt: skip
+    assert [r[0] for r in worst_cases(rows, 5)] == ["b", "a"]
+
+
+# -- the app as a whole --------------------------------------------------------------------------
+def test_only_predict_is_a_public_endpoint(tmp_path):
+    from vetllm.ui.app import build_app
+
+    demo = build_app(_settings(tmp_path, bootstrap=False))
+    public = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
+    assert public == ["predict"]
+    assert BUNDLED_CHOICE  # the data radio default exists
