@@ -306,3 +306,53 @@ def test_a_restarted_app_reattaches_to_a_running_run(tmp_path, config):
     stop_run(run, timeout_s=0.5)  # not our child: it is killed through its process group
     assert refresh_status(run)["state"] == "stopped"
     assert not launcher._alive(status["pid"], status["pid_start"])
+
+
+# -- CLI -------------------------------------------------------------------------------------
+def _cli(argv, capsys):
+    from vetllm.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_status_list_and_stop(tmp_path, capsys):
+    root = tmp_path / "runs"
+    run = RunDirectory(root / "a")
+    run.write_status("running", pid=_dead_pid(), step=3, total_steps=10, progress=0.3)
+    code, out, _ = _cli(["runs", "status", str(run.path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["state"] == "interrupted"
+    code, out, _ = _cli(["runs", "list", "--runs-dir", str(root)], capsys)
+    assert code == 0 and out.startswith("a: interrupted, step 3/10, 30%")
+    code, out, _ = _cli(["runs", "list", "--runs-dir", str(root), "--json"], capsys)
+    assert [entry["name"] for entry in json.loads(out)] == ["a"]
+    code, out, _ = _cli(["runs", "stop", str(run.path), "--timeout", "1"], capsys)
+    assert code == 0 and "interrupted" in out  # nothing to stop; the state is kept
+    code, _, err = _cli(["runs", "status", str(tmp_path / "nothing")], capsys)
+    assert code == 2 and "holds no run" in err
+
+
+def test_cli_launch_refusal_is_a_clear_error(tmp_path, capsys, fake_trainer, config):
+    root = tmp_path / "runs"
+    run = launch_run(config, root / "busy")
+    try:
+        argv = ["runs", "launch", "--config", str(config), "--runs-dir", str(root)]
+        code, _, err = _cli(argv, capsys)
+        assert code == 2 and "a run is already in progress: busy" in err
+    finally:
+        stop_run(run, timeout_s=10)
+
+
+def test_cli_report_writes_report_md(tmp_path, capsys):
+    pytest.importorskip("vetllm.analysis")
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("completed")
+    for step in range(10, 110, 10):
+        run.append_metrics({"step": step, "epoch": step / 50, "loss": 3.0 / step})
+    run.eval_dir.mkdir()
+    (run.eval_dir / "metrics.json").write_text(json.dumps({"n": 20, "strict_accuracy": 0.75}))
+    code, out, _ = _cli(["report", "--run", str(run.path)], capsys)
+    assert code == 0
+    assert out == run.report_path.read_text() + "\n"
+    assert "75" in out  # the evaluation made it into the report

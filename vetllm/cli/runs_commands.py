@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,12 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def render_run_report(run) -> str:
-    """Write RUN_DIR/report.md from metrics.jsonl and eval/metrics.json; return its text."""
+    """Write RUN_DIR/report.md from metrics.jsonl and eval/metrics.json; return its text.
+
+    The coverage plan and data statistics are added when the run's config and training data
+    can still be read (the same report training writes at its end); otherwise they are left out
+    with a note on stderr.
+    """
     from vetllm.analysis import analyse_losses, load_log_history, render_training_report
     from vetllm.engine.runs import atomic_write_text
 
@@ -184,17 +190,56 @@ def render_run_report(run) -> str:
             f"RUN_DIR: '{run.name}' has no metrics.jsonl yet; wait for the first logging step"
         )
     history = load_log_history(run.metrics_path)
-    analysis = analyse_losses(history, steps_per_epoch=_steps_per_epoch(history))
-    evaluation = None
-    eval_metrics = run.eval_dir / "metrics.json"
-    if eval_metrics.is_file():
-        try:
-            evaluation = json.loads(eval_metrics.read_text(encoding="utf-8"))
-        except ValueError:
-            evaluation = None  # a half-written evaluation is left out rather than failing
-    text = render_training_report(analysis, evaluation=evaluation)
+    plan, stats, config = _plan_and_stats(run)
+    steps_per_epoch = plan.to_dict().get("steps_per_epoch") if plan else None
+    analysis = analyse_losses(
+        history, steps_per_epoch=steps_per_epoch or _steps_per_epoch(history), config=config
+    )
+    text = render_training_report(
+        analysis, plan=plan, stats=stats, evaluation=_read_json(run.eval_dir / "metrics.json")
+    )
     atomic_write_text(run.report_path, text)
     return text
+
+
+def _plan_and_stats(run):
+    """(CoveragePlan, DatasetStats, config dict) for the run, or Nones when data is gone."""
+    try:
+        from vetllm.config import BUNDLED_DATA, load_config
+        from vetllm.coverage import plan_coverage
+        from vetllm.data.loading import load_dataset_file
+        from vetllm.data.stats import dataset_stats
+
+        cfg = load_config(run.config_path)
+        if cfg.data == BUNDLED_DATA:
+            from vetllm.data.synth import bundled_examples
+
+            data_path = bundled_examples()[0]
+        else:
+            data_path = Path(cfg.data)
+        records = load_dataset_file(data_path, on_error="skip").records
+    except (ImportError, VetLLMError, OSError) as error:
+        print(f"note: coverage and data statistics left out ({error})", file=sys.stderr)
+        return None, None, None
+    card = _read_json(run.model_dir / "run_card.json") or {}
+    plan = plan_coverage(
+        len(records),
+        cfg.per_device_batch,
+        grad_accum=cfg.grad_accum,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        world_size=int(card.get("world_size") or 1),
+        drop_last=cfg.drop_last,
+    )
+    return plan, dataset_stats(records), cfg.to_dict()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent or half-written: left out rather than failing the report
+    return data if isinstance(data, dict) else None
 
 
 def _steps_per_epoch(history: list[dict]) -> int | None:
