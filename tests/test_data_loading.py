@@ -1,4 +1,5 @@
-"""Tests for vetllm.data.loading: the source formats and every bad input of RELIABILITY.md."""
+"""Tests for vetllm.data.loading, .validation and .writing: the source formats and every bad
+input of RELIABILITY.md."""
 
 from __future__ import annotations
 
@@ -15,12 +16,10 @@ from pathlib import Path
 import pytest
 
 from vetllm.catalogue import load_catalogue
-from vetllm.data.loading import (
-    MAX_NOTE_CHARS,
-    load_dataset_file,
-    write_records,
-)
+from vetllm.data.loading import load_dataset_file
 from vetllm.data.records import Record
+from vetllm.data.validation import MAX_NOTE_CHARS
+from vetllm.data.writing import write_records
 from vetllm.errors import DataError, VetLLMError
 
 ASSETS = Path(__file__).parent / "assets" / "data"
@@ -446,7 +445,8 @@ def test_write_records_uses_the_template_and_rejects_unknown_suffixes(tmp_path):
 
 def test_core_data_modules_do_not_import_torch_or_gradio():
     code = (
-        "import sys, vetllm.data.loading, vetllm.data.stats, vetllm.data.split;"
+        "import sys, vetllm.data.loading, vetllm.data.validation, vetllm.data.writing,"
+        " vetllm.data.stats, vetllm.data.split;"
         "print(sorted(m for m in ('torch', 'gradio', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from vetllm.cli import main
-from vetllm.data.loading import load_dataset_file, write_records
+from vetllm.data.loading import load_dataset_file
 from vetllm.data.records import Record, note_key
 from vetllm.data.split import leakage_report, split_by_note, write_split
 from vetllm.data.stats import dataset_stats
+from vetllm.data.writing import write_records
 from vetllm.errors import VetLLMError
 
 ASSETS = Path(__file__).parent / "assets" / "data"

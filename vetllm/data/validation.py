@@ -1,0 +1,324 @@
+"""Row rules of the source format: turn one raw row into a `Record`, or say what is wrong with it.
+
+A row is a JSON object or a CSV line keyed by its header. `record_from_row()` finds the note,
+the labels (from `snomed_codes`, else from the `disease` name via the catalogue) and the species,
+whatever the case of the field names; it keeps every other field as `Record.extra`. It never
+raises for bad input: it returns every problem of the row, each naming its field, the value
+received and what to do, plus flags for silent fixes (invisible characters removed, a disease
+name that disagrees with the codes) that `summarise_flags()` turns into notices for the user.
+`check_header()` applies the same field names to a CSV header. Reading files, and the limits
+on them, live in `vetllm.data.loading`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from vetllm.catalogue import Catalogue, Disease
+from vetllm.data.records import Record
+from vetllm.errors import DataError, Problem
+
+NOTE_FIELDS = ("input", "note", "clinical_note", "text")
+CODE_FIELDS = ("snomed_codes", "snomed_code", "codes", "labels")
+DISEASE_FIELDS = ("disease", "diagnosis")
+SPECIES_FIELDS = ("animal", "species")
+_REGENERATED = ("instruction", "output")  # rebuilt from the template when written
+MAX_NOTE_CHARS = 20_000  # source notes are ~150-300 characters; 20k is a pasted document
+# Zero-width and bidirectional controls hide text and reorder it on screen ("Trojan source");
+# ZWJ/ZWNJ (U+200C/D) are kept because Urdu and Persian spelling needs them.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CODE_SEPARATORS = re.compile(r"[,;|\s]+")
+_NAME_SEPARATORS = re.compile(r"\s*(?:[,;/+&]|\band\b)\s*", re.I)
+_FLAG_TEXT = {
+    "invisible": "removed zero-width or bidirectional control characters from {n} note(s)",
+    "control": "replaced control characters with spaces in {n} note(s)",
+    "mismatch": "{n} record(s) name a disease that differs from their snomed_codes; the codes "
+    "were used",
+}
+
+
+class NonFinite(float):
+    """A NaN/Infinity read from JSON, kept distinguishable so the message can name it."""
+
+    def __new__(cls, name: str):
+        value = super().__new__(cls, name.replace("-Infinity", "-inf").replace("Infinity", "inf"))
+        value.name = name
+        return value
+
+
+def kind_of(value: object) -> str:
+    """A JSON value's type in words, for messages ("an object", "a number (3)")."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, str):
+        return "a string"
+    return f"a number ({value})"
+
+
+def summarise_flags(flags: dict[str, int]) -> list[str]:
+    """Notices for the silent fixes counted over a file (flag name -> number of rows)."""
+    return [_FLAG_TEXT[key].format(n=count) for key, count in flags.items()]
+
+
+def check_header(header: list[str], name: str) -> None:
+    """Raise DataError unless a CSV header has a note column, a label column and no repeats."""
+    lowered = [h.lower() for h in header]
+    missing = []
+    if not set(lowered) & set(NOTE_FIELDS):
+        missing.append("a note column ('input')")
+    if not set(lowered) & set(CODE_FIELDS + DISEASE_FIELDS):
+        missing.append("a label column ('snomed_codes' or 'disease')")
+    duplicated = sorted({h for h in lowered if lowered.count(h) > 1 and h})
+    if duplicated:
+        missing.append(f"unique column names (repeated: {', '.join(duplicated)})")
+    if missing:
+        shown = ", ".join(repr(h) for h in header[:12])
+        raise DataError(f"{name}: the header needs {' and '.join(missing)}; found {shown}")
+
+
+class _Row:
+    """One raw row under check: field lookup ignoring case and spaces, and its problems so far."""
+
+    def __init__(self, row: dict, line: int, source: str):
+        self.row, self.line, self.source = row, line, source
+        self.keys = {str(key).strip().lower(): key for key in row}  # lowered name -> own key
+        self.problems: list[Problem] = []
+        self.flags: set[str] = set()
+
+    def first(self, names: tuple[str, ...]) -> str | None:
+        """The lowered name of the first of `names` the row has, or None."""
+        return next((name for name in names if name in self.keys), None)
+
+    def value(self, name: str | None) -> object:
+        return self.row[self.keys[name]] if name is not None else None
+
+    def problem(self, field_name: str | None, message: str) -> None:
+        self.problems.append(Problem(self.source, self.line, field_name, message))
+
+
+def record_from_row(
+    row: dict, line: int, source: str, catalogue: Catalogue
+) -> tuple[Record | None, list[Problem], set[str]]:
+    """One raw row (a JSON object or CSV cells by header) to a Record, or its problems.
+
+    Returns (record or None, problems, flags); the record is None exactly when there are problems.
+    """
+    checked = _Row(row, line, source)
+    note = _note(checked)
+    labels, disease_name = _labels(checked, catalogue)
+    species = _species(checked)
+    extra = _extra_fields(checked)
+    if checked.problems:
+        return None, checked.problems, checked.flags
+    return Record(note, labels, species, disease_name, line, extra), [], checked.flags
+
+
+def _note(row: _Row) -> str | None:
+    name = row.first(NOTE_FIELDS)
+    value = row.value(name)
+    if value is None:
+        row.problem(name or "input", "missing note text; every record needs an 'input' field")
+        return None
+    note, message = _clean_note(value, row.flags)
+    if message:
+        row.problem(row.keys[name], message)
+    return note
+
+
+def _clean_note(value: object, flags: set[str]) -> tuple[str | None, str | None]:
+    if not isinstance(value, str):
+        return None, f"the note must be text, got {_describe(value)}"
+    position = value.find("\x00")
+    if position >= 0:
+        return None, (
+            f"contains a NUL character (\\x00) at position {position}; remove it "
+            "(binary data or a broken export?)"
+        )
+    text = _INVISIBLE.sub("", value)
+    if text != value:
+        flags.add("invisible")
+    cleaned = _CONTROL.sub(" ", text)
+    if cleaned != text:
+        flags.add("control")
+    cleaned = cleaned.strip()
+    if not cleaned:
+        return None, "the note is empty or only whitespace"
+    if len(cleaned) > MAX_NOTE_CHARS:
+        return None, (
+            f"the note is {len(cleaned):,} characters long; the limit is {MAX_NOTE_CHARS:,} "
+            "per note: shorten it or split it into separate records"
+        )
+    return cleaned, None
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, NonFinite):
+        return f"{value.name} (not valid JSON)"
+    return kind_of(value)
+
+
+def _labels(row: _Row, catalogue: Catalogue) -> tuple[tuple[str, ...], str | None]:
+    """Labels from snomed_codes (authoritative) or else from the disease name."""
+    code_name, disease_name_field = row.first(CODE_FIELDS), row.first(DISEASE_FIELDS)
+    codes = _code_labels(row, code_name, catalogue) if code_name else []
+    disease_name = _disease_name(row, disease_name_field)
+    named = _diseases_named(disease_name, catalogue) if disease_name else None
+    if codes is None:  # the codes had problems, already reported
+        return (), disease_name
+    if codes:
+        if named and not {d.label for d in named} & set(codes):
+            row.flags.add("mismatch")
+        return tuple(dict.fromkeys(codes)), disease_name
+    if named:
+        return tuple(dict.fromkeys(d.label for d in named)), disease_name
+    if disease_name:
+        row.problem(
+            row.keys[disease_name_field],
+            f"disease {disease_name!r} is not in the catalogue and there are no snomed_codes; "
+            "add it as a variant in a catalogue file (load_catalogue(extra_path), CLI "
+            "--catalogue FILE) or give its code",
+        )
+    else:
+        state = "is empty or null" if code_name else "is missing"
+        row.problem(
+            row.keys[code_name] if code_name else "snomed_codes",
+            f"missing label: snomed_codes {state} and there is no 'disease' name; give "
+            "'snomed_codes' (a list of codes) or a 'disease' name",
+        )
+    return (), disease_name
+
+
+def _disease_name(row: _Row, name: str | None) -> str | None:
+    value = row.value(name)
+    if value is not None and not isinstance(value, str):
+        row.problem(row.keys[name], f"must be a disease name (text), got {_describe(value)}")
+        return None
+    return (value.strip() or None) if value else None
+
+
+def _diseases_named(name: str, catalogue: Catalogue) -> list[Disease] | None:
+    """The disease a name means, or the diseases of a list of names ("PPR and FMD")."""
+    disease = catalogue.lookup_name(name)
+    if disease is not None:
+        return [disease]
+    parts = [p for p in _NAME_SEPARATORS.split(name) if p]
+    found = [catalogue.lookup_name(p) for p in parts]
+    return found if len(parts) > 1 and all(found) else None
+
+
+def _code_labels(row: _Row, name: str, catalogue: Catalogue) -> list[str] | None:
+    """Catalogue labels from a codes value; None when it has problems (each reported)."""
+    field_name = row.keys[name]
+    items, type_problems = _code_items(row.value(name))
+    for message in type_problems:
+        row.problem(field_name, message)
+    labels, unknown = [], False
+    for code in items:
+        disease = catalogue.by_label(code)
+        if disease is None:
+            row.problem(field_name, _unknown_code_message(code, catalogue))
+            unknown = True
+        else:
+            labels.append(disease.label)
+    return None if type_problems or unknown else labels
+
+
+def _code_items(value: object) -> tuple[list[str], list[str]]:
+    """The code strings in a codes value (list, separated text or JSON list text), and problems."""
+    if value is None:
+        return [], []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            return [c for c in _CODE_SEPARATORS.split(text) if c], []
+        try:  # CSV cells may hold a JSON list string
+            value = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            return [], [f"{text[:60]!r} starts like a JSON list but is not valid JSON"]
+    was_list = isinstance(value, list)
+    items, problems = [], []
+    for index, item in enumerate(value if was_list else [value], start=1):
+        if isinstance(item, str):
+            items.extend(c for c in _CODE_SEPARATORS.split(item) if c)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            items.append(str(item))  # an integer code loses nothing
+        else:
+            where = f"item {index}" if was_list else "the value"
+            problems.append(f'{where} is {_describe(item)}; codes are text, e.g. ["198462004"]')
+    return items, problems
+
+
+def _unknown_code_message(code: str, catalogue: Catalogue) -> str:
+    named = catalogue.lookup_name(code)
+    if named is not None:
+        return (
+            f"{code!r} is a disease name, not a code; put names in 'disease' or use its label "
+            f"{named.label!r}"
+        )
+    return (
+        f"code {code!r} is not in the disease catalogue; if it is right, add it to a catalogue "
+        "file shaped like catalogue.json and load it (load_catalogue(extra_path), CLI "
+        "--catalogue FILE)"
+    )
+
+
+def _species(row: _Row) -> str | None:
+    name = row.first(SPECIES_FIELDS)
+    value = row.value(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        row.problem(row.keys[name], f"the species must be text, got {_describe(value)}")
+        return None
+    return value.strip().lower() or None
+
+
+def _extra_fields(row: _Row) -> dict:
+    """Every field the rules above do not read, kept as given (JSON text in CSV cells parsed)."""
+    used = {row.first(names) for names in (NOTE_FIELDS, CODE_FIELDS, DISEASE_FIELDS)}
+    used |= {row.first(SPECIES_FIELDS), *_REGENERATED}
+    extra = {}
+    for name, key in row.keys.items():
+        if name in used:
+            continue
+        value = _extra_value(row.row[key])
+        if value in (None, ""):
+            continue
+        extra[key] = value
+        if _contains_non_finite(value):
+            row.problem(key, "holds NaN or Infinity, which JSON does not allow; use null")
+    return extra
+
+
+def _extra_value(value: object) -> object:
+    if isinstance(value, str) and value.strip().startswith(("[", "{")):
+        try:  # CSV cells hold lists (e.g. 'symptoms') and objects as JSON strings
+            return json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            return value
+    return value
+
+
+def _contains_non_finite(value: object) -> bool:
+    if isinstance(value, str):
+        return False  # the common case: no walk needed
+    stack = [value]  # iterative: values may be nested close to the JSON depth limit
+    while stack:
+        item = stack.pop()
+        if isinstance(item, NonFinite):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
