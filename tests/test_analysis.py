@@ -284,3 +284,23 @@ def test_cli_analyze_errors(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "missing.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "missing.jsonl does not exist" in err and str(tmp_path) not in err
+
+
+def test_resumed_run_keeps_the_last_entry_per_step(tmp_path):
+    # Killed after step 30 (checkpoint at 20), resumed: steps 30 and 40 are logged again.
+    rows = [{"step": s, "epoch": None, "loss": v} for s, v in [(10, 3.0), (20, 2.0), (30, 1.9)]]
+    rows += [{"step": 30, "epoch": None, "loss": 1.5}, {"step": 40, "epoch": None, "loss": 1.0}]
+    rows += [{"step": 20, "eval_loss": 2.5}, {"step": 20, "eval_loss": 2.4}]
+    analysis = analyse_losses(load_log_history(_write_jsonl(tmp_path / "metrics.jsonl", rows)))
+    assert [(p["step"], p["loss"]) for p in analysis.points] == [
+        (10, 3.0), (20, 2.0), (30, 1.5), (40, 1.0)
+    ]  # fmt: skip
+    assert analysis.eval_points == [{"step": 20, "eval_loss": 2.4}]
+    assert analysis.steps_per_epoch is None  # epoch not logged: nothing to infer from
+
+
+def test_history_passed_directly_tolerates_unusable_entries():
+    history = [{"step": 1, "loss": 2.0}, {"step": "x", "loss": 1.0}, {"loss": "?"}, {"step": 3}]
+    history += [{"step": 4, "loss": 1.0}, {"step": 5, "loss": 0.9}, {"train_loss": 1.2}]
+    analysis = analyse_losses(history)
+    assert [p["step"] for p in analysis.points] == [1, 4, 5]

@@ -126,7 +126,7 @@ def _check_entries(rows: list[tuple[int, object]], name: str) -> list[dict]:
         if ("loss" in entry or "eval_loss" in entry) and not _is_whole(step):
             problems.append(Problem(name, number, "step", f"expected a whole number, got {step!r}"))
         for key in ("loss", "eval_loss", "epoch", *ACCURACY_KEYS):
-            if key in entry and not _is_number(entry[key]):
+            if entry.get(key) is not None and not _is_number(entry[key]):  # None: not logged
                 problems.append(
                     Problem(name, number, key, f"expected a number, got {entry[key]!r}")
                 )
@@ -154,7 +154,7 @@ def analyse_losses(
             "plateau settings: threshold must be between 0 and 1 and window at least 1, "
             f"got threshold={threshold!r}, window={window!r}"
         )
-    train = sorted((e for e in history if "loss" in e and "step" in e), key=lambda e: e["step"])
+    train = _last_per_step(e for e in history if _is_number(e.get("loss")))
     finite = [e for e in train if math.isfinite(e["loss"])]
     if not finite:
         raise VetLLMError(
@@ -169,7 +169,7 @@ def analyse_losses(
     best = min(points, key=lambda p: p["loss"])
     analysis = LossAnalysis(
         points=points,
-        eval_points=[_eval_point(e) for e in history if "eval_loss" in e or _has_accuracy(e)],
+        eval_points=[_eval_point(e) for e in _last_per_step(e for e in history if _is_eval(e))],
         steps_per_epoch=steps_per_epoch,
         steps_per_epoch_source=source,
         first_loss=first,
@@ -199,9 +199,16 @@ def _point(entry: dict, first: float, steps_per_epoch: int | None) -> dict:
     }
 
 
+def _last_per_step(entries) -> list[dict]:
+    """Entries with a step, sorted; a step logged twice (a resumed run) keeps its last entry."""
+    by_step = {int(e["step"]): e for e in entries if _is_whole(e.get("step"))}
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def _eval_point(entry: dict) -> dict:
-    keys = ("step", "epoch", "eval_loss", *ACCURACY_KEYS)
-    return {k: entry[k] for k in keys if k in entry}
+    values = {k: entry.get(k) for k in ("eval_loss", *ACCURACY_KEYS)}
+    finite = {k: v for k, v in values.items() if _is_number(v) and math.isfinite(v)}
+    return {"step": int(entry["step"]), **{k: entry[k] for k in ("epoch",) if k in entry}, **finite}
 
 
 def _infer_steps_per_epoch(points: list[dict]) -> int | None:
@@ -262,11 +269,11 @@ def _find_plateau(points: list[dict], threshold: float, window: int) -> dict | N
 def _suggest_early_stop(analysis: LossAnalysis) -> dict | None:
     evals = analysis.eval_points
     for key in ACCURACY_KEYS:
-        scored = [e for e in evals if _is_number(e.get(key)) and "step" in e]
+        scored = [e for e in evals if _is_number(e.get(key))]
         if scored:
             best = max(scored, key=lambda e: e[key])  # first maximum wins ties
             return _stop_at(analysis, best["step"], f"{key} peaks at {best[key]:.3f}")
-    with_loss = [e for e in evals if _is_number(e.get("eval_loss")) and "step" in e]
+    with_loss = [e for e in evals if _is_number(e.get("eval_loss"))]
     if with_loss:
         best = min(with_loss, key=lambda e: e["eval_loss"])
         return _stop_at(analysis, best["step"], f"eval_loss is lowest ({best['eval_loss']:.4f})")
@@ -341,7 +348,7 @@ def _history_flags(a: LossAnalysis, n_nonfinite: int, config: dict | None) -> li
 
 
 def _overfitting_flags(analysis: LossAnalysis) -> list[dict]:
-    evals = [e for e in analysis.eval_points if _is_number(e.get("eval_loss")) and "step" in e]
+    evals = [e for e in analysis.eval_points if _is_number(e.get("eval_loss"))]
     if len(evals) < 2:
         return []
     best, last = min(evals, key=lambda e: e["eval_loss"]), evals[-1]
@@ -365,8 +372,8 @@ def _flag(code: str, **values) -> dict:
     return {"code": code, "severity": severity, "message": template.format(**values)}
 
 
-def _has_accuracy(entry: dict) -> bool:
-    return any(k in entry for k in ACCURACY_KEYS)
+def _is_eval(entry: dict) -> bool:
+    return any(_is_number(entry.get(k)) for k in ("eval_loss", *ACCURACY_KEYS))
 
 
 def _is_whole(value) -> bool:

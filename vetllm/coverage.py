@@ -158,8 +158,9 @@ def plan_coverage(
         VetLLMError: listing every invalid input, or when no micro-batch can be formed.
     """
     labels = {**DEFAULT_FIELD_LABELS, **(field_labels or {})}
-    _validate(labels, samples, per_device_batch, grad_accum, epochs, max_steps, world_size)
-    _validate_unique(labels, unique_notes, samples)
+    _validate(
+        labels, samples, per_device_batch, grad_accum, epochs, max_steps, world_size, unique_notes
+    )
     per_epoch = _epoch_batches(samples, per_device_batch, world_size, drop_last)
     micro = per_epoch["micro_batches"]
     if micro == 0:
@@ -280,7 +281,7 @@ def _explain(plan: CoveragePlan) -> list[str]:
     return notes
 
 
-def _validate(labels, samples, batch, grad_accum, epochs, max_steps, world_size) -> None:
+def _validate(labels, samples, batch, grad_accum, epochs, max_steps, world_size, unique) -> None:
     problems = [
         _whole_number_problem(labels["samples"], samples),
         _whole_number_problem(labels["per_device_batch"], batch),
@@ -296,22 +297,21 @@ def _validate(labels, samples, batch, grad_accum, epochs, max_steps, world_size)
             f"{labels['epochs']}: expected a number greater than 0 and at most {MAX_EPOCHS:,} "
             f"(fractions allowed), got {epochs!r}"
         )
+    if unique is not None:
+        problems.append(_unique_notes_problem(labels["unique_notes"], unique, samples))
     problems = [p for p in problems if p]
     if problems:
         raise VetLLMError("invalid training settings:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _validate_unique(labels, unique_notes, samples) -> None:
-    if unique_notes is None:
-        return
-    problem = _whole_number_problem(labels["unique_notes"], unique_notes)
-    if not problem and isinstance(samples, int) and unique_notes > samples:
+def _unique_notes_problem(label: str, unique, samples) -> str | None:
+    problem = _whole_number_problem(label, unique)
+    if not problem and isinstance(samples, int) and unique > samples:
         problem = (
-            f"{labels['unique_notes']}: {unique_notes} distinct notes cannot exceed "
-            f"{samples} samples; count distinct note texts in the training file"
+            f"{label}: {unique} distinct notes cannot exceed {samples} samples; "
+            "count distinct note texts in the training file"
         )
-    if problem:
-        raise VetLLMError(problem)
+    return problem
 
 
 def _whole_number_problem(label: str, value, hint: str = "") -> str | None:

@@ -69,29 +69,31 @@ def _add_analyze(commands) -> None:
 
 
 def run_coverage(args: argparse.Namespace) -> int:
-    problems: list[str] = []
-    values = {
-        "samples": _whole(args.samples, "--samples", problems),
-        "per_device_batch": _whole(args.batch_size, "--batch-size", problems),
-        "grad_accum": _whole(args.grad_accum, "--grad-accum", problems),
-        "epochs": _number(args.epochs, "--epochs", problems),
-        "max_steps": _whole(args.max_steps, "--max-steps", problems),
-        "world_size": _whole(args.world_size, "--world-size", problems),
-        "unique_notes": _whole(args.unique_notes, "--unique-notes", problems),
-    }
-    if problems:
-        raise VetLLMError("invalid numbers:\n" + "\n".join(f"  - {p}" for p in problems))
-    plan = plan_coverage(**values, drop_last=args.drop_last, field_labels=COVERAGE_FLAGS)
+    # Text that is not a number goes to the core as it is, so that every bad flag is reported
+    # in one message, each under its flag name.
+    plan = plan_coverage(
+        samples=_number_or_text(args.samples, int),
+        per_device_batch=_number_or_text(args.batch_size, int),
+        grad_accum=_number_or_text(args.grad_accum, int),
+        epochs=_number_or_text(args.epochs, float),
+        max_steps=_number_or_text(args.max_steps, int),
+        world_size=_number_or_text(args.world_size, int),
+        unique_notes=_number_or_text(args.unique_notes, int),
+        drop_last=args.drop_last,
+        field_labels=COVERAGE_FLAGS,
+    )
     print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.to_markdown())
     return 0
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    problems: list[str] = []
-    steps_per_epoch = _whole(args.steps_per_epoch, "--steps-per-epoch", problems)
-    if problems or (steps_per_epoch is not None and steps_per_epoch < 1):
-        shown = problems[0] if problems else f"got {steps_per_epoch}"
-        raise VetLLMError(f"--steps-per-epoch: expected a whole number of at least 1 ({shown})")
+    steps_per_epoch = _number_or_text(args.steps_per_epoch, int)
+    if steps_per_epoch is not None and not (
+        isinstance(steps_per_epoch, int) and steps_per_epoch >= 1
+    ):
+        raise VetLLMError(
+            f"--steps-per-epoch: expected a whole number of at least 1, got {args.steps_per_epoch!r}"
+        )
     history = load_log_history(args.log_file)
     analysis = analyse_losses(history, steps_per_epoch=steps_per_epoch)
     report = render_training_report(analysis)
@@ -116,19 +118,10 @@ def _write_text(path: Path, text: str) -> None:
         ) from error
 
 
-def _whole(text: str | None, flag: str, problems: list[str]) -> int | None:
+def _number_or_text(text: str | None, kind: type) -> int | float | str | None:
     if text is None:
         return None
     try:
-        return int(text)
+        return kind(text)
     except ValueError:
-        problems.append(f"{flag}: expected a whole number, got {text!r}")
-        return None
-
-
-def _number(text: str, flag: str, problems: list[str]) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        problems.append(f"{flag}: expected a number (fractions allowed), got {text!r}")
-        return None
+        return text
