@@ -159,13 +159,13 @@ def test_plan_mismatch_and_majority_baseline():
     analysis = analyse_losses(SOURCE_LOSS_HISTORY)
     plan = plan_coverage(1602, 8, 1, 3, drop_last=True).to_dict()  # 600 steps, the log has 603
     stats = {"n_records": 1602, "n_unique_notes": 444, "accuracy_ceiling": 0.946,
-             "majority_baseline": {"label": "1679004", "accuracy": 0.407}}  # fmt: skip
+             "majority_baseline": {"labels": ["1679004"], "count": 652, "share": 0.407}}  # fmt: skip
     concerns = _codes(report_concerns(analysis, plan, stats, {"strict_accuracy": 0.40}))
     assert {"steps_mismatch", "below_majority_baseline"} <= concerns
     report = render_training_report(analysis, plan=plan, stats=stats, evaluation={"strict_accuracy": 0.9})  # fmt: skip
     assert "| steps per epoch | 200 |" in report
     assert "- majority-code baseline: 40.7%" in report
-    assert "- accuracy ceiling: 0.946" in report
+    assert "- accuracy ceiling (label noise): 94.6%" in report
     assert "`below_majority_baseline`" not in report
 
 
@@ -304,3 +304,25 @@ def test_history_passed_directly_tolerates_unusable_entries():
     history += [{"step": 4, "loss": 1.0}, {"step": 5, "loss": 0.9}, {"train_loss": 1.2}]
     analysis = analyse_losses(history)
     assert [p["step"] for p in analysis.points] == [1, 4, 5]
+
+
+def test_log_ending_one_logging_interval_early_is_not_a_mismatch():
+    history = [{"step": s, "loss": 1 / s} for s in range(10, 610, 10)]  # logging_steps=10
+    plan = {"total_steps": 603}
+    assert "steps_mismatch" not in _codes(report_concerns(analyse_losses(history), plan))
+    stopped = analyse_losses(history[:50])  # ends at step 500
+    concerns = {c["code"]: c["message"] for c in report_concerns(stopped, plan)}
+    assert "ends at step 500 but the plan has 603" in concerns["steps_mismatch"]
+
+
+def test_evaluation_metrics_json_layout():
+    """The layout evaluate_run writes: scores at the top level, baselines beside them."""
+    evaluation = {"n": 120, "strict_accuracy": 0.85, "strict_ci": [0.78, 0.9],
+                  "lenient_accuracy": 0.9, "share_in_training_data": 0.0,
+                  "baselines": {"majority": {"accuracy": 0.4, "ci": [0.31, 0.49]},
+                                "bag_of_words": {"accuracy": 0.86, "ci": [0.79, 0.91]}}}  # fmt: skip
+    report = render_training_report(analyse_losses(SOURCE_LOSS_HISTORY), evaluation=evaluation)
+    assert "- strict accuracy: 85.0% (95% CI 78.0%-90.0%)" in report
+    assert "- baseline bag_of_words: 86.0% (95% CI 79.0%-91.0%)" in report
+    assert "- evaluated notes also in the training data: 0.0%" in report
+    assert "low_loss" not in report  # 90% accuracy: the low loss is not suspicious

@@ -395,9 +395,10 @@ def report_concerns(analysis: LossAnalysis, plan=None, stats=None, evaluation=No
         flags.append(_flag("low_loss_low_accuracy", loss=loss, accuracy=accuracy))
     elif loss <= LOW_LOSS and accuracy is None:
         flags.append(_flag("low_loss_unverified", loss=loss))
-    planned = plan.get("total_steps")
-    if planned and analysis.final_step != planned:
-        flags.append(_flag("steps_mismatch", step=analysis.final_step, planned=planned))
+    planned, last = plan.get("total_steps"), analysis.final_step
+    # The Trainer logs every logging_steps only, so a log may end up to one interval early.
+    if planned and (last > planned or planned - last >= _logging_interval(analysis)):
+        flags.append(_flag("steps_mismatch", step=last, planned=planned))
     majority = _majority_accuracy(stats, evaluation)
     strict = evaluation.get("strict_accuracy")
     if _is_number(strict) and majority is not None and strict <= majority:
@@ -496,18 +497,23 @@ def _evaluation_lines(ev: dict) -> list[str]:
         if _is_number(ev.get(key)):
             ci = ev.get(key.replace("accuracy", "ci")) if key.endswith("accuracy") else None
             value = f"{ev[key]:,}" if key == "n" else f"{ev[key]:.1%}"
-            if isinstance(ci, (list, tuple)) and len(ci) == 2:
-                value += f" (95% CI {ci[0]:.1%}-{ci[1]:.1%})"
+            value += _ci(ci)
             lines.append(f"- {key.replace('_', ' ')}: {value}")
     for name, result in (ev.get("baselines") or {}).items():
         if isinstance(result, dict) and _is_number(result.get("accuracy")):
-            lines.append(f"- baseline {name}: {result['accuracy']:.1%}")
+            lines.append(f"- baseline {name}: {result['accuracy']:.1%}{_ci(result.get('ci'))}")
+    if _is_number(ev.get("share_in_training_data")):
+        lines.append(
+            f"- evaluated notes also in the training data: {ev['share_in_training_data']:.1%}"
+        )
     return lines or ["- no metrics given"]
 
 
 def _stats_lines(stats: dict) -> list[str]:
-    keys = ("n_records", "n_unique_notes", "n_conflicting_notes", "accuracy_ceiling")
+    keys = ("n_records", "n_unique_notes", "n_conflicting_notes")
     lines = [f"- {k.replace('_', ' ')}: {_fmt(stats[k])}" for k in keys if k in stats]
+    if _is_number(stats.get("accuracy_ceiling")):
+        lines.append(f"- accuracy ceiling (label noise): {stats['accuracy_ceiling']:.1%}")
     majority = _majority_accuracy(stats, {})
     if majority is not None:
         lines.append(f"- majority-code baseline: {majority:.1%}")
@@ -521,6 +527,18 @@ def _plan_markdown(plan) -> str:
     rows = [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in plan.items() if k != "notes"]
     notes = [f"- {n}" for n in plan.get("notes", [])]
     return "\n".join(["| quantity | value |", "|---|---|", *rows, "", *notes])
+
+
+def _ci(interval) -> str:
+    if isinstance(interval, (list, tuple)) and len(interval) == 2:
+        return f" (95% CI {interval[0]:.1%}-{interval[1]:.1%})"
+    return ""
+
+
+def _logging_interval(analysis: LossAnalysis) -> int:
+    steps = [p["step"] for p in analysis.points]
+    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+    return max(int(statistics.median(gaps)), 1) if gaps else 1
 
 
 def _best_accuracy(analysis: LossAnalysis, evaluation: dict) -> float | None:
@@ -538,7 +556,8 @@ def _majority_accuracy(stats: dict, evaluation: dict) -> float | None:
         stats.get("majority_baseline"),
         (evaluation.get("baselines") or {}).get("majority"),
     ):
-        value = value.get("accuracy") if isinstance(value, dict) else value
+        if isinstance(value, dict):  # baselines give "accuracy", dataset stats "share"
+            value = value.get("accuracy", value.get("share"))
         if _is_number(value):
             return float(value)
     return None
