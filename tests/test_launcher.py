@@ -356,3 +356,97 @@ def test_cli_report_writes_report_md(tmp_path, capsys):
     assert code == 0
     assert out == run.report_path.read_text() + "\n"
     assert "75" in out  # the evaluation made it into the report
+
+
+# -- the key fault test: kill -9 a real training, resume, same final step ------------------
+def _train_command_available() -> bool:
+    from vetllm.cli import build_parser
+
+    try:
+        build_parser().parse_args(["train", "--help"])
+    except SystemExit as exit_:
+        return exit_.code == 0
+    return True
+
+
+# Short tiny-model training: 134 notes / batch 8 = 17 steps per epoch x 6 epochs = 102 steps,
+# a complete checkpoint every 5 steps; no validation, so the run is training only.
+SHORT_RUN = [
+    "val_data=null",
+    "final_eval=false",
+    "epochs=6",
+    "save_steps=5",
+    "logging_steps=2",
+    "eval_steps=null",
+    "per_device_batch=8",
+    "max_length=64",
+    "torch_threads=1",
+    "tiny_layers=1",
+    "tiny_hidden_size=32",
+    "tiny_intermediate_size=64",
+]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_training_then_resume_ends_at_the_same_step(tmp_path, capsys):
+    if not _train_command_available():
+        pytest.skip("`vetllm train` is not available yet")
+    from vetllm.config import load_config
+    from vetllm.data.synth import write_synthetic_dataset
+    from vetllm.engine.training import train
+
+    data = write_synthetic_dataset(tmp_path / "data", n=160, seed=1)["files"]["train"]
+    config = tmp_path / "short.yaml"
+    load_config(TINY_CONFIG, [f"data={data}", *SHORT_RUN]).to_yaml(config)
+
+    # The reference: the same config trained without interruption (in this process).
+    reference = RunDirectory(tmp_path / "reference")
+    train(load_config(config), reference.path)
+    expected = reference.read_status()
+    assert expected["state"] == "completed" and expected["step"] == expected["total_steps"]
+
+    run = launch_run(config, tmp_path / "runs" / "killed")
+    status = _wait_for_checkpoint_then_more_steps(run)
+    os.killpg(status["pid"], signal.SIGKILL)  # no chance to save or write anything
+    deadline = time.monotonic() + 10
+    while launcher._alive(status["pid"], status.get("pid_start")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = refresh_status(run)
+    assert killed["state"] == "interrupted", killed
+    assert killed["step"] < expected["total_steps"]
+    resumed_from = run.last_complete_checkpoint()
+    # A save torn by the kill: a higher folder without COMPLETE must not be resumed from.
+    torn = run.checkpoints_dir / f"checkpoint-{int(resumed_from.name.split('-')[1]) + 1}"
+    torn.mkdir()
+    (torn / "config.json").write_text("{")
+
+    resume_run(run)
+    final = wait_for_run(run, timeout_s=300, poll_s=0.5)
+    assert final["state"] == "completed", (final, run.log_path.read_text()[-2000:])
+    resumed_step = int(resumed_from.name.split("-")[1])
+    assert final["resumed_from_step"] == resumed_step
+    assert (final["step"], final["total_steps"]) == (expected["step"], expected["total_steps"])
+    losses = {m["step"]: m["loss"] for m in run.read_metrics() if "loss" in m}
+    reference_losses = {m["step"]: m["loss"] for m in reference.read_metrics() if "loss" in m}
+    assert list(losses) == list(reference_losses)  # every step logged once, none lost
+    # Same data order, optimizer and RNG state after the resume: the same losses (the first
+    # log after the resume averages fewer steps, so it is left out).
+    later = [step for step in losses if step > resumed_step + 2]
+    assert [losses[s] for s in later] == pytest.approx([reference_losses[s] for s in later], 1e-3)
+    state = json.loads((run.last_complete_checkpoint() / "trainer_state.json").read_text())
+    assert state["global_step"] == expected["step"]
+
+
+def _wait_for_checkpoint_then_more_steps(run, timeout_s=240.0) -> dict:
+    """Poll (every 10 ms) until a complete checkpoint exists and training has gone past it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = run.read_status()
+        last = run.last_complete_checkpoint()
+        if status.get("state") == "completed":
+            raise AssertionError("training finished before it could be killed; make it longer")
+        if last is not None and status.get("state") == "running":
+            if status.get("step", 0) > int(last.name.split("-")[1]):
+                return status
+        time.sleep(0.01)
+    raise AssertionError(f"no checkpoint within {timeout_s} s: {run.read_status()}")

@@ -366,9 +366,14 @@ def list_runs(runs_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 "has_model": run.model_dir.is_dir(),
             }
         )
-    runs.sort(key=lambda entry: str(entry.get("created_at") or entry.get("updated_at") or ""))
+    runs.sort(key=_sort_key)
     return runs[::-1]
 
 
 def _as_run(run_dir: str | os.PathLike[str] | RunDirectory) -> RunDirectory:
     return run_dir if isinstance(run_dir, RunDirectory) else RunDirectory(run_dir)
+
+
+def _sort_key(entry: dict[str, Any]) -> str:
+    # ISO-8601 UTC stamps sort as text; a run that never started falls back to its last update.
+    return str(entry.get("created_at") or entry.get("started_at") or entry.get("updated_at") or "")
