@@ -92,7 +92,8 @@ TRAINER_GRID = [
     (50, 1, 1, 1.1, None, False),  # 1.1 * 50 = 55.00000000000001 -> 56 steps, as the Trainer
     (17, 4, 3, 1.0, 7, False),  # max_steps across epochs, last epoch partial
     (17, 4, 3, 1.0, 7, True),
-    (9, 2, 5, 0.5, None, False),  # accumulation larger than the epoch
+    (9, 2, 5, 0.5, None, False),  # accumulation equal to the 5 micro-batches of an epoch
+    (7, 2, 6, 2.0, None, False),  # accumulation (6) larger than the epoch (4 micro-batches)
     (30, 4, 2, 3.0, None, True),
     (12, 4, 3, 2.0, None, True),  # everything divides: drop_last drops nothing
     (5, 8, 1, 1.0, None, False),  # batch larger than the data set

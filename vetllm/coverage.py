@@ -146,6 +146,8 @@ def plan_coverage(
     Args:
         samples: training records (rows, duplicates included).
         per_device_batch: `per_device_train_batch_size` (samples per micro-batch per rank).
+            For DataParallel (several GPUs in one process, no torchrun) pass it times n_gpu:
+            the Trainer's `train_batch_size` is per_device_train_batch_size x n_gpu.
         grad_accum: `gradient_accumulation_steps`.
         epochs: `num_train_epochs`, fractional allowed; ignored when `max_steps` is given.
         max_steps: `max_steps` (None = derive from epochs, as the Trainer's default -1 does).
