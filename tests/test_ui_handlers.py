@@ -367,13 +367,14 @@ def test_evaluate_outputs_and_csv_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluate_module, "evaluate_run", fake_evaluate)
     handlers = PredictHandlers(settings, PredictorCache(lambda path: FakePredictor()))
-    headline, per_code, confusion, worst, baselines, comparison, csv_path = handlers.evaluate(
+    headline, per_code, confusion, worst, baselines, comparison, download = handlers.evaluate(
         "done", "Bundled validation set", None, "free", ""
     )
     assert "strict accuracy" in headline and per_code[0][0] == "1"
     assert [row[0] for row in baselines] == ["done (lenient)", "done (strict)", "majority"]
     assert worst[0][0] == "=cmd()" and len(worst) == 1
-    assert "'=cmd()" in open(csv_path, encoding="utf-8").read()
+    path = download.value["path"] if isinstance(download.value, dict) else download.value
+    assert "'=cmd()" in open(path, encoding="utf-8").read()
     assert run.eval_dir.is_dir()
     public = PredictHandlers(_settings(tmp_path, hosted=True), handlers.cache)
     with pytest.raises(gr.Error, match="disabled"):
@@ -395,3 +396,26 @@ def test_only_predict_is_a_public_endpoint(tmp_path):
     public = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
     assert public == ["predict"]
     assert BUNDLED_CHOICE  # the data radio default exists
+
+
+# -- charts tab ----------------------------------------------------------------------------------
+def test_chart_handlers_compare_coverage_and_report(tmp_path):
+    from vetllm.ui.chart_handlers import ChartHandlers
+
+    settings = _settings(tmp_path)
+    metrics = [
+        {"step": s, "epoch": s / 10, "loss": 2.0 / s, "learning_rate": 1e-3} for s in range(1, 31)
+    ]
+    run = _fake_run(settings.runs_dir, "r1", "completed", metrics=metrics)
+    preset_config("tiny-cpu").replace(epochs=2.0).to_yaml(run.config_path)
+    handlers = ChartHandlers(settings)
+    loss, evaluation, lr, table = handlers.compare(["r1"], 0.5, True, "epoch")
+    assert [t.name for t in loss.data][-1] == "source analysis (published)"
+    assert max(loss.data[-1].x) == 3.0  # the reference on the epoch axis
+    assert len(table) == 30 and table[0][0] == "r1"
+    plan_md, coverage, exposure, labels, species, leakage = handlers.coverage("r1")
+    assert "optimizer steps per epoch" in plan_md and len(coverage.data[0].y) == 2
+    text, download = handlers.report("r1")
+    assert text.startswith("# Training analysis") and download.visible is True
+    with pytest.raises(gr.Error, match="not a run"):
+        handlers.report("../../etc")

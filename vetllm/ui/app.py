@@ -81,7 +81,7 @@ def build_app(
             None,
             train_tab.data_outputs,
             **PRIVATE,
-        )
+        ).then(train.plan, train_tab.plan_inputs, train_tab.plan_outputs, **PRIVATE)
         demo.load(refresh_charts, None, chart_lists, **PRIVATE)
         demo.load(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
         charts_page.select(refresh_charts, None, chart_lists, **PRIVATE)

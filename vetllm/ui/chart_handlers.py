@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gradio as gr
+
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts
 from vetllm.ui.guards import user_facing
@@ -37,7 +39,9 @@ class ChartHandlers:
         return self.settings.runs_dir / name
 
     @user_facing
-    def compare(self, names: list[str] | None, smoothing: float, show_reference: bool):
+    def compare(
+        self, names: list[str] | None, smoothing: float, show_reference: bool, x_axis: str = "step"
+    ):
         """Loss (raw + smoothed, epochs, plateau), eval and learning-rate charts, and the loss table."""
         from vetllm.analysis import SOURCE_LOSS_HISTORY
         from vetllm.engine.runs import RunDirectory
@@ -50,7 +54,8 @@ class ChartHandlers:
             analysis = _analysis_or_none(histories[name], run.config_path)
             if analysis is None:
                 continue
-            plateaus[name] = (analysis.plateau or {}).get("start_step")
+            plateau = analysis.plateau or {}
+            plateaus[name] = plateau.get("start_step" if x_axis == "step" else "start_epoch")
             table += [
                 [name, p["step"], round(p.get("epoch") or 0.0, 4), round(p["loss"], 4),
                  f"{p.get('reduction', 0.0):.1%}"]
@@ -59,7 +64,11 @@ class ChartHandlers:
         reference = SOURCE_LOSS_HISTORY if show_reference else None
         return (
             charts.loss_figure(
-                histories, smoothing=float(smoothing), plateau_steps=plateaus, reference=reference
+                histories,
+                smoothing=float(smoothing),
+                plateau_steps=plateaus,
+                reference=reference,
+                x_axis=x_axis if x_axis in ("step", "epoch") else "step",
             ),
             charts.eval_figure(histories),
             charts.learning_rate_figure(histories),
@@ -106,14 +115,16 @@ class ChartHandlers:
     def report(self, name: str | None):
         """The run's training-analysis report (report.md, or built now) and a download of it."""
         if not name:
-            return "Pick a run to see its report.", None
+            return "Pick a run to see its report.", gr.DownloadButton(visible=False)
         path = self._run_path(name)
         report_file = path / "report.md"
         if report_file.is_file():
             text = report_file.read_text(encoding="utf-8", errors="replace")
         else:
             text = _build_report(path)
-        return text, write_temp_file(text, f"report-{name}.md")
+        return text, gr.DownloadButton(
+            value=write_temp_file(text, f"report-{name}.md"), visible=True
+        )
 
 
 def _analysis_or_none(history: list[dict], config_path: Path):
@@ -170,8 +181,6 @@ def _build_report(run_path: Path) -> str:
 
 def refresh_choices(handlers: ChartHandlers):
     """Run lists of the Charts tab: compare the newest run by default, show its coverage."""
-    import gradio as gr
-
     names = handlers.run_names()
     newest = names[:1]
     return (

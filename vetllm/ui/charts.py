@@ -31,11 +31,13 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def series(records: Sequence[Mapping], key: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of every record that has a finite `key` and a step."""
+def series(
+    records: Sequence[Mapping], key: str, x: str = "step"
+) -> tuple[list[float], list[float]]:
+    """(x values, values) of every record with a finite `key` and a finite `x` ("step" or "epoch")."""
     steps, values = [], []
     for record in records:
-        value, step = record.get(key), record.get("step")
+        value, step = record.get(key), record.get(x)
         if _finite(value) and _finite(step):
             steps.append(float(step))
             values.append(float(value))
@@ -69,16 +71,16 @@ def epoch_boundaries(records: Sequence[Mapping]) -> list[float]:
     return [b for b in boundaries if b != last_step]
 
 
-def _reference_points(reference: Sequence) -> tuple[list[float], list[float]]:
-    steps, losses = [], []
+def _reference_points(reference: Sequence, x_axis: str = "step") -> tuple[list[float], list[float]]:
+    xs, losses = [], []
     for point in reference:
         if isinstance(point, Mapping):
-            steps.append(float(point["step"]))
+            xs.append(float(point[x_axis]))
             losses.append(float(point["loss"]))
         else:  # (step, epoch, loss)
-            steps.append(float(point[0]))
+            xs.append(float(point[0] if x_axis == "step" else point[1]))
             losses.append(float(point[-1]))
-    return steps, losses
+    return xs, losses
 
 
 def loss_figure(
@@ -88,27 +90,34 @@ def loss_figure(
     plateau_steps: Mapping[str, float | None] | None = None,
     reference: Sequence | None = None,
     log_scale: bool = True,
+    x_axis: str = "step",
 ) -> go.Figure:
-    """Training loss per run, raw (faint) and smoothed, with epoch boundaries and the plateau.
+    """Training loss per run, raw (faint) and smoothed, with epoch ends and the plateau marked.
 
-    `plateau_steps` maps a run to the step where its loss stopped improving (from
-    vetllm.analysis); `reference` is the source analysis's (step, epoch, loss) table.
+    `plateau_steps` maps a run to where its loss stopped improving (from vetllm.analysis), in
+    `x_axis` units; `reference` is the source analysis's (step, epoch, loss) table. With
+    x_axis="epoch", runs of different lengths (and the 603-step reference) line up.
     """
+    if x_axis not in ("step", "epoch"):
+        raise ValueError(f"x_axis must be 'step' or 'epoch', got {x_axis!r}")
     figure = go.Figure()
     for index, (name, records) in enumerate(runs.items()):
-        steps, losses = series(records, "loss")
-        if not steps:
+        xs, losses = series(records, "loss", x_axis)
+        if not xs:
             continue
         color = _color(index)
         figure.add_scatter(
-            x=steps, y=losses, mode="lines", name=f"{name} (raw)", opacity=0.35,
+            x=xs, y=losses, mode="lines", name=f"{name} (raw)", opacity=0.35,
             line={"color": color, "width": 1},
         )  # fmt: skip
         figure.add_scatter(
-            x=steps, y=smooth_ema(losses, smoothing), mode="lines", name=f"{name} (smoothed)",
+            x=xs, y=smooth_ema(losses, smoothing), mode="lines", name=f"{name} (smoothed)",
             line={"color": color, "width": 2.5},
         )  # fmt: skip
-        for boundary in epoch_boundaries(records):
+        ends = epoch_boundaries(records)
+        if x_axis == "epoch":
+            ends = [float(e) for e in range(1, math.ceil(max(xs) - 1e-9))]
+        for boundary in ends:
             figure.add_vline(x=boundary, line={"color": color, "dash": "dot", "width": 1})
         plateau = (plateau_steps or {}).get(name)
         if _finite(plateau):
@@ -117,14 +126,14 @@ def loss_figure(
                 annotation_text=f"plateau ({name})", annotation_position="top right",
             )  # fmt: skip
     if reference:
-        ref_steps, ref_losses = _reference_points(reference)
+        ref_x, ref_losses = _reference_points(reference, x_axis)
         figure.add_scatter(
-            x=ref_steps, y=ref_losses, mode="lines+markers", name="source analysis (published)",
+            x=ref_x, y=ref_losses, mode="lines+markers", name="source analysis (published)",
             line={"color": REFERENCE_COLOR, "dash": "dash"},
         )  # fmt: skip
     figure.update_layout(
         title="Training loss (dotted lines: epoch ends)",
-        xaxis_title="optimizer step", yaxis_title="loss", **_LAYOUT,
+        xaxis_title="optimizer step" if x_axis == "step" else "epoch", yaxis_title="loss", **_LAYOUT,
     )  # fmt: skip
     if log_scale:
         figure.update_yaxes(type="log")

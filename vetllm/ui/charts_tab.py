@@ -23,6 +23,7 @@ def build_charts_tab(handlers: ChartHandlers) -> ChartsTab:
         runs = gr.Dropdown(label="Runs to compare", multiselect=True, choices=[], scale=3)
         smoothing = gr.Slider(0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA weight)")
         reference = gr.Checkbox(value=True, label="Overlay the source analysis's published loss")
+        x_axis = gr.Radio(["step", "epoch"], value="epoch", label="Loss x axis")
         refresh = gr.Button("Refresh", scale=0)
     loss_plot = gr.Plot(label="Training loss")
     with gr.Row():
@@ -41,14 +42,15 @@ def build_charts_tab(handlers: ChartHandlers) -> ChartsTab:
     with gr.Row():
         labels_plot, species_plot = gr.Plot(), gr.Plot()
     with gr.Accordion("Training-analysis report", open=True):
-        report_file = gr.File(label="Download report.md", interactive=False)
+        report_file = gr.DownloadButton("Download report.md", visible=False)
         report_md = gr.Markdown()
 
     compare_inputs, compare_outputs = (
-        [runs, smoothing, reference],
+        [runs, smoothing, reference, x_axis],
         [loss_plot, eval_plot, lr_plot, table],
     )
-    for trigger in (runs.change, reference.change, smoothing.release, refresh.click):
+    triggers = (runs.change, reference.change, smoothing.release, x_axis.change, refresh.click)
+    for trigger in triggers:
         trigger(handlers.compare, compare_inputs, compare_outputs, **PRIVATE)
     coverage_outputs = [
         plan_md,

@@ -13,6 +13,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+import gradio as gr
+
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.exports import predictions_to_csv
@@ -198,6 +200,7 @@ class PredictHandlers:
         names = dict(zip(confusion.get("labels", []), confusion.get("names", []), strict=False))
         comparison = views.baseline_rows(run_name, metrics, metrics.get("baselines", {}))
         csv_path = write_temp_file(predictions_to_csv(rows), f"predictions-{run_name}.csv")
+        download = gr.DownloadButton(value=csv_path, visible=True)
         return (
             headline,
             per_code,
@@ -207,7 +210,7 @@ class PredictHandlers:
             worst_cases(rows, WORST_CASES),
             views.baseline_table(comparison),
             charts.accuracy_comparison_figure(comparison),
-            csv_path,
+            download,
         )
 
 
@@ -260,8 +263,6 @@ def write_temp_file(text: str, name: str) -> str:
 
 def refresh_choices(handlers: PredictHandlers, current: str | None = None):
     """Completed runs for the model dropdown, keeping the selection, else the newest."""
-    import gradio as gr
-
     names = handlers.completed_runs()
     value = current if current in names else (names[0] if names else None)
     return gr.Dropdown(choices=names, value=value)

@@ -95,7 +95,7 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
     confusion = gr.Plot(label="Confusion matrix")
     worst = gr.Dataframe(headers=["note", "gold", "predicted", "raw output", "confidence"],
                          label="Worst cases", interactive=False, wrap=True)  # fmt: skip
-    csv_file = gr.File(label="Predictions as CSV (formula-safe)", interactive=False)
+    csv_file = gr.DownloadButton("Download predictions as CSV (formula-safe)", visible=False)
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],
         [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],

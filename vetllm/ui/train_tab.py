@@ -36,6 +36,8 @@ class TrainTab:
     preset_outputs: list
     data_inputs: list
     data_outputs: list
+    plan_inputs: list
+    plan_outputs: list
 
 
 def _base_models() -> list[str]:
@@ -84,7 +86,7 @@ def _data_section():
             validation = gr.Markdown(label="Validation")
             split_md = gr.Markdown()
         with gr.Column(scale=3):
-            stats_md = gr.Markdown()
+            stats_md = gr.Markdown(max_height=460, label="Data set statistics")
             baselines = gr.Dataframe(headers=["baseline", "validation accuracy", "95% CI"],
                                      label="Baselines on the validation split", interactive=False)  # fmt: skip
     with gr.Accordion("Data charts: labels, species, duplicates, leakage", open=False):
@@ -154,4 +156,13 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     poll_outputs = [progress, failure, loss_plot, timer]
     run_select.change(handlers.poll, [run_select], poll_outputs, **PRIVATE)
     timer.tick(handlers.poll, [run_select], poll_outputs, **PRIVATE)
-    return TrainTab(run_select, timer, preset, preset_outputs, data_inputs, data_outputs)
+    return TrainTab(
+        run_select,
+        timer,
+        preset,
+        preset_outputs,
+        data_inputs,
+        data_outputs,
+        plan_inputs,
+        [plan_md, coverage_plot],
+    )
