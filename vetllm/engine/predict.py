@@ -1,0 +1,398 @@
+"""Predictor: turn clinical notes into catalogue codes with a trained run, two ways.
+
+`free` decoding is plain batched greedy generation (left-padded, stops at end-of-sequence)
+followed by post-processing, so it shows exactly why strict and lenient accuracy differ.
+`constrained` decoding scores every candidate answer "Diagnosed conditions: LABEL<eos>" by its
+summed token log-probability in batched forwards and picks the best, so only catalogue labels
+can come out and strict equals lenient by construction. Confidences: constrained uses a softmax
+over the candidate scores; free uses the product of the probabilities of the tokens that spell
+the code (or, for a code post-processing had to repair, that label's constrained probability).
+
+Note text is clinical data: nothing here logs or prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vetllm.catalogue import Catalogue, load_catalogue
+from vetllm.data.prompts import ALPACA, PromptTemplate
+from vetllm.errors import VetLLMError
+from vetllm.postprocess import PostprocessResult, postprocess
+
+DECODINGS = ("free", "constrained")
+# A clinical note is a paragraph; 20,000 characters (~5,000 tokens) is a paste error, and it
+# would otherwise be tokenised in full before truncation.
+MAX_NOTE_CHARS = 20_000
+MAX_NOTES_PER_CALL = 10_000
+# Candidate sequences per forward pass in constrained mode (memory bound, not speed bound).
+MAX_SEQUENCES_PER_FORWARD = 256
+
+
+@dataclass
+class Prediction:
+    """One note's answer: the raw model text, its post-processing and a confidence per code."""
+
+    raw_output: str
+    result: PostprocessResult
+    confidences: dict[str, float]
+    decoding: str
+    alternatives: list[tuple[str, float]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_api_dict(self, catalogue: Catalogue | None = None) -> dict:
+        """The JSON-ready answer the app and the CLI show."""
+        catalogue = catalogue or load_catalogue()
+        return {
+            "codes": [
+                _code_entry(c, self.confidences.get(c), catalogue) for c in self.result.codes
+            ],
+            "raw_output": self.raw_output,
+            "repairs": list(self.result.repairs),
+            "unknown_codes": list(self.result.unknown_codes),
+            "decoding": self.decoding,
+            "alternatives": [
+                {"code": label, "name": _name(label, catalogue), "confidence": round(p, 4)}
+                for label, p in self.alternatives
+            ],
+            "warnings": list(self.warnings),
+        }
+
+
+def _name(label: str, catalogue: Catalogue) -> str | None:
+    disease = catalogue.by_label(label)
+    return disease.name if disease else None
+
+
+def _code_entry(label: str, confidence: float | None, catalogue: Catalogue) -> dict:
+    disease = catalogue.by_label(label)
+    info = disease.to_dict() if disease else {}
+    return {
+        "code": label,
+        "name": info.get("name"),
+        "valid_sctid": info.get("valid_sctid"),
+        "sctid_problem": info.get("sctid_problem", "not in the catalogue"),
+        "suggested_code": info.get("suggested_code"),
+        "confidence": None if confidence is None else round(float(confidence), 4),
+    }
+
+
+def validate_notes(notes: object) -> list[str]:
+    """The notes as a list of non-empty strings; every problem is reported at once."""
+    if isinstance(notes, str) or not isinstance(notes, (list, tuple)):
+        raise VetLLMError(
+            f"notes: expected a list of note texts, got {type(notes).__name__}; "
+            "pass e.g. ['Cow, high fever, ...']"
+        )
+    if not notes:
+        raise VetLLMError("notes: the list is empty; give at least one clinical note")
+    if len(notes) > MAX_NOTES_PER_CALL:
+        raise VetLLMError(
+            f"notes: {len(notes)} notes in one call; the limit is {MAX_NOTES_PER_CALL}, "
+            "split the file"
+        )
+    problems = []
+    for index, note in enumerate(notes, start=1):
+        if not isinstance(note, str):
+            problems.append(f"note {index}: expected text, got {type(note).__name__}")
+        elif not note.strip():
+            problems.append(f"note {index}: is empty; type the clinical note")
+        elif len(note) > MAX_NOTE_CHARS:
+            problems.append(
+                f"note {index}: {len(note):,} characters; the limit is {MAX_NOTE_CHARS:,}, "
+                "shorten it to the clinical findings"
+            )
+    if problems:
+        raise VetLLMError("cannot predict:\n  - " + "\n  - ".join(problems))
+    return [note.strip() for note in notes]
+
+
+class Predictor:
+    """A loaded model plus everything needed to ask it for codes the way it was trained."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        template: PromptTemplate = ALPACA,
+        candidates: list[str] | None = None,
+        catalogue: Catalogue | None = None,
+        max_length: int | None = None,
+        max_new_tokens: int | None = None,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.template = template
+        self.catalogue = catalogue or load_catalogue()
+        known = [c for c in (candidates or []) if self.catalogue.by_label(c)]
+        self.candidates = known or list(self.catalogue.labels)
+        self.encoder = _Encoder(tokenizer)
+        self._candidate_ids: list[list[int]] | None = None
+        limit = max_length or getattr(model.config, "max_position_embeddings", 2048)
+        self.max_length = int(limit)
+        self.max_new_tokens = max_new_tokens or self._default_new_tokens()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
+        """Load a run's final model (base + adapter, 4-bit on CUDA for QLoRA) and its template."""
+        from vetllm.engine.modeling import load_trained
+
+        run_path = Path(run_dir)
+        model, tokenizer, cfg = load_trained(run_path, device=device)
+        return cls(
+            model,
+            tokenizer,
+            template=_template_of(cfg),
+            candidates=_training_labels(run_path, cfg),
+            catalogue=_catalogue_of(cfg),
+            max_length=getattr(cfg, "max_length", None),
+            max_new_tokens=getattr(cfg, "max_new_tokens", None),
+        )
+
+    def _default_new_tokens(self) -> int:
+        # Room for three of the longest labels: answers are short, and a model that never
+        # learned to stop should not run on for hundreds of tokens.
+        longest = sorted(self.candidates, key=len, reverse=True)[:3]
+        return len(self.encoder.response_ids(self.template, longest)) + 4
+
+    def predict(
+        self, notes: list[str], decoding: str = "free", batch_size: int = 16
+    ) -> list[Prediction]:
+        """Codes for each note, in order. Batching never changes the answer."""
+        if decoding not in DECODINGS:
+            raise VetLLMError(f"decoding: got {decoding!r}; choose one of {', '.join(DECODINGS)}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise VetLLMError(f"batch_size: got {batch_size!r}; use a whole number of 1 or more")
+        texts = validate_notes(notes)
+        predictions = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            if decoding == "free":
+                predictions.extend(self._predict_free(batch))
+            else:
+                predictions.extend(self._predict_constrained(batch))
+        return predictions
+
+    def _prompts(self, notes: list[str]) -> tuple[list[list[int]], list[list[str]]]:
+        budget = self.max_length - self.max_new_tokens
+        prompts, warnings = [], []
+        for note in notes:
+            ids, truncated = self.encoder.prompt_ids(note, self.template, budget)
+            prompts.append(ids)
+            warnings.append(
+                [f"note truncated to fit the model's {budget} prompt tokens"] if truncated else []
+            )
+        return prompts, warnings
+
+    def _predict_constrained(self, notes: list[str]) -> list[Prediction]:
+        prompts, warnings = self._prompts(notes)
+        probabilities = _candidate_probabilities(self, prompts)
+        predictions = []
+        for row, note_warnings in zip(probabilities, warnings, strict=True):
+            ranked = sorted(zip(self.candidates, row, strict=True), key=lambda pair: -pair[1])
+            best, best_p = ranked[0]
+            raw = self.template.format_response([best])
+            predictions.append(
+                Prediction(
+                    raw_output=raw,
+                    result=postprocess(raw, self.catalogue),
+                    confidences={best: best_p},
+                    decoding="constrained",
+                    alternatives=ranked[:3],
+                    warnings=note_warnings,
+                )
+            )
+        return predictions
+
+    def _predict_free(self, notes: list[str]) -> list[Prediction]:
+        prompts, warnings = self._prompts(notes)
+        generated = _generate_greedy(self, prompts)
+        predictions, needs_fallback = [], []
+        for index, (text, token_ends, token_probs) in enumerate(generated):
+            result = postprocess(text, self.catalogue)
+            confidences = {}
+            for code in result.codes:
+                spelled = _spelled_probability(text, code, token_ends, token_probs)
+                if spelled is None:
+                    needs_fallback.append(index)
+                else:
+                    confidences[code] = spelled
+            predictions.append(Prediction(text, result, confidences, "free", [], warnings[index]))
+        if needs_fallback:
+            # Codes the model did not spell out (repaired from a disease name or a run-on
+            # answer) get the probability the constrained scorer gives their label.
+            rows = sorted(set(needs_fallback))
+            probabilities = _candidate_probabilities(self, [prompts[i] for i in rows])
+            for index, row in zip(rows, probabilities, strict=True):
+                by_label = dict(zip(self.candidates, row, strict=True))
+                for code in predictions[index].result.codes:
+                    predictions[index].confidences.setdefault(code, by_label.get(code, 0.0))
+        return predictions
+
+
+def _spelled_probability(
+    text: str, code: str, token_ends: list[int], token_probs: list[float]
+) -> float | None:
+    """Product of the probabilities of the generated tokens that spell `code`, if it is there."""
+    start = text.find(code)
+    if start < 0 or not token_ends:
+        return None
+    end = start + len(code)
+    log_p, previous_end = 0.0, 0
+    for token_end, prob in zip(token_ends, token_probs, strict=True):
+        if token_end > start and previous_end < end:
+            log_p += math.log(max(prob, 1e-12))
+        previous_end = token_end
+    return math.exp(log_p)
+
+
+def _template_of(cfg) -> PromptTemplate:
+    """The prompt template the run was trained with (saved in its config)."""
+    prompt = getattr(cfg, "prompt", None)
+    return prompt() if callable(prompt) else ALPACA
+
+
+def _catalogue_of(cfg) -> Catalogue:
+    extra = getattr(cfg, "catalogue", None)
+    return load_catalogue(str(extra)) if extra else load_catalogue()
+
+
+def _training_labels(run_path: Path, cfg) -> list[str] | None:
+    """The labels seen in training: from the run card, else read from the training data."""
+    try:
+        card = json.loads((run_path / "model" / "run_card.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        card = {}
+    for key in ("labels", "train_labels", "candidate_labels"):
+        value = card.get(key) if isinstance(card, dict) else None
+        if isinstance(value, (list, dict)) and value:
+            return [str(v) for v in value]
+    try:
+        from vetllm.engine.evaluate import load_records
+
+        records, _, _ = load_records(cfg.data, _catalogue_of(cfg), "training")
+    except VetLLMError:
+        return None  # training data moved or unreadable: every catalogue label is a candidate
+    return sorted({label for record in records for label in record.labels})
+
+
+class _Encoder:
+    """Token ids for prompts and answers, from the same functions the trainer encodes with."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.eos_id = tokenizer.eos_token_id
+        if self.eos_id is None:
+            raise VetLLMError("tokenizer: it has no end-of-sequence token; retrain with one")
+        pad = tokenizer.pad_token_id
+        self.pad_id = self.eos_id if pad is None else pad
+
+    def response_ids(self, template: PromptTemplate, labels: list[str]) -> list[int]:
+        from vetllm.engine.collate import encode_answer
+
+        return list(encode_answer(self.tokenizer, template, labels))
+
+    def prompt_ids(self, note: str, template: PromptTemplate, budget: int) -> tuple[list, bool]:
+        """The prompt's ids and whether the note had to be cut to fit `budget` tokens."""
+        from vetllm.engine.collate import encode_prompt
+
+        full = encode_prompt(self.tokenizer, template, note, 1 << 30)
+        if len(full) <= budget:
+            return list(full), False
+        return list(encode_prompt(self.tokenizer, template, note, budget)), True
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _device_of(model):
+    return next(model.parameters()).device
+
+
+def _generate_greedy(predictor: Predictor, prompts: list[list[int]]) -> list[tuple]:
+    """(text, end offset of each token in the text, each token's probability) per prompt."""
+    import torch
+
+    model, enc = predictor.model, predictor.encoder
+    ids, mask = _left_pad(prompts, enc.pad_id, _device_of(model))
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=predictor.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=enc.pad_id,
+            eos_token_id=enc.eos_id,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        probs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    new_tokens = out.sequences[:, ids.shape[1] :].tolist()
+    probs = probs.float().exp().tolist()
+    results = []
+    for tokens, token_probs in zip(new_tokens, probs, strict=True):
+        if enc.eos_id in tokens:
+            tokens = tokens[: tokens.index(enc.eos_id)]
+        decode = predictor.tokenizer.decode
+        ends = [len(decode(tokens[: i + 1], skip_special_tokens=True)) for i in range(len(tokens))]
+        text = decode(tokens, skip_special_tokens=True)
+        results.append((text, ends, token_probs[: len(tokens)]))
+    return results
+
+
+def _candidate_probabilities(predictor: Predictor, prompts: list[list[int]]) -> list[list[float]]:
+    """Softmax over candidates of log P(answer + EOS | prompt), one row per prompt."""
+    if predictor._candidate_ids is None:
+        predictor._candidate_ids = [
+            predictor.encoder.response_ids(predictor.template, [c]) for c in predictor.candidates
+        ]
+    answers = predictor._candidate_ids
+    pairs = [(prompt + answer, len(answer)) for prompt in prompts for answer in answers]
+    scores = []
+    for start in range(0, len(pairs), MAX_SEQUENCES_PER_FORWARD):
+        scores.extend(
+            _answer_log_probs(predictor, pairs[start : start + MAX_SEQUENCES_PER_FORWARD])
+        )
+    rows = []
+    for i in range(len(prompts)):
+        row = scores[i * len(answers) : (i + 1) * len(answers)]
+        top = max(row)
+        weights = [math.exp(s - top) for s in row]
+        rows.append([w / sum(weights) for w in weights])
+    return rows
+
+
+def _answer_log_probs(predictor: Predictor, pairs: list[tuple[list[int], int]]) -> list[float]:
+    """Summed log-probability of the last `n` tokens of each sequence, in one forward pass."""
+    import torch
+
+    model = predictor.model
+    ids, mask = _left_pad([seq for seq, _ in pairs], predictor.encoder.pad_id, _device_of(model))
+    # Left padding puts every answer at the end, so only the last (longest answer + 1)
+    # positions need logits: vocab-sized logits for whole prompts would cost gigabytes on 7B.
+    keep = max(n for _, n in pairs) + 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        logits = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+        ).logits
+    log_probs = logits[:, :-1].float().log_softmax(-1)
+    targets = ids[:, -(keep - 1) :]
+    token_scores = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    lengths = torch.tensor([n for _, n in pairs], device=token_scores.device)
+    columns = torch.arange(keep - 1, device=token_scores.device)
+    in_answer = columns.unsqueeze(0) >= (keep - 1 - lengths).unsqueeze(1)
+    return (token_scores * in_answer).sum(-1).tolist()
