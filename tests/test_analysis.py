@@ -326,3 +326,13 @@ def test_evaluation_metrics_json_layout():
     assert "- baseline bag_of_words: 86.0% (95% CI 79.0%-91.0%)" in report
     assert "- evaluated notes also in the training data: 0.0%" in report
     assert "low_loss" not in report  # 90% accuracy: the low loss is not suspicious
+
+
+def test_long_history_table_is_thinned_but_keeps_key_points():
+    history = [{"step": s, "loss": 5.0 / s + (0.5 if s == 333 else 0)} for s in range(1, 1001)]
+    analysis = analyse_losses(history)
+    table = render_training_report(analysis).split("## Loss history")[1].split("##")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "step" not in line]
+    assert 50 <= len(rows) <= 64
+    assert rows[0].startswith("| 1 |") and rows[-1].startswith("| 1000 |")
+    assert "of 1000 logged points shown" in table

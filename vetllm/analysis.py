@@ -42,6 +42,7 @@ LOW_LOSS = 0.1  # nats/token: this low while accuracy is poor means the loss is 
 LOW_ACCURACY = 0.6
 OVERFIT_RISE = 0.05  # relative rise of eval loss above its minimum
 MAX_LOG_BYTES = 200 * 1024 * 1024
+MAX_TABLE_ROWS = 60  # rows of the report's loss table; longer histories are thinned evenly
 ACCURACY_KEYS = ("eval_strict_accuracy", "eval_lenient_accuracy")
 
 
@@ -448,13 +449,23 @@ def _summary_lines(a: LossAnalysis) -> list[str]:
 def _loss_table(a: LossAnalysis) -> list[str]:
     lines = ["| step | epoch (logged) | epoch (steps) | loss | reduction vs first |"]
     lines.append("|---|---|---|---|---|")
-    for p in a.points:
+    shown = _table_points(a)
+    for p in shown:
         logged = f"{p['epoch']:.4g}" if _is_number(p["epoch"]) else "-"  # as precise as logged
         derived = f"{p['epoch_from_steps']:.4f}" if p["epoch_from_steps"] is not None else "-"
         lines.append(
             f"| {p['step']} | {logged} | {derived} | {p['loss']:.4f} | {p['reduction']:.1%} |"
         )
+    if len(shown) < len(a.points):
+        lines += ["", f"{len(shown)} of {len(a.points)} logged points shown; --json has all."]
     return lines
+
+
+def _table_points(a: LossAnalysis) -> list[dict]:
+    """At most about MAX_TABLE_ROWS evenly spaced points, keeping the first, last and lowest."""
+    stride = math.ceil(len(a.points) / MAX_TABLE_ROWS)
+    keep = {a.points[-1]["step"], a.min_loss_step, (a.plateau or {}).get("start_step")}
+    return [p for i, p in enumerate(a.points) if i % stride == 0 or p["step"] in keep]
 
 
 def _plateau_lines(a: LossAnalysis) -> list[str]:
