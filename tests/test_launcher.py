@@ -388,7 +388,8 @@ SHORT_RUN = [
 
 
 @pytest.mark.slow
-def test_kill_9_mid_training_then_resume_ends_at_the_same_step(tmp_path, capsys):
+def test_stop_then_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
+    """Launch a real tiny training; stop it gracefully, resume; kill -9 it, resume; compare."""
     if not _train_command_available():
         pytest.skip("`vetllm train` is not available yet")
     from vetllm.config import load_config
@@ -405,8 +406,16 @@ def test_kill_9_mid_training_then_resume_ends_at_the_same_step(tmp_path, capsys)
     expected = reference.read_status()
     assert expected["state"] == "completed" and expected["step"] == expected["total_steps"]
 
-    run = launch_run(config, tmp_path / "runs" / "killed")
-    status = _wait_for_checkpoint_then_more_steps(run)
+    # 1. Stop button: STOP flag, a checkpoint at the step reached, state "stopped".
+    run = launch_run(config, tmp_path / "runs" / "faults")
+    _wait_for_checkpoint_after(run, 0)
+    stopped = stop_run(run, timeout_s=120)
+    assert stopped["state"] == "stopped", (stopped, run.log_path.read_text()[-2000:])
+    assert run.last_complete_checkpoint().name == f"checkpoint-{stopped['step']}"
+
+    # 2. kill -9 of the whole process group after a checkpoint newer than the stop's.
+    resume_run(run)
+    status = _wait_for_checkpoint_after(run, stopped["step"])
     os.killpg(status["pid"], signal.SIGKILL)  # no chance to save or write anything
     deadline = time.monotonic() + 10
     while launcher._alive(status["pid"], status.get("pid_start")) and time.monotonic() < deadline:
@@ -414,39 +423,44 @@ def test_kill_9_mid_training_then_resume_ends_at_the_same_step(tmp_path, capsys)
     killed = refresh_status(run)
     assert killed["state"] == "interrupted", killed
     assert killed["step"] < expected["total_steps"]
-    resumed_from = run.last_complete_checkpoint()
+    resumed_step = _step_of(run.last_complete_checkpoint())
     # A save torn by the kill: a higher folder without COMPLETE must not be resumed from.
-    torn = run.checkpoints_dir / f"checkpoint-{int(resumed_from.name.split('-')[1]) + 1}"
+    torn = run.checkpoints_dir / f"checkpoint-{resumed_step + 1}"
     torn.mkdir()
     (torn / "config.json").write_text("{")
 
+    # 3. Resume to the end: the same step count, log and losses as the uninterrupted run.
     resume_run(run)
     final = wait_for_run(run, timeout_s=300, poll_s=0.5)
     assert final["state"] == "completed", (final, run.log_path.read_text()[-2000:])
-    resumed_step = int(resumed_from.name.split("-")[1])
     assert final["resumed_from_step"] == resumed_step
     assert (final["step"], final["total_steps"]) == (expected["step"], expected["total_steps"])
     losses = {m["step"]: m["loss"] for m in run.read_metrics() if "loss" in m}
     reference_losses = {m["step"]: m["loss"] for m in reference.read_metrics() if "loss" in m}
     assert list(losses) == list(reference_losses)  # every step logged once, none lost
-    # Same data order, optimizer and RNG state after the resume: the same losses (the first
-    # log after the resume averages fewer steps, so it is left out).
+    # Same data order, optimizer and RNG state after each resume: the same losses (the first
+    # log after a resume averages fewer steps, so those are left out).
     later = [step for step in losses if step > resumed_step + 2]
     assert [losses[s] for s in later] == pytest.approx([reference_losses[s] for s in later], 1e-3)
     state = json.loads((run.last_complete_checkpoint() / "trainer_state.json").read_text())
     assert state["global_step"] == expected["step"]
 
 
-def _wait_for_checkpoint_then_more_steps(run, timeout_s=240.0) -> dict:
-    """Poll (every 10 ms) until a complete checkpoint exists and training has gone past it."""
+def _step_of(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
+
+
+def _wait_for_checkpoint_after(run, step: int, timeout_s=240.0) -> dict:
+    """Poll (every 10 ms) until a complete checkpoint beyond `step` exists and training has
+    gone past it; returns the status then."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = run.read_status()
         last = run.last_complete_checkpoint()
         if status.get("state") == "completed":
-            raise AssertionError("training finished before it could be killed; make it longer")
-        if last is not None and status.get("state") == "running":
-            if status.get("step", 0) > int(last.name.split("-")[1]):
+            raise AssertionError("training finished before it could be interrupted")
+        if last is not None and _step_of(last) > step and status.get("state") == "running":
+            if status.get("step", 0) > _step_of(last):
                 return status
         time.sleep(0.01)
     raise AssertionError(f"no checkpoint within {timeout_s} s: {run.read_status()}")
