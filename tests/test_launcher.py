@@ -48,6 +48,8 @@ FAKE_TRAINER = textwrap.dedent(
     run = RunDirectory(run_dir)
     with open(os.path.join(run_dir, "argv.json"), "a") as handle:
         handle.write(json.dumps(sys.argv[3:]) + "\\n")
+    if mode == "slow-start":  # still "loading the model" when the stop comes
+        time.sleep(60)
     if mode == "crash":
         print("ValueError: the config could not be used")
         sys.exit(3)
@@ -254,6 +256,15 @@ def test_stop_kills_the_whole_process_group_after_the_timeout(tmp_path, fake_tra
     while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not process_alive(grandchild)  # dead (a zombie awaiting its reaper counts as dead)
+
+
+def test_stop_before_training_began_ends_the_process_at_once(tmp_path, fake_trainer, config):
+    fake_trainer["value"] = "slow-start"
+    run = launch_run(config, tmp_path / "runs" / "loading")
+    started = time.monotonic()
+    status = stop_run(run, timeout_s=30)
+    assert time.monotonic() - started < 10  # SIGTERM, not the 30 s timeout and a kill
+    assert status["state"] == "stopped" and status["message"] == "stopped before training began"
 
 
 def test_resume_relaunches_with_resume_and_refuses_active_or_completed(

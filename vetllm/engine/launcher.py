@@ -278,6 +278,11 @@ def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 
         return status
     run.request_stop()
     pid, start = status.get("pid"), status.get("pid_start")
+    if not status.get("total_steps") and _alive(pid, start):
+        # Still loading data or the model: the STOP flag is only read between optimizer steps
+        # and there is nothing to checkpoint yet, so end the process now.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(pid), signal.SIGTERM)
     deadline = time.monotonic() + max(float(timeout_s), 0.0)
     while _alive(pid, start) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
@@ -291,15 +296,21 @@ def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 
         )
     status = run.read_status()
     if status.get("state") in ACTIVE_STATES:  # exited without writing its final state
+        began = bool(status.get("total_steps"))
+        message = "stopped on request" if began else "stopped before training began"
         status = run.write_status(
-            "stopped", eta_s=None, message="stopped on request", remedy=_resume_remedy(run)
+            "stopped", eta_s=None, message=message, remedy=_resume_remedy(run)
         )
     return status
 
 
 def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of `pid` (a launched run leads its own), else `pid` alone."""
     try:
-        os.killpg(os.getpgid(pid), signal.SIGKILL)
+        group = os.getpgid(pid)
+        if group == os.getpgrp():  # started some other way, in our own group: spare ourselves
+            raise PermissionError
+        os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
