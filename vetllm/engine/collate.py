@@ -1,0 +1,99 @@
+"""Turning records into token ids with response-only labels, and padding batches dynamically.
+
+One encoding function serves training and prediction, so the model sees at inference exactly the
+token sequence it was trained on: [BOS] + prompt-before-note + note + prompt-after-note, then the
+answer + EOS. Loss is computed on the answer and the EOS only (labels -100 on the prompt and on
+padding): the prompt is given, not learned, and a trained EOS is what teaches the model to stop
+instead of running on into "concatenated codes". When an example is longer than `max_length`,
+the note is cut, never the answer or the template text around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vetllm.data.prompts import PromptTemplate
+from vetllm.data.records import Record
+
+IGNORE_INDEX = -100  # label value the cross-entropy loss skips
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def encode_prompt(
+    tokenizer, template: PromptTemplate, note: str, max_prompt_tokens: int
+) -> list[int]:
+    """Token ids of the prompt for one note, at most `max_prompt_tokens` (the note is cut)."""
+    full = template.format_prompt(note)
+    suffix = template.template.split("{input}", 1)[1].replace("{instruction}", template.instruction)
+    head_text = full[: len(full) - len(suffix)] if suffix else full
+    head = _ids(tokenizer, head_text)
+    tail = _ids(tokenizer, suffix)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    room = max(max_prompt_tokens - len(bos) - len(tail), 1)
+    return bos + head[:room] + tail
+
+
+def encode_answer(
+    tokenizer, template: PromptTemplate, labels: list[str] | tuple[str, ...]
+) -> list[int]:
+    """Token ids of the target answer followed by EOS."""
+    return _ids(tokenizer, template.format_response(labels)) + [tokenizer.eos_token_id]
+
+
+def encode_record(tokenizer, template: PromptTemplate, record: Record, max_length: int) -> dict:
+    """input_ids and labels for one training example (labels -100 on the prompt)."""
+    answer = encode_answer(tokenizer, template, record.labels)[: max_length // 2]
+    prompt = encode_prompt(tokenizer, template, record.note, max_length - len(answer))
+    return {
+        "input_ids": prompt + answer,
+        "labels": [IGNORE_INDEX] * len(prompt) + answer,
+    }
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """A list of encoded examples, tokenized once up front (fast for thousands of short notes)."""
+
+    def __init__(self, examples: list[dict]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+
+def encode_records(
+    tokenizer, template: PromptTemplate, records: list[Record], max_length: int
+) -> EncodedDataset:
+    return EncodedDataset([encode_record(tokenizer, template, r, max_length) for r in records])
+
+
+@dataclass
+class ResponseOnlyCollator:
+    """Pads each batch to its longest example (right side), labels padded with -100."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            step = self.pad_to_multiple_of
+            longest = (longest + step - 1) // step * step
+        input_ids, labels, attention = [], [], []
+        for feature in features:
+            pad = longest - len(feature["input_ids"])
+            input_ids.append(list(feature["input_ids"]) + [self.pad_token_id] * pad)
+            labels.append(list(feature["labels"]) + [IGNORE_INDEX] * pad)
+            attention.append([1] * len(feature["input_ids"]) + [0] * pad)
+        return {
+            "input_ids": torch.tensor(input_ids, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "attention_mask": torch.tensor(attention, dtype=torch.long),
+        }

@@ -1,0 +1,507 @@
+"""train(cfg, run_dir): the one training path for the tiny CPU default, one GPU and several GPUs.
+
+Everything goes through the HF Trainer: dynamic padding, micro-batch x accumulation, cosine
+schedule with warmup, checkpoints into RUN_DIR/checkpoints (resumed from the last one marked
+COMPLETE, never HF's "highest number" guess), and DDP when started by `accelerate launch` or
+`torchrun` (only rank 0 writes run files). Periodic validation adds strict and lenient accuracy of
+greedy generations to the eval loss; early stopping watches lenient accuracy. Failures end as
+status "failed" with a one-line cause (CUDA out of memory gets remedies); the traceback goes to
+train.log only.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from vetllm.catalogue import Catalogue, load_catalogue
+from vetllm.config import BUNDLED_DATA, TINY_BASE, TrainConfig
+from vetllm.data.records import Record
+from vetllm.engine import modeling
+from vetllm.engine.callbacks import RunCallback
+from vetllm.engine.collate import ResponseOnlyCollator, encode_records
+from vetllm.engine.runs import RunDirectory
+from vetllm.errors import VetLLMError
+
+OOM_REMEDY = (
+    "lower per_device_batch (raise grad_accum to keep the effective batch), shorten max_length, "
+    "or set gradient_checkpointing: true"
+)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun / accelerate launch, or the only process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class RunLog:
+    """Progress lines to stdout and, unless stdout already is the run's train.log, to train.log."""
+
+    def __init__(self, run: RunDirectory):
+        self.path = run.log_path
+        self.tee = is_main_process() and not _stdout_is(self.path)
+
+    def __call__(self, message: str) -> None:
+        if not is_main_process():
+            return
+        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+        print(line, flush=True)
+        if self.tee:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
+
+def _stdout_is(path: Path) -> bool:
+    try:
+        return path.exists() and os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(path))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> dict:
+    """Train as configured into `run_dir`; returns the final status dict.
+
+    Raises VetLLMError (status "failed" with cause and remedy already written) on failure.
+    """
+    run = RunDirectory(run_dir)
+    log = RunLog(run)
+    if is_main_process():
+        run.path.mkdir(parents=True, exist_ok=True)
+        cfg.to_yaml(run.config_path)
+        run.clear_stop()
+        state = {"pid": os.getpid(), "error": None, "remedy": None, "message": "preparing"}
+        if resume:
+            run.write_status("running", **state)
+        else:
+            run.reset_status("running", step=0, progress=0.0, **state)
+    try:
+        return _train(cfg, run, resume, log)
+    except torch.cuda.OutOfMemoryError:
+        _free_accelerator_memory()
+        cause = "CUDA out of memory"
+        _record_failure(run, log, cause, OOM_REMEDY)
+        raise VetLLMError(f"training failed: {cause}; {OOM_REMEDY}") from None
+    except VetLLMError as error:
+        _record_failure(run, log, str(error), None)
+        raise
+    except Exception as error:  # noqa: BLE001 - any crash must end as a readable status
+        cause = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        _record_failure(run, log, cause, "see train.log for the traceback")
+        raise VetLLMError(f"training failed: {cause} (details in {run.log_path.name})") from None
+
+
+def _record_failure(run: RunDirectory, log: RunLog, cause: str, remedy: str | None) -> None:
+    if not is_main_process():
+        return
+    log("training failed: " + cause)
+    if log.tee:
+        with open(log.path, "a", encoding="utf-8") as handle:
+            handle.write(traceback.format_exc())
+    else:
+        traceback.print_exc()
+    run.write_status("failed", error=cause, remedy=remedy, message="failed")
+
+
+def _free_accelerator_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> dict:
+    started = time.monotonic()
+    set_seed(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    if cfg.method == "qlora":
+        modeling.require_qlora_support()  # before any data or weights are touched
+    source = None if cfg.base_model == TINY_BASE else modeling.resolve_base_model(cfg)
+    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
+    train_records, val_records, data_files = load_training_data(cfg, catalogue)
+    log(f"data: {len(train_records)} training notes, {len(val_records)} validation notes")
+
+    tokenizer = _tokenizer_for(cfg, run, source, train_records, catalogue, resume)
+    model = _model_for(cfg, source, tokenizer)
+    params = modeling.count_parameters(model)
+    log(
+        f"model: {cfg.base_model} ({cfg.method}); trainable parameters {params['trainable']:,} "
+        f"of {params['total']:,} ({params['trainable_share']:.3%})"
+    )
+    template = cfg.prompt()
+    train_set = encode_records(tokenizer, template, train_records, cfg.max_length)
+    eval_set = encode_records(tokenizer, template, val_records[: cfg.eval_samples], cfg.max_length)
+    callback = RunCallback(run)
+    trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
+    trainer.generation_eval = GenerationEval(
+        cfg, tokenizer, val_records[: cfg.eval_samples], catalogue
+    )
+    checkpoint = run.last_complete_checkpoint() if resume else None
+    if resume:
+        log(
+            f"resuming from {checkpoint.name}"
+            if checkpoint
+            else "no complete checkpoint: starting over"
+        )
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+    if callback.stopped:
+        log(f"stopped at step {trainer.state.global_step} ({callback.stop_reason}); resumable")
+        if is_main_process():
+            return run.write_status("stopped", message=f"stopped ({callback.stop_reason})")
+        return {"state": "stopped"}
+    return _finish(
+        cfg, run, log, trainer, source, params, data_files, train_records, val_records, started
+    )
+
+
+def _finish(
+    cfg, run, log, trainer, source, params, data_files, train_records, val_records, started
+):
+    """Save the final model and run card, evaluate, write the report, mark the run completed."""
+    trainer.save_model(str(run.model_dir))  # only rank 0 writes; every rank must call it
+    if not is_main_process():
+        return {"state": "completed"}
+    trainer.processing_class.save_pretrained(str(run.model_dir))
+    train_seconds = time.monotonic() - started
+    card = write_run_card(run, cfg, source, params, data_files, train_records, trainer)
+    evaluation = None
+    if cfg.final_eval and val_records:
+        run.write_status(message="final evaluation")
+        evaluation = final_evaluation(run, trainer, cfg, val_records, log)
+        card["final_metrics"] = _headline(evaluation)
+        _write_json(run.model_dir / modeling.RUN_CARD, card)
+    write_report(run, cfg, train_records, evaluation, log)
+    total = time.monotonic() - started
+    log(f"done in {total:.1f} s (training {train_seconds:.1f} s); model in {run.model_dir}")
+    return run.write_status(
+        "completed",
+        message="completed",
+        wall_s=round(total, 2),
+        final_metrics=_headline(evaluation),
+    )
+
+
+# -- data, tokenizer, model ------------------------------------------------------------------
+def _data_paths(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    bundled = None
+    if BUNDLED_DATA in (cfg.data, cfg.val_data):
+        from vetllm.data.synth import bundled_examples
+
+        bundled = bundled_examples()
+    train = bundled[0] if cfg.data == BUNDLED_DATA else Path(cfg.data)
+    if cfg.val_data is None:
+        return train, None
+    return train, bundled[1] if cfg.val_data == BUNDLED_DATA else Path(cfg.val_data)
+
+
+def load_training_data(cfg: TrainConfig, catalogue: Catalogue):
+    """(train records, validation records, {role: {name, sha256}}); bad rows reject the file."""
+    from vetllm.data.loading import load_dataset_file
+
+    train_path, val_path = _data_paths(cfg)
+    files, loaded = {}, {}
+    for role, path in (("data", train_path), ("val_data", val_path)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise VetLLMError(f"{role}: file {path.name!r} not found; give an existing data file")
+        loaded[role] = load_dataset_file(path, on_error="reject", catalogue=catalogue).records
+        files[role] = {"name": path.name, "sha256": _sha256(path), "records": len(loaded[role])}
+    if not loaded["data"]:
+        raise VetLLMError(f"data: {train_path.name} holds no usable records")
+    return loaded["data"], loaded.get("val_data", []), files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _tokenizer_for(cfg, run, source, records: list[Record], catalogue, resume: bool):
+    """The base tokenizer, or for the tiny model one trained on the data (reused on resume)."""
+    if source is not None:
+        return modeling.load_base_tokenizer(source, cfg.base_revision)
+    from transformers import AutoTokenizer
+
+    from vetllm.engine.tiny import train_tokenizer
+
+    saved = run.path / "tokenizer"
+    if resume and (saved / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(saved)  # the ids the checkpoint was trained with
+    template = cfg.prompt()
+    texts = [template.format_prompt(r.note) + template.format_response(r.labels) for r in records]
+    tokenizer = train_tokenizer(texts, cfg.tiny_vocab_size, labels=catalogue.labels)
+    if is_main_process():
+        tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def _model_for(cfg: TrainConfig, source: str | None, tokenizer):
+    if source is None:
+        from vetllm.engine.tiny import build_tiny_model
+
+        return build_tiny_model(cfg, tokenizer)
+    model = modeling.load_base_model(source, cfg, quantize=cfg.method == "qlora")
+    if cfg.gradient_checkpointing:
+        model.config.use_cache = False  # the KV cache is useless in training and conflicts
+    return modeling.apply_method(model, cfg)
+
+
+# -- the Trainer -----------------------------------------------------------------------------
+class GenerationEval:
+    """Strict and lenient accuracy of greedy generations on a fixed validation subset."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer, records: list[Record], catalogue: Catalogue):
+        self.cfg, self.tokenizer, self.records, self.catalogue = cfg, tokenizer, records, catalogue
+
+    def __call__(self, model) -> dict[str, float]:
+        if not self.records:
+            return {}
+        answers = modeling.generate_answers(
+            model,
+            self.tokenizer,
+            self.cfg.prompt(),
+            [r.note for r in self.records],
+            max_prompt_tokens=self.cfg.max_length - self.cfg.max_new_tokens,
+            max_new_tokens=self.cfg.max_new_tokens,
+        )
+        scores = score_answers(answers, self.records, self.catalogue)
+        return {
+            "strict_accuracy": scores["strict_accuracy"],
+            "lenient_accuracy": scores["lenient_accuracy"],
+        }
+
+
+class VetTrainer(Trainer):
+    """The HF Trainer plus generation accuracy in every evaluation (before it is logged)."""
+
+    generation_eval: GenerationEval | None = None
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if self.generation_eval is not None and output.metrics is not None:
+            model = self.accelerator.unwrap_model(self.model)
+            for key, value in self.generation_eval(model).items():
+                output.metrics[f"{prefix}_{key}"] = value
+        return output
+
+
+class LenientEarlyStopping(TrainerCallback):
+    """Stop after `patience` evaluations without a gain in lenient accuracy."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.bad_evals = patience, -1.0, 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get("eval_lenient_accuracy")
+        if value is None:
+            return
+        if value > self.best:
+            self.best, self.bad_evals = value, 0
+        else:
+            self.bad_evals += 1
+            control.should_training_stop = self.bad_evals >= self.patience
+
+
+def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> TrainingArguments:
+    """The HF TrainingArguments for a config (one place, so tests can inspect them)."""
+    on_cuda = torch.cuda.is_available()
+    periodic_eval = has_eval and cfg.eval_steps is not None
+    return TrainingArguments(
+        output_dir=str(run.checkpoints_dir),
+        per_device_train_batch_size=cfg.per_device_batch,
+        per_device_eval_batch_size=max(cfg.per_device_batch, 8),
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a share of all steps (transformers 5)
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        bf16=cfg.bf16 and on_cuda,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False}
+        if cfg.gradient_checkpointing
+        else None,
+        dataloader_drop_last=cfg.drop_last,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if periodic_eval else "no",
+        eval_steps=cfg.eval_steps if periodic_eval else None,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
+        use_cpu=not on_cuda,
+        disable_tqdm=True,
+    )
+
+
+def _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback) -> VetTrainer:
+    callbacks = [callback]
+    if cfg.early_stopping_patience and len(eval_set):
+        callbacks.append(LenientEarlyStopping(cfg.early_stopping_patience))
+    return VetTrainer(
+        model=model,
+        args=training_arguments(cfg, run, has_eval=len(eval_set) > 0),
+        train_dataset=train_set,
+        eval_dataset=eval_set if len(eval_set) else None,
+        data_collator=ResponseOnlyCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+
+# -- evaluation, run card, report ------------------------------------------------------------
+def score_answers(answers: list[str], records: list[Record], catalogue: Catalogue) -> dict:
+    """Scores.to_dict() of vetllm.metrics for generated answers against the gold labels."""
+    from vetllm.metrics import score_predictions
+
+    items = [(answer, list(r.labels)) for answer, r in zip(answers, records, strict=True)]
+    return score_predictions(items, catalogue).to_dict()
+
+
+def final_evaluation(run, trainer, cfg, records: list[Record], log: RunLog) -> dict:
+    """Free-decoding evaluation of the saved model on the validation data, into RUN_DIR/eval."""
+    try:
+        from vetllm.engine.evaluate import evaluate_run
+    except ImportError:
+        evaluate_run = None
+    if evaluate_run is not None:
+        result = evaluate_run(run.path, records, decoding="free")
+    else:
+        result = _own_evaluation(run, trainer, cfg, records)
+    headline = _headline(result)
+    log(
+        "validation (free decoding): strict {strict_accuracy:.3f}, lenient {lenient_accuracy:.3f} "
+        "on {n} notes".format(**headline)
+    )
+    return result
+
+
+def _own_evaluation(run, trainer, cfg, records) -> dict:
+    import json
+
+    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
+    answers = modeling.generate_answers(
+        trainer.model,
+        trainer.processing_class,
+        cfg.prompt(),
+        [r.note for r in records],
+        max_prompt_tokens=cfg.max_length - cfg.max_new_tokens,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+    scores = score_answers(answers, records, catalogue)
+    run.eval_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.eval_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
+        for answer, record in zip(answers, records, strict=True):
+            handle.write(json.dumps({"raw_output": answer, "gold": list(record.labels)}) + "\n")
+    _write_json(run.eval_dir / "metrics.json", scores)
+    return scores
+
+
+def _headline(result: dict | None) -> dict | None:
+    """n, strict and lenient accuracy from an evaluation result, wherever they are nested."""
+    if not result:
+        return None
+    for candidate in (result, result.get("scores"), result.get("metrics"), result.get("model")):
+        if isinstance(candidate, dict) and "lenient_accuracy" in candidate:
+            keys = ("n", "strict_accuracy", "lenient_accuracy", "format_valid_rate")
+            return {k: candidate[k] for k in keys if k in candidate}
+    return None
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    import json
+
+    from vetllm.engine.runs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_run_card(run, cfg, source, params, data_files, train_records, trainer) -> dict:
+    """RUN_DIR/model/run_card.json: what a result needs to be trusted and repeated."""
+    import peft
+    import transformers
+
+    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
+    card = {
+        "name": cfg.name,
+        "base_model": cfg.base_model,
+        "base_model_source": source,
+        "base_revision": cfg.base_revision or _hub_commit(trainer.model),
+        "method": cfg.method,
+        "catalogue_version": catalogue.version,
+        "prompt_template": cfg.prompt().to_dict(),
+        "seed": cfg.seed,
+        "data": data_files,
+        "train_labels": sorted({label for r in train_records for label in r.labels}),
+        "trainable_parameters": params["trainable"],
+        "total_parameters": params["total"],
+        "trainable_share": params["trainable_share"],
+        "global_step": trainer.state.global_step,
+        "epochs_completed": trainer.state.epoch,
+        "final_train_loss": _last_loss(trainer.state.log_history),
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
+        "final_metrics": None,
+    }
+    _write_json(run.model_dir / modeling.RUN_CARD, card)
+    return card
+
+
+def _hub_commit(model) -> str | None:
+    base = getattr(model, "base_model", model)
+    return getattr(getattr(base, "config", None), "_commit_hash", None)
+
+
+def _last_loss(history: list[dict]) -> float | None:
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    return losses[-1] if losses else None
+
+
+def write_report(run, cfg, records, evaluation, log) -> None:
+    """RUN_DIR/report.md from vetllm.analysis (skipped with a note if that module is absent)."""
+    try:
+        from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+        from vetllm.coverage import plan_coverage
+        from vetllm.data.stats import dataset_stats
+    except ImportError as error:
+        log(f"report.md skipped: {error}")
+        return
+    plan = plan_coverage(
+        len(records),
+        cfg.per_device_batch,
+        grad_accum=cfg.grad_accum,
+        epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        drop_last=cfg.drop_last,
+    )
+    history = load_log_history(run.metrics_path)
+    analysis = analyse_losses(history, steps_per_epoch=plan.to_dict().get("steps_per_epoch"))
+    text = render_training_report(
+        analysis, plan=plan, stats=dataset_stats(records), evaluation=evaluation
+    )
+    run.report_path.write_text(text, encoding="utf-8")
