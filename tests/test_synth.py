@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -265,3 +266,19 @@ def test_synth_does_not_import_torch_or_gradio():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_output_does_not_depend_on_the_hash_seed():
+    code = (
+        "import hashlib, json; from vetllm.data.synth import generate_records, records_to_source; "
+        "print(hashlib.sha256(json.dumps(records_to_source(generate_records(n=200))).encode())"
+        ".hexdigest())"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        digests.add(result.stdout.strip())
+    assert len(digests) == 1
