@@ -1,0 +1,206 @@
+"""Evaluate a trained run on a data set: predictions, scores beside baselines, and a summary.
+
+Writes RUN_DIR/eval/ (or `out_dir`): `predictions.jsonl` (one line per note: note, gold, raw
+output, post-processed codes, strict and lenient verdicts, confidences), `metrics.json` (the
+model's scores from `score_predictions` and the three baselines fitted on the run's own training
+data, side by side) and `summary.md`. Files are written atomically so the app never reads half a
+file. Note text goes only into predictions.jsonl, never to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from vetllm.catalogue import Catalogue, load_catalogue
+from vetllm.data.records import Record
+from vetllm.errors import VetLLMError
+
+BUNDLED = "bundled"  # data value meaning the repository's examples/ (as in TrainConfig)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_path_or_records: str | Path | list[Record],
+    decoding: str = "free",
+    out_dir: str | Path | None = None,
+    *,
+    batch_size: int = 16,
+    predictor=None,
+    with_baselines: bool = True,
+    data_name: str | None = None,
+) -> dict:
+    """Predict every note of the data set with the run's model, score it, write eval files.
+
+    Args:
+        run_dir: a completed run directory (config.yaml + model/).
+        data_path_or_records: a JSON/JSONL/CSV file in the source format, "bundled" (the
+            repository's validation examples), or records already loaded.
+        decoding: "free" or "constrained" (see vetllm.engine.predict).
+        out_dir: where to write; RUN_DIR/eval by default.
+        predictor: an already loaded Predictor for this run (saves reloading the model).
+        with_baselines: fit the majority / per-species / bag-of-words baselines on the run's
+            training data and score them on the same notes.
+        data_name: how to name the data in the summary (default: the file name).
+
+    Returns:
+        The content of metrics.json (scores, baselines, timing, file names).
+    """
+    from vetllm.engine.predict import Predictor
+    from vetllm.metrics import score_predictions
+
+    run_path = Path(run_dir)
+    cfg = _run_config(run_path)
+    catalogue = load_catalogue(cfg.catalogue) if cfg and cfg.catalogue else load_catalogue()
+    records, default_name, skipped = load_records(data_path_or_records, catalogue, "validation")
+    predictor = predictor or Predictor.from_run(run_path)
+    started = time.perf_counter()
+    predictions = predictor.predict([r.note for r in records], decoding, batch_size=batch_size)
+    elapsed_s = time.perf_counter() - started
+    scores = score_predictions(
+        [(p.raw_output, list(r.labels)) for p, r in zip(predictions, records, strict=True)],
+        catalogue,
+    )
+    metrics = {
+        "run": run_path.name,
+        "data": data_name or default_name,
+        "decoding": decoding,
+        "skipped_rows": skipped,
+        "predict_seconds": round(elapsed_s, 3),
+        "notes_per_s": round(len(records) / elapsed_s, 2) if elapsed_s > 0 else None,
+        **scores.to_dict(),
+    }
+    if with_baselines and cfg is not None:
+        metrics.update(_baselines_beside(cfg, records, catalogue))
+    target = Path(out_dir) if out_dir else run_path / "eval"
+    target.mkdir(parents=True, exist_ok=True)
+    _write_predictions(target / "predictions.jsonl", records, predictions, scores.outcomes)
+    metrics["files"] = {"predictions": "predictions.jsonl", "summary": "summary.md"}
+    _write_atomic(target / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
+    _write_atomic(target / "summary.md", render_summary(metrics))
+    return metrics
+
+
+def _run_config(run_path: Path):
+    """The run's TrainConfig, or None when the folder has no config.yaml (e.g. in tests)."""
+    from vetllm.config import load_config
+
+    if not (run_path / "config.yaml").is_file():
+        return None
+    return load_config(run_path / "config.yaml")
+
+
+def load_records(source, catalogue: Catalogue, which: str) -> tuple[list[Record], str, int]:
+    """(records, a display name, rows skipped) for a path, "bundled" or a list of records.
+
+    `which` ("training" or "validation") picks the bundled file; bad rows are skipped and counted.
+    """
+    if isinstance(source, (list, tuple)):
+        if not source or not all(isinstance(r, Record) for r in source):
+            raise VetLLMError("data: expected a non-empty list of Record objects or a file path")
+        return list(source), f"{len(source)} records", 0
+    from vetllm.data.loading import load_dataset_file
+    from vetllm.data.synth import bundled_examples
+
+    if str(source) == BUNDLED:
+        train, val = bundled_examples()
+        path, name = (val if which == "validation" else train), f"bundled {which} examples"
+    else:
+        path = Path(source)
+        name = path.name
+    if not path.is_file():
+        raise VetLLMError(f"data: file {name} not found; give a JSON, JSONL or CSV file")
+    loaded = load_dataset_file(path, on_error="skip", catalogue=catalogue, display_name=name)
+    if not loaded.records:
+        raise VetLLMError(f"data: {name} has no usable records ({loaded.skipped_rows} skipped)")
+    return loaded.records, name, loaded.skipped_rows
+
+
+def _baselines_beside(cfg, records: list[Record], catalogue: Catalogue) -> dict:
+    """Baselines fitted on the run's training data, plus how many eval notes that data holds."""
+    from vetllm.baselines import run_baselines
+    from vetllm.data.records import note_key
+
+    try:
+        train, train_name, _ = load_records(cfg.data, catalogue, "training")
+    except VetLLMError as error:
+        return {"baselines": {}, "baselines_error": str(error)}
+    results = run_baselines(train, records, seed=cfg.seed)
+    seen = {note_key(r.note) for r in train}
+    leaked = sum(note_key(r.note) in seen for r in records)
+    return {
+        "baselines": {
+            name: {k: v for k, v in result.items() if k != "predictions"}
+            for name, result in results.items()
+        },
+        "baselines_trained_on": train_name,
+        # Notes also in the training data score as memorised, not predicted.
+        "share_in_training_data": leaked / len(records),
+    }
+
+
+def _write_predictions(path: Path, records, predictions, outcomes) -> None:
+    lines = []
+    for index, (record, prediction, outcome) in enumerate(
+        zip(records, predictions, outcomes, strict=True), start=1
+    ):
+        row = {
+            "index": index,
+            "note": record.note,
+            "gold": list(record.labels),
+            "raw_output": prediction.raw_output,
+            "codes": list(prediction.result.codes),
+            "strict_correct": outcome.strict_correct,
+            "lenient_correct": outcome.lenient_correct,
+            "format_valid": prediction.result.format_valid,
+            "confidence": {k: round(v, 4) for k, v in prediction.confidences.items()},
+            "repairs": list(prediction.result.repairs),
+            "unknown_codes": list(prediction.result.unknown_codes),
+            "decoding": prediction.decoding,
+        }
+        lines.append(json.dumps(row, ensure_ascii=False))
+    _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def render_summary(metrics: dict) -> str:
+    """The Markdown summary: model scores, baselines beside them, and what to read into them."""
+    from vetllm.baselines import format_baselines_markdown
+    from vetllm.metrics import format_scores_markdown
+
+    parts = [
+        f"# Evaluation of run `{metrics['run']}`\n",
+        f"Data: {metrics['data']} ({metrics['n']} notes, {metrics['skipped_rows']} rows skipped). "
+        f"Decoding: **{metrics['decoding']}**. Speed: {metrics['notes_per_s']} notes/s.\n",
+        format_scores_markdown(metrics),
+    ]
+    if metrics["decoding"] == "constrained":
+        parts.append(
+            "Constrained decoding can only produce catalogue labels, so strict equals lenient "
+            "by construction.\n"
+        )
+    if metrics.get("baselines"):
+        parts.append(f"\n## Baselines (fitted on {metrics['baselines_trained_on']})\n")
+        parts.append(format_baselines_markdown(metrics["baselines"]))
+        best = max(metrics["baselines"].items(), key=lambda item: item[1]["accuracy"])
+        verdict = "beats" if metrics["lenient_accuracy"] > best[1]["accuracy"] else "does not beat"
+        parts.append(
+            f"\nThe model ({metrics['lenient_accuracy']:.1%} lenient) {verdict} the best "
+            f"baseline ({best[0]}, {best[1]['accuracy']:.1%}).\n"
+        )
+        share = metrics.get("share_in_training_data", 0.0)
+        if share:
+            parts.append(
+                f"\n**Leakage:** {share:.1%} of these notes also appear verbatim in the training "
+                "data; split by note text for an honest score.\n"
+            )
+    elif metrics.get("baselines_error"):
+        parts.append(f"\nBaselines not computed: {metrics['baselines_error']}\n")
+    return "\n".join(parts)
