@@ -1,4 +1,4 @@
-"""Loss-history analysis and the training report, on the seed's published table and real logs."""
+"""Loss-history loading and analysis, on the seed's published table and real logs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from vetllm.analysis import (
     SOURCE_LOSS_HISTORY,
     analyse_losses,
     load_log_history,
-    render_training_report,
-    report_concerns,
     smooth_losses,
 )
 from vetllm.cli import main
@@ -74,19 +72,6 @@ def test_seed_plateau_and_early_stop():
     assert stricter.plateau["start_step"] > 200
 
 
-def test_seed_report_contents():
-    analysis = analyse_losses(SOURCE_LOSS_HISTORY, steps_per_epoch=201)
-    plan = plan_coverage(1602, 2, 4, 3, drop_last=True, unique_notes=444)
-    report = render_training_report(analysis, plan=plan)
-    assert "(reduction 98.4%)" in report
-    assert "| 10 | 0.05 | 0.0498 | 3.3359 | 0.0% |" in report
-    assert "| 603 | 3 | 3.0000 | 0.0533 | 98.4% |" in report
-    assert "| optimizer steps per epoch | 201 |" in report
-    assert "plateau from step 200" in report
-    assert "`low_loss_unverified`" in report
-    assert "`steps_mismatch`" not in report  # the log ends at the planned 603
-
-
 def test_median_smoothing_ignores_a_single_spike():
     assert smooth_losses([1.0, 0.5, 9.0, 0.4, 0.3]) == [0.75, 1.0, 0.5, 0.4, 0.35]
     history = [
@@ -135,38 +120,11 @@ def test_eval_loss_flat_is_not_overfitting():
     )
 
 
-def test_low_loss_with_low_accuracy_is_flagged():
-    analysis = analyse_losses(SOURCE_LOSS_HISTORY, steps_per_epoch=201)
-    evaluation = {"metrics": {"n": 200, "strict_accuracy": 0.0, "lenient_accuracy": 0.43,
-                              "strict_ci": [0.0, 0.019]}}  # fmt: skip
-    concerns = {c["code"]: c for c in report_concerns(analysis, evaluation=evaluation)}
-    assert "low_loss_low_accuracy" in concerns
-    assert "43.0%" in concerns["low_loss_low_accuracy"]["message"]
-    assert "low_loss_unverified" not in concerns
-    report = render_training_report(analysis, evaluation=evaluation)
-    assert "- strict accuracy: 0.0% (95% CI 0.0%-1.9%)" in report
-    assert "- n: 200" in report
-
-
 def test_loss_over_prompt_from_config():
     analysis = analyse_losses(SOURCE_LOSS_HISTORY, config={"train_on_prompt": True})
     assert "loss_over_prompt" in _codes(analysis.flags)
     masked = analyse_losses(SOURCE_LOSS_HISTORY, config={"method": "qlora", "epochs": 3})
     assert "loss_over_prompt" not in _codes(masked.flags)
-
-
-def test_plan_mismatch_and_majority_baseline():
-    analysis = analyse_losses(SOURCE_LOSS_HISTORY)
-    plan = plan_coverage(1602, 8, 1, 3, drop_last=True).to_dict()  # 600 steps, the log has 603
-    stats = {"n_records": 1602, "n_unique_notes": 444, "accuracy_ceiling": 0.946,
-             "majority_baseline": {"labels": ["1679004"], "count": 652, "share": 0.407}}  # fmt: skip
-    concerns = _codes(report_concerns(analysis, plan, stats, {"strict_accuracy": 0.40}))
-    assert {"steps_mismatch", "below_majority_baseline"} <= concerns
-    report = render_training_report(analysis, plan=plan, stats=stats, evaluation={"strict_accuracy": 0.9})  # fmt: skip
-    assert "| steps per epoch | 200 |" in report
-    assert "- majority-code baseline: 40.7%" in report
-    assert "- accuracy ceiling (label noise): 94.6%" in report
-    assert "`below_majority_baseline`" not in report
 
 
 def test_non_finite_losses_are_flagged_not_fatal(tmp_path):
@@ -304,35 +262,3 @@ def test_history_passed_directly_tolerates_unusable_entries():
     history += [{"step": 4, "loss": 1.0}, {"step": 5, "loss": 0.9}, {"train_loss": 1.2}]
     analysis = analyse_losses(history)
     assert [p["step"] for p in analysis.points] == [1, 4, 5]
-
-
-def test_log_ending_one_logging_interval_early_is_not_a_mismatch():
-    history = [{"step": s, "loss": 1 / s} for s in range(10, 610, 10)]  # logging_steps=10
-    plan = {"total_steps": 603}
-    assert "steps_mismatch" not in _codes(report_concerns(analyse_losses(history), plan))
-    stopped = analyse_losses(history[:50])  # ends at step 500
-    concerns = {c["code"]: c["message"] for c in report_concerns(stopped, plan)}
-    assert "ends at step 500 but the plan has 603" in concerns["steps_mismatch"]
-
-
-def test_evaluation_metrics_json_layout():
-    """The layout evaluate_run writes: scores at the top level, baselines beside them."""
-    evaluation = {"n": 120, "strict_accuracy": 0.85, "strict_ci": [0.78, 0.9],
-                  "lenient_accuracy": 0.9, "share_in_training_data": 0.0,
-                  "baselines": {"majority": {"accuracy": 0.4, "ci": [0.31, 0.49]},
-                                "bag_of_words": {"accuracy": 0.86, "ci": [0.79, 0.91]}}}  # fmt: skip
-    report = render_training_report(analyse_losses(SOURCE_LOSS_HISTORY), evaluation=evaluation)
-    assert "- strict accuracy: 85.0% (95% CI 78.0%-90.0%)" in report
-    assert "- baseline bag_of_words: 86.0% (95% CI 79.0%-91.0%)" in report
-    assert "- evaluated notes also in the training data: 0.0%" in report
-    assert "low_loss" not in report  # 90% accuracy: the low loss is not suspicious
-
-
-def test_long_history_table_is_thinned_but_keeps_key_points():
-    history = [{"step": s, "loss": 5.0 / s + (0.5 if s == 333 else 0)} for s in range(1, 1001)]
-    analysis = analyse_losses(history)
-    table = render_training_report(analysis).split("## Loss history")[1].split("##")[0]
-    rows = [line for line in table.splitlines() if line.startswith("| ") and "step" not in line]
-    assert 50 <= len(rows) <= 64
-    assert rows[0].startswith("| 1 |") and rows[-1].startswith("| 1000 |")
-    assert "of 1000 logged points shown" in table

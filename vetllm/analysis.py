@@ -1,4 +1,4 @@
-"""Loss-history analysis and the Markdown training report, computed from logged data only.
+"""Loading loss histories and analysing them: plateau, early stop and flags, from logged data only.
 
 Input is a Trainer `log_history` (trainer_state.json) or the run's metrics.jsonl. Definitions:
 
@@ -38,11 +38,8 @@ SOURCE_STEPS_PER_EPOCH = 201  # measured: 1,602 samples, micro 2 x accum 4 (DOMA
 
 PLATEAU_THRESHOLD = 0.10  # relative loss improvement still counted as progress
 SMOOTHING_WINDOW = 3  # logged points in the centred median
-LOW_LOSS = 0.1  # nats/token: this low while accuracy is poor means the loss is not about codes
-LOW_ACCURACY = 0.6
 OVERFIT_RISE = 0.05  # relative rise of eval loss above its minimum
 MAX_LOG_BYTES = 200 * 1024 * 1024
-MAX_TABLE_ROWS = 60  # rows of the report's loss table; longer histories are thinned evenly
 ACCURACY_KEYS = ("eval_strict_accuracy", "eval_lenient_accuracy")
 
 
@@ -127,7 +124,7 @@ def _check_entries(rows: list[tuple[int, object]], name: str) -> list[dict]:
         if ("loss" in entry or "eval_loss" in entry) and not _is_whole(step):
             problems.append(Problem(name, number, "step", f"expected a whole number, got {step!r}"))
         for key in ("loss", "eval_loss", "epoch", *ACCURACY_KEYS):
-            if entry.get(key) is not None and not _is_number(entry[key]):  # None: not logged
+            if entry.get(key) is not None and not is_number(entry[key]):  # None: not logged
                 problems.append(
                     Problem(name, number, key, f"expected a number, got {entry[key]!r}")
                 )
@@ -155,7 +152,7 @@ def analyse_losses(
             "plateau settings: threshold must be between 0 and 1 and window at least 1, "
             f"got threshold={threshold!r}, window={window!r}"
         )
-    train = _last_per_step(e for e in history if _is_number(e.get("loss")))
+    train = _last_per_step(e for e in history if is_number(e.get("loss")))
     finite = [e for e in train if math.isfinite(e["loss"])]
     if not finite:
         raise VetLLMError(
@@ -207,14 +204,18 @@ def _last_per_step(entries) -> list[dict]:
 
 
 def _eval_point(entry: dict) -> dict:
-    values = {k: entry.get(k) for k in ("eval_loss", *ACCURACY_KEYS)}
-    finite = {k: v for k, v in values.items() if _is_number(v) and math.isfinite(v)}
-    return {"step": int(entry["step"]), **{k: entry[k] for k in ("epoch",) if k in entry}, **finite}
+    point = {"step": int(entry["step"])}
+    if "epoch" in entry:
+        point["epoch"] = entry["epoch"]
+    for key in ("eval_loss", *ACCURACY_KEYS):
+        if is_number(entry.get(key)) and math.isfinite(entry[key]):
+            point[key] = entry[key]
+    return point
 
 
 def _infer_steps_per_epoch(points: list[dict]) -> int | None:
     """Steps per epoch from the logged point with the largest epoch (the most precise ratio)."""
-    with_epoch = [p for p in points if _is_number(p.get("epoch")) and p["epoch"] > 0]
+    with_epoch = [p for p in points if is_number(p.get("epoch")) and p["epoch"] > 0]
     if not with_epoch:
         return None
     last = max(with_epoch, key=lambda p: p["epoch"])
@@ -270,11 +271,11 @@ def _find_plateau(points: list[dict], threshold: float, window: int) -> dict | N
 def _suggest_early_stop(analysis: LossAnalysis) -> dict | None:
     evals = analysis.eval_points
     for key in ACCURACY_KEYS:
-        scored = [e for e in evals if _is_number(e.get(key))]
+        scored = [e for e in evals if is_number(e.get(key))]
         if scored:
             best = max(scored, key=lambda e: e[key])  # first maximum wins ties
             return _stop_at(analysis, best["step"], f"{key} peaks at {best[key]:.3f}")
-    with_loss = [e for e in evals if _is_number(e.get("eval_loss"))]
+    with_loss = [e for e in evals if is_number(e.get("eval_loss"))]
     if with_loss:
         best = min(with_loss, key=lambda e: e["eval_loss"])
         return _stop_at(analysis, best["step"], f"eval_loss is lowest ({best['eval_loss']:.4f})")
@@ -318,17 +319,6 @@ FLAG_TEXT = {
     "loss_over_prompt": ("warning", "the loss is computed over the whole prompt, so most of it "
                          "measures memorised instruction boilerplate, not the codes; mask the "
                          "prompt"),
-    "low_loss_low_accuracy": ("warning", "training loss {loss:.4g} is very low but accuracy is "
-                              "only {accuracy:.1%}: the loss is dominated by memorised "
-                              "boilerplate or the answers are badly formatted (check prompt "
-                              "masking, that EOS is trained, and post-processing)"),
-    "low_loss_unverified": ("info", "training loss {loss:.4g} is low, but no accuracy was "
-                            "measured: a low loss alone does not show the codes are right; "
-                            "evaluate on held-out notes"),
-    "steps_mismatch": ("warning", "the log ends at step {step} but the plan has {planned} "
-                       "steps: the run stopped early, or the plan's settings differ"),
-    "below_majority_baseline": ("warning", "strict accuracy {accuracy:.1%} is no better than "
-                                "always predicting the most common code ({majority:.1%})"),
 }  # fmt: skip
 
 
@@ -349,7 +339,7 @@ def _history_flags(a: LossAnalysis, n_nonfinite: int, config: dict | None) -> li
 
 
 def _overfitting_flags(analysis: LossAnalysis) -> list[dict]:
-    evals = [e for e in analysis.eval_points if _is_number(e.get("eval_loss"))]
+    evals = [e for e in analysis.eval_points if is_number(e.get("eval_loss"))]
     if len(evals) < 2:
         return []
     best, last = min(evals, key=lambda e: e["eval_loss"]), evals[-1]
@@ -374,7 +364,7 @@ def _flag(code: str, **values) -> dict:
 
 
 def _is_eval(entry: dict) -> bool:
-    return any(_is_number(entry.get(k)) for k in ("eval_loss", *ACCURACY_KEYS))
+    return any(is_number(entry.get(k)) for k in ("eval_loss", *ACCURACY_KEYS))
 
 
 def _is_whole(value) -> bool:
@@ -383,210 +373,16 @@ def _is_whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """True for ints and floats (NaN included), not for bools."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def report_concerns(analysis: LossAnalysis, plan=None, stats=None, evaluation=None) -> list[dict]:
-    """The analysis flags plus those that need the plan, data set stats or evaluation."""
-    flags = list(analysis.flags)
-    plan, stats, evaluation = _as_dict(plan), _as_dict(stats), _flat_evaluation(evaluation)
-    accuracy, loss = _best_accuracy(analysis, evaluation), analysis.final_loss
-    if loss <= LOW_LOSS and accuracy is not None and accuracy < LOW_ACCURACY:
-        flags.append(_flag("low_loss_low_accuracy", loss=loss, accuracy=accuracy))
-    elif loss <= LOW_LOSS and accuracy is None:
-        flags.append(_flag("low_loss_unverified", loss=loss))
-    planned, last = plan.get("total_steps"), analysis.final_step
-    # The Trainer logs every logging_steps only, so a log may end up to one interval early.
-    if planned and (last > planned or planned - last >= _logging_interval(analysis)):
-        flags.append(_flag("steps_mismatch", step=last, planned=planned))
-    majority = _majority_accuracy(stats, evaluation)
-    strict = evaluation.get("strict_accuracy")
-    if _is_number(strict) and majority is not None and strict <= majority:
-        flags.append(_flag("below_majority_baseline", accuracy=strict, majority=majority))
-    return flags
+# The report moved to vetllm.report; callers may import these names from either module. Lazy
+# (PEP 562): vetllm.report imports this module, so an eager import here is a cycle.
+def __getattr__(name: str):
+    if name in ("render_training_report", "report_concerns"):
+        from vetllm import report
 
-
-def render_training_report(analysis: LossAnalysis, plan=None, stats=None, evaluation=None) -> str:
-    """The whole training-analysis report as Markdown; extra inputs are optional plain dicts."""
-    out = ["# Training analysis", "", *_summary_lines(analysis), ""]
-    if plan is not None:
-        out += ["## Coverage", "", _plan_markdown(plan), ""]
-    out += ["## Loss history", "", *_loss_table(analysis), ""]
-    if analysis.epoch_boundaries:
-        out += ["## Epochs", "", "| epoch | last step | last loss | mean loss | logged points |"]
-        out += ["|---|---|---|---|---|", *_epoch_rows(analysis), ""]
-    out += ["## Plateau and early stopping", "", *_plateau_lines(analysis), ""]
-    if evaluation is not None:
-        out += ["## Evaluation", "", *_evaluation_lines(_flat_evaluation(evaluation)), ""]
-    if stats is not None:
-        out += ["## Data set", "", *_stats_lines(_as_dict(stats)), ""]
-    concerns = report_concerns(analysis, plan, stats, evaluation)
-    out += ["## Concerns", ""]
-    out += [f"- **{c['severity']}** `{c['code']}`: {c['message']}" for c in concerns] or ["- none"]
-    return "\n".join(out) + "\n"
-
-
-def _epoch_rows(a: LossAnalysis) -> list[str]:
-    return [
-        f"| {b['epoch']} | {b['step']} | {b['last_loss']:.4f} | {b['mean_loss']:.4f} "
-        f"| {b['n_logged']} |"
-        for b in a.epoch_boundaries
-    ]
-
-
-def _summary_lines(a: LossAnalysis) -> list[str]:
-    spe = f"{a.steps_per_epoch} ({a.steps_per_epoch_source})" if a.steps_per_epoch else "unknown"
-    return [
-        f"- logged training losses: {len(a.points)}, last step {a.final_step}",
-        f"- steps per epoch: {spe}",
-        f"- loss: {a.first_loss:.4f} at step {a.points[0]['step']} -> {a.final_loss:.4f} "
-        f"at step {a.final_step} (reduction {a.reduction:.1%})",
-        f"- lowest loss: {a.min_loss:.4f} at step {a.min_loss_step}",
-    ]
-
-
-def _loss_table(a: LossAnalysis) -> list[str]:
-    lines = ["| step | epoch (logged) | epoch (steps) | loss | reduction vs first |"]
-    lines.append("|---|---|---|---|---|")
-    shown = _table_points(a)
-    for p in shown:
-        logged = f"{p['epoch']:.4g}" if _is_number(p["epoch"]) else "-"  # as precise as logged
-        derived = f"{p['epoch_from_steps']:.4f}" if p["epoch_from_steps"] is not None else "-"
-        lines.append(
-            f"| {p['step']} | {logged} | {derived} | {p['loss']:.4f} | {p['reduction']:.1%} |"
-        )
-    if len(shown) < len(a.points):
-        lines += ["", f"{len(shown)} of {len(a.points)} logged points shown; --json has all."]
-    return lines
-
-
-def _table_points(a: LossAnalysis) -> list[dict]:
-    """At most about MAX_TABLE_ROWS evenly spaced points, keeping the first, last and lowest."""
-    stride = math.ceil(len(a.points) / MAX_TABLE_ROWS)
-    keep = {a.points[-1]["step"], a.min_loss_step, (a.plateau or {}).get("start_step")}
-    return [p for i, p in enumerate(a.points) if i % stride == 0 or p["step"] in keep]
-
-
-def _plateau_lines(a: LossAnalysis) -> list[str]:
-    s = a.settings
-    lines = [
-        f"Plateau: the first logged step after which the {s['window']}-point median loss "
-        f"never falls more than {s['threshold']:.0%} further.",
-        "",
-    ]
-    if a.plateau:
-        p = a.plateau
-        epoch = f" (epoch {p['start_epoch']:.2f})" if p["start_epoch"] is not None else ""
-        lines.append(
-            f"- plateau from step {p['start_step']}{epoch} at loss {p['smoothed_loss']:.4f}; "
-            f"it improves {p['later_improvement']:.1%} more over the remaining "
-            f"{p['steps_after']} steps ({p['share_of_run_after']:.0%} of the run)"
-        )
-    else:
-        lines.append("- no plateau: the loss was still improving at the end")
-    if a.early_stop:
-        e = a.early_stop
-        epoch = f" (epoch {e['epoch']:.2f})" if e["epoch"] is not None else ""
-        lines.append(
-            f"- early-stop suggestion: step {e['step']}{epoch}: {e['reason']}; stopping there "
-            f"saves {e['steps_saved']} steps ({e['share_saved']:.0%} of the run)"
-        )
-    return lines
-
-
-def _evaluation_lines(ev: dict) -> list[str]:
-    lines = []
-    for key in (
-        "n",
-        "strict_accuracy",
-        "lenient_accuracy",
-        "format_valid_rate",
-        "micro_f1",
-        "macro_f1",
-    ):
-        if _is_number(ev.get(key)):
-            ci = ev.get(key.replace("accuracy", "ci")) if key.endswith("accuracy") else None
-            value = f"{ev[key]:,}" if key == "n" else f"{ev[key]:.1%}"
-            value += _ci(ci)
-            lines.append(f"- {key.replace('_', ' ')}: {value}")
-    for name, result in (ev.get("baselines") or {}).items():
-        if isinstance(result, dict) and _is_number(result.get("accuracy")):
-            lines.append(f"- baseline {name}: {result['accuracy']:.1%}{_ci(result.get('ci'))}")
-    if _is_number(ev.get("share_in_training_data")):
-        lines.append(
-            f"- evaluated notes also in the training data: {ev['share_in_training_data']:.1%}"
-        )
-    return lines or ["- no metrics given"]
-
-
-def _stats_lines(stats: dict) -> list[str]:
-    keys = ("n_records", "n_unique_notes", "n_conflicting_notes")
-    lines = [f"- {k.replace('_', ' ')}: {_fmt(stats[k])}" for k in keys if k in stats]
-    if _is_number(stats.get("accuracy_ceiling")):
-        lines.append(f"- accuracy ceiling (label noise): {stats['accuracy_ceiling']:.1%}")
-    majority = _majority_accuracy(stats, {})
-    if majority is not None:
-        lines.append(f"- majority-code baseline: {majority:.1%}")
-    return lines or ["- no statistics given"]
-
-
-def _plan_markdown(plan) -> str:
-    if hasattr(plan, "to_markdown"):
-        return plan.to_markdown()
-    plan = _as_dict(plan)
-    rows = [f"| {k.replace('_', ' ')} | {_fmt(v)} |" for k, v in plan.items() if k != "notes"]
-    notes = [f"- {n}" for n in plan.get("notes", [])]
-    return "\n".join(["| quantity | value |", "|---|---|", *rows, "", *notes])
-
-
-def _ci(interval) -> str:
-    if isinstance(interval, (list, tuple)) and len(interval) == 2:
-        return f" (95% CI {interval[0]:.1%}-{interval[1]:.1%})"
-    return ""
-
-
-def _logging_interval(analysis: LossAnalysis) -> int:
-    steps = [p["step"] for p in analysis.points]
-    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
-    return max(int(statistics.median(gaps)), 1) if gaps else 1
-
-
-def _best_accuracy(analysis: LossAnalysis, evaluation: dict) -> float | None:
-    found = [
-        evaluation[k]
-        for k in ("strict_accuracy", "lenient_accuracy")
-        if _is_number(evaluation.get(k))
-    ]
-    found += [e[k] for e in analysis.eval_points for k in ACCURACY_KEYS if _is_number(e.get(k))]
-    return max(found) if found else None
-
-
-def _majority_accuracy(stats: dict, evaluation: dict) -> float | None:
-    for value in (
-        stats.get("majority_baseline"),
-        (evaluation.get("baselines") or {}).get("majority"),
-    ):
-        if isinstance(value, dict):  # baselines give "accuracy", dataset stats "share"
-            value = value.get("accuracy", value.get("share"))
-        if _is_number(value):
-            return float(value)
-    return None
-
-
-def _flat_evaluation(evaluation) -> dict:
-    evaluation = _as_dict(evaluation)
-    nested = evaluation.get("metrics")
-    return {**evaluation, **nested} if isinstance(nested, dict) else evaluation
-
-
-def _as_dict(value) -> dict:
-    if value is None:
-        return {}
-    return value.to_dict() if hasattr(value, "to_dict") else dict(value)
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        return getattr(report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
