@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 
@@ -167,10 +168,98 @@ def test_process_alive_tells_reused_pids_apart():
 
 def test_runs_module_does_not_import_torch():
     code = "import sys, vetllm.engine.runs, vetllm.engine.launcher; print('torch' in sys.modules)"
-    import subprocess
-
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- CLI -------------------------------------------------------------------------------------
+def _cli(argv, capsys):
+    from vetllm.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_status_list_and_stop(tmp_path, capsys):
+    root = tmp_path / "runs"
+    run = RunDirectory(root / "a")
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(finished.stdout)
+    run.write_status("running", pid=dead_pid, step=3, total_steps=10, progress=0.3)
+    code, out, _ = _cli(["runs", "status", str(run.path), "--json"], capsys)
+    assert code == 0 and json.loads(out)["state"] == "interrupted"
+    code, out, _ = _cli(["runs", "list", "--runs-dir", str(root)], capsys)
+    assert code == 0 and out.startswith("a: interrupted, step 3/10, 30%")
+    code, out, _ = _cli(["runs", "list", "--runs-dir", str(root), "--json"], capsys)
+    assert [entry["name"] for entry in json.loads(out)] == ["a"]
+    code, out, _ = _cli(["runs", "stop", str(run.path), "--timeout", "1"], capsys)
+    assert code == 0 and "interrupted" in out  # nothing to stop; the state is kept
+    code, _, err = _cli(["runs", "status", str(tmp_path / "nothing")], capsys)
+    assert code == 2 and "holds no run" in err
+
+
+def test_cli_launch_refusal_is_a_clear_error(tmp_path, capsys):
+    from vetllm.engine.launcher import LOCK_NAME
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    # The lock held by a live process (this one) named "busy": nothing else may start.
+    holder = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "run_name": "busy"}
+    (root / LOCK_NAME).write_text(json.dumps(holder))
+    config = tmp_path / "c.yaml"
+    config.write_text("name: c\n")
+    argv = ["runs", "launch", "--config", str(config), "--runs-dir", str(root)]
+    code, _, err = _cli(argv, capsys)
+    assert code == 2 and "a run is already in progress: busy" in err
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == []
+
+
+def test_cli_report_writes_report_md(tmp_path, capsys):
+    pytest.importorskip("vetllm.analysis")
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("completed")
+    for step in range(10, 110, 10):
+        run.append_metrics({"step": step, "epoch": step / 50, "loss": 3.0 / step})
+    run.eval_dir.mkdir()
+    (run.eval_dir / "metrics.json").write_text(json.dumps({"n": 20, "strict_accuracy": 0.75}))
+    code, out, _ = _cli(["report", "--run", str(run.path)], capsys)
+    assert code == 0
+    assert out == run.report_path.read_text() + "\n"
+    assert "75" in out  # the evaluation made it into the report
+
+
+def test_refresh_status_leaves_live_and_final_runs_alone(tmp_path):
+    from vetllm.engine.launcher import refresh_status
+
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("running", pid=os.getpid())
+    assert refresh_status(run)["state"] == "running"
+    run.write_status("completed", pid=2**22 + 1)  # above pid_max: no such process
+    assert refresh_status(run)["state"] == "completed"
+    corrupt = RunDirectory(tmp_path / "corrupt")
+    corrupt.config_path.parent.mkdir()
+    corrupt.config_path.write_text("name: x\n")
+    corrupt.status_path.write_text("{")
+    assert refresh_status(corrupt)["state"] == "interrupted"
+
+
+def test_list_runs_newest_first(tmp_path):
+    from vetllm.engine.launcher import list_runs
+
+    root = tmp_path / "runs"
+    for name, created in (("old", "2026-01-01T00:00:00Z"), ("new", "2026-02-01T00:00:00Z")):
+        RunDirectory(root / name).write_status("completed", created_at=created)
+    (root / "not-a-run").mkdir()
+    runs = list_runs(root)
+    assert [entry["name"] for entry in runs] == ["new", "old"]
+    assert runs[0]["last_checkpoint"] is None and runs[0]["has_model"] is False
+    assert list_runs(tmp_path / "missing") == []
 
 
 # -- RunCallback with a real Trainer ---------------------------------------------------------
