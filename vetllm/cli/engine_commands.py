@@ -1,7 +1,111 @@
-"""CLI commands (placeholder until this group is written)."""
+"""CLI: `vetllm train` -- train in this process (blocking), printing progress, into a run folder.
+
+`vetllm train --config PATH [--data PATH] [--val-data PATH] [--output RUN_DIR] [--resume]
+[--set KEY=VALUE ...]`. Without --data the config's own data is used (the bundled examples for
+configs/tiny-cpu.yaml). The default output is runs/<config name>-<UTC timestamp>. The app and
+`vetllm runs launch` start this same command in a separate process. Under `accelerate launch` or
+`torchrun` every process runs it and the Trainer's DDP splits the batches.
+"""
 
 from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from vetllm.errors import VetLLMError
 
 
 def add_commands(commands) -> None:
     """Register this group's sub-commands on the argparse sub-parsers object."""
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a model as a YAML config says (blocks until done)",
+        description="Train a model into a run directory; see configs/ for presets.",
+    )
+    train.add_argument("--config", type=Path, required=True, metavar="PATH", help="YAML config")
+    train.add_argument("--data", metavar="PATH", help="training file (JSON/JSONL/CSV)")
+    train.add_argument("--val-data", metavar="PATH", help="validation file; 'none' for none")
+    train.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the last complete checkpoint"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a config field, e.g. --set epochs=2 (repeatable)",
+    )
+    train.set_defaults(run=_train)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    extra = list(args.overrides)
+    if args.data:
+        extra.append(f"data={_absolute(args.data)}")
+    if args.val_data:
+        value = (
+            args.val_data if args.val_data.lower() in ("none", "null") else _absolute(args.val_data)
+        )
+        extra.append(f"val_data={value}")
+    return extra
+
+
+def _absolute(path: str) -> str:
+    if not Path(path).is_file():
+        raise VetLLMError(f"data file {Path(path).name!r} not found; check the path")
+    return str(Path(path).resolve())
+
+
+def default_output(name: str) -> Path:
+    """runs/<name>-<UTC timestamp> inside VETLLM_RUNS_DIR (default ./runs)."""
+    root = Path(os.environ.get("VETLLM_RUNS_DIR", "runs"))
+    return root / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def _check_output(run_dir: Path, resume: bool) -> None:
+    from vetllm.engine.runs import RunDirectory
+
+    state = RunDirectory(run_dir).read_status().get("state")
+    if resume and not (run_dir / "config.yaml").is_file():
+        raise VetLLMError(f"--resume: {run_dir.name} holds no run to resume; drop --resume")
+    if not resume and state not in ("unknown", "queued"):
+        raise VetLLMError(
+            f"--output: {run_dir.name} already holds a run (state {state}); choose another "
+            "folder, or add --resume to continue it"
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from vetllm.config import load_config
+
+    cfg = load_config(args.config, _overrides(args))
+    run_dir = args.output or default_output(cfg.name)
+    _check_output(run_dir, args.resume)
+    from vetllm.engine.training import is_main_process, train
+
+    if is_main_process():
+        print(f"training {cfg.name} ({cfg.base_model}, {cfg.method}) into {run_dir}", flush=True)
+    status = train(cfg, run_dir, resume=args.resume)
+    if is_main_process():
+        _print_outcome(status, run_dir)
+    return 0 if status.get("state") in ("completed", "stopped") else 1
+
+
+def _print_outcome(status: dict, run_dir: Path) -> None:
+    state = status.get("state")
+    metrics = status.get("final_metrics") or {}
+    line = f"{state}: {run_dir}"
+    if "lenient_accuracy" in metrics:
+        line += (
+            f" | validation strict {metrics['strict_accuracy']:.3f}, "
+            f"lenient {metrics['lenient_accuracy']:.3f} (n={metrics.get('n')})"
+        )
+    if status.get("wall_s") is not None:
+        line += f" | {status['wall_s']:.1f} s"
+    if state == "stopped":
+        line += f" | resume with: vetllm train --config {run_dir}/config.yaml --output {run_dir} --resume"
+    print(line, flush=True)

@@ -248,3 +248,96 @@ def generate_answers(
     if was_training:
         model.train()
     return answers
+
+
+# -- building the model to train -------------------------------------------------------------
+def tokenizer_for_training(cfg: TrainConfig, source: str | None, texts, labels, saved: Path):
+    """The base model's tokenizer, or (tiny) one trained on `texts`, saved to / reused from `saved`.
+
+    Args:
+        source: resolved base model, None for the tiny model.
+        texts: prompts + responses of the training data (tiny only).
+        labels: catalogue labels kept as single tokens (tiny only).
+        saved: folder holding the tiny tokenizer; reused when it exists (a resumed run must
+            see the token ids its checkpoint was trained with).
+    """
+    if source is not None:
+        return load_base_tokenizer(source, cfg.base_revision)
+    if (saved / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(saved)
+    from vetllm.engine.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(texts, cfg.tiny_vocab_size, labels=labels)
+    if int(os.environ.get("RANK", "0")) == 0:
+        tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def model_for_training(cfg: TrainConfig, source: str | None, tokenizer):
+    """The tiny model built from scratch, or the base model wrapped for full / LoRA / QLoRA."""
+    if source is None:
+        from vetllm.engine.tiny import build_tiny_model
+
+        return build_tiny_model(cfg, tokenizer)
+    model = load_base_model(source, cfg, quantize=cfg.method == "qlora")
+    if cfg.gradient_checkpointing:
+        model.config.use_cache = False  # the KV cache is useless in training and conflicts
+    return apply_method(model, cfg)
+
+
+# -- the run card ----------------------------------------------------------------------------
+def write_json(path: Path, payload: dict) -> None:
+    """Atomic JSON write (a reader never sees half a file)."""
+    from vetllm.engine.runs import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def build_run_card(cfg: TrainConfig, source, params: dict, data_files: dict, labels, state) -> dict:
+    """What a result needs to be trusted and repeated (saved as RUN_DIR/model/run_card.json).
+
+    Args:
+        state: the Trainer's TrainerState at the end of training.
+    """
+    import peft
+    import transformers
+
+    from vetllm.catalogue import load_catalogue
+
+    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
+    losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    return {
+        "name": cfg.name,
+        "base_model": cfg.base_model,
+        "base_model_source": source,
+        "base_revision": cfg.base_revision or _hub_commit(source),
+        "method": cfg.method,
+        "catalogue_version": catalogue.version,
+        "prompt_template": cfg.prompt().to_dict(),
+        "seed": cfg.seed,
+        "data": data_files,
+        "train_labels": sorted(labels),
+        "trainable_parameters": params["trainable"],
+        "total_parameters": params["total"],
+        "trainable_share": params["trainable_share"],
+        "global_step": state.global_step,
+        "epochs_completed": state.epoch,
+        "final_train_loss": losses[-1] if losses else None,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
+        "final_metrics": None,
+    }
+
+
+def _hub_commit(source: str | None) -> str | None:
+    """The commit of a hub model in the local cache (None for local dirs and the tiny model)."""
+    if source is None or Path(source).is_dir():
+        return None
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True)._commit_hash
+    except (OSError, ValueError, AttributeError):
+        return None

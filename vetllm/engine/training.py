@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -79,7 +80,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> dict:
         cfg.to_yaml(run.config_path)
         run.clear_stop()
         state = {"pid": os.getpid(), "error": None, "remedy": None, "message": "preparing"}
-        if resume:
+        if resume or run.read_status().get("state") == "queued":
+            # Keep what the launcher wrote (name, created_at, pid_start for liveness checks).
             run.write_status("running", **state)
         else:
             run.reset_status("running", step=0, progress=0.0, **state)
@@ -128,39 +130,47 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
     train_records, val_records, data_files = load_training_data(cfg, catalogue)
     log(f"data: {len(train_records)} training notes, {len(val_records)} validation notes")
-
-    tokenizer = _tokenizer_for(cfg, run, source, train_records, catalogue, resume)
-    model = _model_for(cfg, source, tokenizer)
-    params = modeling.count_parameters(model)
-    log(
-        f"model: {cfg.base_model} ({cfg.method}); trainable parameters {params['trainable']:,} "
-        f"of {params['total']:,} ({params['trainable_share']:.3%})"
-    )
-    template = cfg.prompt()
-    train_set = encode_records(tokenizer, template, train_records, cfg.max_length)
-    eval_set = encode_records(tokenizer, template, val_records[: cfg.eval_samples], cfg.max_length)
-    callback = RunCallback(run)
-    trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
-    trainer.generation_eval = GenerationEval(
-        cfg, tokenizer, val_records[: cfg.eval_samples], catalogue
+    trainer, callback, params = _prepare_trainer(
+        cfg, run, source, catalogue, train_records, val_records, resume, log
     )
     checkpoint = run.last_complete_checkpoint() if resume else None
     if resume:
-        log(
-            f"resuming from {checkpoint.name}"
-            if checkpoint
-            else "no complete checkpoint: starting over"
-        )
+        log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint: from the start")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-
     if callback.stopped:
         log(f"stopped at step {trainer.state.global_step} ({callback.stop_reason}); resumable")
         if is_main_process():
             return run.write_status("stopped", message=f"stopped ({callback.stop_reason})")
         return {"state": "stopped"}
-    return _finish(
-        cfg, run, log, trainer, source, params, data_files, train_records, val_records, started
+    context = (source, params, data_files, train_records, val_records, started)
+    return _finish(cfg, run, log, trainer, *context)
+
+
+def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, resume, log):
+    """Tokenizer, model, encoded data and the Trainer with its callbacks."""
+    template = cfg.prompt()
+    texts = [
+        template.format_prompt(r.note) + template.format_response(r.labels) for r in train_records
+    ]
+    saved_tokenizer = run.path / "tokenizer"
+    if not resume and saved_tokenizer.exists() and is_main_process():
+        shutil.rmtree(saved_tokenizer)  # a fresh run trains its own tokenizer
+    tokenizer = modeling.tokenizer_for_training(
+        cfg, source, texts, catalogue.labels, saved_tokenizer
     )
+    model = modeling.model_for_training(cfg, source, tokenizer)
+    params = modeling.count_parameters(model)
+    log(
+        f"model: {cfg.base_model} ({cfg.method}); trainable parameters {params['trainable']:,} "
+        f"of {params['total']:,} ({params['trainable_share']:.3%})"
+    )
+    eval_records = val_records[: cfg.eval_samples]
+    train_set = encode_records(tokenizer, template, train_records, cfg.max_length)
+    eval_set = encode_records(tokenizer, template, eval_records, cfg.max_length)
+    callback = RunCallback(run)
+    trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
+    trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, catalogue)
+    return trainer, callback, params
 
 
 def _finish(
@@ -172,13 +182,15 @@ def _finish(
         return {"state": "completed"}
     trainer.processing_class.save_pretrained(str(run.model_dir))
     train_seconds = time.monotonic() - started
-    card = write_run_card(run, cfg, source, params, data_files, train_records, trainer)
+    labels = {label for r in train_records for label in r.labels}
+    card = modeling.build_run_card(cfg, source, params, data_files, labels, trainer.state)
+    modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
     evaluation = None
     if cfg.final_eval and val_records:
         run.write_status(message="final evaluation")
         evaluation = final_evaluation(run, trainer, cfg, val_records, log)
         card["final_metrics"] = _headline(evaluation)
-        _write_json(run.model_dir / modeling.RUN_CARD, card)
+        modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
     write_report(run, cfg, train_records, evaluation, log)
     total = time.monotonic() - started
     log(f"done in {total:.1f} s (training {train_seconds:.1f} s); model in {run.model_dir}")
@@ -227,36 +239,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _tokenizer_for(cfg, run, source, records: list[Record], catalogue, resume: bool):
-    """The base tokenizer, or for the tiny model one trained on the data (reused on resume)."""
-    if source is not None:
-        return modeling.load_base_tokenizer(source, cfg.base_revision)
-    from transformers import AutoTokenizer
-
-    from vetllm.engine.tiny import train_tokenizer
-
-    saved = run.path / "tokenizer"
-    if resume and (saved / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(saved)  # the ids the checkpoint was trained with
-    template = cfg.prompt()
-    texts = [template.format_prompt(r.note) + template.format_response(r.labels) for r in records]
-    tokenizer = train_tokenizer(texts, cfg.tiny_vocab_size, labels=catalogue.labels)
-    if is_main_process():
-        tokenizer.save_pretrained(saved)
-    return tokenizer
-
-
-def _model_for(cfg: TrainConfig, source: str | None, tokenizer):
-    if source is None:
-        from vetllm.engine.tiny import build_tiny_model
-
-        return build_tiny_model(cfg, tokenizer)
-    model = modeling.load_base_model(source, cfg, quantize=cfg.method == "qlora")
-    if cfg.gradient_checkpointing:
-        model.config.use_cache = False  # the KV cache is useless in training and conflicts
-    return modeling.apply_method(model, cfg)
 
 
 # -- the Trainer -----------------------------------------------------------------------------
@@ -320,7 +302,12 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
     """The HF TrainingArguments for a config (one place, so tests can inspect them)."""
     on_cuda = torch.cuda.is_available()
     periodic_eval = has_eval and cfg.eval_steps is not None
+    extra: dict = {}
+    if cfg.gradient_checkpointing:  # only passed when on: the argument name is being renamed
+        extra["gradient_checkpointing"] = True
+        extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
     return TrainingArguments(
+        **extra,
         output_dir=str(run.checkpoints_dir),
         per_device_train_batch_size=cfg.per_device_batch,
         per_device_eval_batch_size=max(cfg.per_device_batch, 8),
@@ -334,10 +321,6 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
         max_grad_norm=cfg.max_grad_norm,
         optim=cfg.optim,
         bf16=cfg.bf16 and on_cuda,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False}
-        if cfg.gradient_checkpointing
-        else None,
         dataloader_drop_last=cfg.drop_last,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if periodic_eval else "no",
@@ -385,9 +368,13 @@ def final_evaluation(run, trainer, cfg, records: list[Record], log: RunLog) -> d
         from vetllm.engine.evaluate import evaluate_run
     except ImportError:
         evaluate_run = None
+    result = None
     if evaluate_run is not None:
-        result = evaluate_run(run.path, records, decoding="free")
-    else:
+        try:
+            result = evaluate_run(run.path, records, decoding="free")
+        except Exception as error:  # noqa: BLE001 - the trained model must not be lost to it
+            log(f"evaluate_run failed ({type(error).__name__}: {error}); using the built-in eval")
+    if _headline(result) is None:
         result = _own_evaluation(run, trainer, cfg, records)
     headline = _headline(result)
     log(
@@ -414,7 +401,7 @@ def _own_evaluation(run, trainer, cfg, records) -> dict:
     with open(run.eval_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
         for answer, record in zip(answers, records, strict=True):
             handle.write(json.dumps({"raw_output": answer, "gold": list(record.labels)}) + "\n")
-    _write_json(run.eval_dir / "metrics.json", scores)
+    modeling.write_json(run.eval_dir / "metrics.json", scores)
     return scores
 
 
@@ -427,58 +414,6 @@ def _headline(result: dict | None) -> dict | None:
             keys = ("n", "strict_accuracy", "lenient_accuracy", "format_valid_rate")
             return {k: candidate[k] for k in keys if k in candidate}
     return None
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    import json
-
-    from vetllm.engine.runs import atomic_write_text
-
-    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
-
-
-def write_run_card(run, cfg, source, params, data_files, train_records, trainer) -> dict:
-    """RUN_DIR/model/run_card.json: what a result needs to be trusted and repeated."""
-    import peft
-    import transformers
-
-    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
-    card = {
-        "name": cfg.name,
-        "base_model": cfg.base_model,
-        "base_model_source": source,
-        "base_revision": cfg.base_revision or _hub_commit(trainer.model),
-        "method": cfg.method,
-        "catalogue_version": catalogue.version,
-        "prompt_template": cfg.prompt().to_dict(),
-        "seed": cfg.seed,
-        "data": data_files,
-        "train_labels": sorted({label for r in train_records for label in r.labels}),
-        "trainable_parameters": params["trainable"],
-        "total_parameters": params["total"],
-        "trainable_share": params["trainable_share"],
-        "global_step": trainer.state.global_step,
-        "epochs_completed": trainer.state.epoch,
-        "final_train_loss": _last_loss(trainer.state.log_history),
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "peft": peft.__version__,
-        },
-        "final_metrics": None,
-    }
-    _write_json(run.model_dir / modeling.RUN_CARD, card)
-    return card
-
-
-def _hub_commit(model) -> str | None:
-    base = getattr(model, "base_model", model)
-    return getattr(getattr(base, "config", None), "_commit_hash", None)
-
-
-def _last_loss(history: list[dict]) -> float | None:
-    losses = [entry["loss"] for entry in history if "loss" in entry]
-    return losses[-1] if losses else None
 
 
 def write_report(run, cfg, records, evaluation, log) -> None:
