@@ -154,10 +154,13 @@ def _default_run_name(config: Path, overrides: list[str]) -> str:
 def _follow(run) -> int:
     """Print progress until the run ends; exit 0 only if it completed."""
     from vetllm.engine.launcher import wait_for_run
+    from vetllm.engine.runs import ACTIVE_STATES
 
     shown: list[str] = []
 
     def show(status: dict[str, Any]) -> None:
+        if status.get("state") not in ACTIVE_STATES:
+            return  # the final status is printed in full below
         line = _describe(status).splitlines()[0]
         if not shown or shown[-1] != line:
             shown.append(line)
