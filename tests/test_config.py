@@ -1,0 +1,198 @@
+"""TrainConfig: every preset loads, the source recipe is exact, bad fields are all reported."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vetllm.config import TrainConfig, load_config, parse_override
+from vetllm.errors import VetLLMError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_there_are_the_four_presets():
+    names = {p.name for p in CONFIGS}
+    assert {
+        "tiny-cpu.yaml",
+        "alpaca-7b-qlora.yaml",
+        "qwen2.5-7b-qlora.yaml",
+        "llama3.1-8b-qlora.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_preset_loads_and_starts_with_its_command(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.name == path.stem
+    first_line = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line.startswith("# Run: vetllm train --config configs/" + path.name)
+
+
+def test_tiny_cpu_preset_is_the_from_scratch_cpu_default():
+    cfg = load_config(CONFIGS[0].parent / "tiny-cpu.yaml")
+    assert (cfg.base_model, cfg.method, cfg.bf16) == ("tiny", "full", False)
+    assert cfg.data == "bundled" and cfg.val_data == "bundled"
+    assert cfg.prompt().format_prompt("a note").startswith("Note: a note")
+
+
+def test_alpaca_preset_is_the_source_recipe_exactly():
+    cfg = load_config(CONFIGS[0].parent / "alpaca-7b-qlora.yaml")
+    assert cfg.method == "qlora"
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 32, 0.1)
+    assert cfg.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert (cfg.learning_rate, cfg.lr_scheduler, cfg.warmup_ratio) == (2e-4, "cosine", 0.03)
+    assert (cfg.per_device_batch, cfg.grad_accum, cfg.effective_batch) == (2, 4, 8)
+    assert (cfg.epochs, cfg.drop_last, cfg.max_length) == (3.0, True, 512)
+    assert cfg.prompt().template.startswith("Below is an instruction")
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-7b-qlora.yaml", "llama3.1-8b-qlora.yaml"])
+def test_current_base_presets_use_the_same_recipe(name):
+    source = load_config(CONFIGS[0].parent / "alpaca-7b-qlora.yaml").to_dict()
+    other = load_config(CONFIGS[0].parent / name).to_dict()
+    differing = {k for k in source if source[k] != other[k]}
+    assert differing == {"name", "base_model"}
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(VetLLMError) as caught:
+        TrainConfig(
+            method="adapter",
+            learning_rate=-1.0,
+            lr_scheduler="sawtooth",
+            warmup_ratio=1.5,
+            epochs=0.0,
+            per_device_batch=0,
+            grad_accum=0,
+            lora_dropout=1.0,
+            max_length=8,
+            prompt_template="no placeholder here",
+            tiny_heads=3,
+            eval_steps=0,
+        )
+    message = str(caught.value)
+    for field in (
+        "method",
+        "learning_rate",
+        "lr_scheduler",
+        "warmup_ratio",
+        "epochs",
+        "per_device_batch",
+        "grad_accum",
+        "lora_dropout",
+        "max_length",
+        "prompt_template",
+        "tiny_heads",
+        "eval_steps",
+    ):
+        assert f"{field}: got" in message, field
+    assert "'adapter'" in message and "full, lora, qlora" in message
+
+
+def test_wrong_types_name_the_field_and_the_expected_type():
+    with pytest.raises(VetLLMError) as caught:
+        TrainConfig(learning_rate="fast", drop_last="yes", lora_target_modules="q_proj")
+    message = str(caught.value)
+    assert "learning_rate: got 'fast'; expected a number" in message
+    assert "drop_last: got 'yes'; expected true or false" in message
+    assert "lora_target_modules" in message
+
+
+def test_tiny_model_cannot_use_an_adapter_method():
+    with pytest.raises(VetLLMError, match="method: full with base_model: tiny"):
+        TrainConfig(base_model="tiny", method="lora")
+
+
+def test_early_stopping_needs_periodic_validation():
+    with pytest.raises(VetLLMError, match="early_stopping_patience"):
+        TrainConfig(early_stopping_patience=2, eval_steps=None)
+    assert TrainConfig(early_stopping_patience=2, eval_steps=10).early_stopping_patience == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("epochs=2", ("epochs", 2.0)),
+        ("per_device_batch=8", ("per_device_batch", 8)),
+        ("drop_last=false", ("drop_last", False)),
+        ("bf16=True", ("bf16", True)),
+        ("max_steps=null", ("max_steps", None)),
+        ("val_data=none", ("val_data", None)),
+        ("lora_target_modules=q_proj, v_proj", ("lora_target_modules", ["q_proj", "v_proj"])),
+        ("base_model=Qwen/Qwen2.5-7B-Instruct", ("base_model", "Qwen/Qwen2.5-7B-Instruct")),
+        ("learning-rate=1e-3", ("learning_rate", 1e-3)),
+    ],
+)
+def test_overrides_are_typed_by_the_field(text, expected):
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["epochs=abc", "drop_last=maybe", "per_device_batch=2.5"])
+def test_bad_override_values_say_what_type_is_needed(text):
+    with pytest.raises(VetLLMError, match="must be"):
+        parse_override(text)
+
+
+def test_unknown_override_key_lists_the_known_ones():
+    with pytest.raises(VetLLMError, match="KEY one of: name, base_model"):
+        parse_override("epoch=3")
+
+
+def test_load_config_applies_overrides_and_validates(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base_model: tiny\nepochs: 2\n", encoding="utf-8")
+    cfg = load_config(path, ["epochs=4", "seed=7"])
+    assert (cfg.name, cfg.epochs, cfg.seed) == ("mine", 4.0, 7)
+    with pytest.raises(VetLLMError, match="per_device_batch: got 0"):
+        load_config(path, ["per_device_batch=0"])
+
+
+def test_unknown_yaml_fields_are_named(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("learning_rat: 0.001\nepochz: 3\n", encoding="utf-8")
+    with pytest.raises(VetLLMError) as caught:
+        load_config(path)
+    assert "epochz, learning_rat" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("epochs: [1, 2\n", "not valid YAML"), ("- a\n- b\n", "expected a mapping")],
+)
+def test_unreadable_yaml_is_a_clear_error(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(VetLLMError, match=match):
+        load_config(path)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(VetLLMError, match="config nothere.yaml: cannot read it"):
+        load_config(tmp_path / "nothere.yaml")
+
+
+def test_relative_data_paths_resolve_beside_the_config(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "train.json").write_text("[]", encoding="utf-8")
+    path = tmp_path / "cfg" / "x.yaml"
+    path.write_text("data: train.json\nval_data: null\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(path)
+    assert cfg.data == str((tmp_path / "cfg" / "train.json").resolve())
+    assert cfg.val_data is None
+
+
+def test_to_yaml_round_trips(tmp_path):
+    cfg = TrainConfig(name="round", epochs=2.5, lora_target_modules=["q_proj"], max_steps=7)
+    written = cfg.to_yaml(tmp_path / "run" / "config.yaml")
+    assert written.read_text(encoding="utf-8").startswith("# Resolved TrainConfig")
+    assert load_config(written) == cfg
+
+
+def test_config_module_stays_free_of_torch_and_gradio():
+    code = "import sys, vetllm.config; print('torch' in sys.modules, 'gradio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
