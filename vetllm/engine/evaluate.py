@@ -127,7 +127,10 @@ def _baselines_beside(cfg, records: list[Record], catalogue: Catalogue) -> dict:
         train, train_name, _ = load_records(cfg.data, catalogue, "training")
     except VetLLMError as error:
         return {"baselines": {}, "baselines_error": str(error)}
-    results = run_baselines(train, records, seed=cfg.seed)
+    try:
+        results = run_baselines(train, records, seed=cfg.seed)
+    except ImportError as error:  # scikit-learn is optional on a bare GPU machine
+        return {"baselines": {}, "baselines_error": f"baselines need {error.name}; install it"}
     seen = {note_key(r.note) for r in train}
     leaked = sum(note_key(r.note) in seen for r in records)
     return {
