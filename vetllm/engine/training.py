@@ -417,14 +417,23 @@ def _headline(result: dict | None) -> dict | None:
 
 
 def write_report(run, cfg, records, evaluation, log) -> None:
-    """RUN_DIR/report.md from vetllm.analysis (skipped with a note if that module is absent)."""
-    try:
-        from vetllm.analysis import analyse_losses, load_log_history, render_training_report
-        from vetllm.coverage import plan_coverage
-        from vetllm.data.stats import dataset_stats
-    except ImportError as error:
-        log(f"report.md skipped: {error}")
+    """RUN_DIR/report.md from vetllm.analysis; a report problem never fails a finished run."""
+    if not run.metrics_path.is_file():
+        log(
+            "report.md skipped: no logging step was reached (raise max_steps or lower logging_steps)"
+        )
         return
+    try:
+        run.report_path.write_text(_render_report(run, cfg, records, evaluation), encoding="utf-8")
+    except Exception as error:  # noqa: BLE001 - the model is saved; the report can be redone
+        log(f"report.md skipped ({type(error).__name__}: {error}); retry with `vetllm report`")
+
+
+def _render_report(run, cfg, records, evaluation) -> str:
+    from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+    from vetllm.coverage import plan_coverage
+    from vetllm.data.stats import dataset_stats
+
     plan = plan_coverage(
         len(records),
         cfg.per_device_batch,
@@ -434,9 +443,11 @@ def write_report(run, cfg, records, evaluation, log) -> None:
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
         drop_last=cfg.drop_last,
     )
-    history = load_log_history(run.metrics_path)
-    analysis = analyse_losses(history, steps_per_epoch=plan.to_dict().get("steps_per_epoch"))
-    text = render_training_report(
+    analysis = analyse_losses(
+        load_log_history(run.metrics_path),
+        steps_per_epoch=plan.to_dict().get("steps_per_epoch"),
+        config=cfg.to_dict(),
+    )
+    return render_training_report(
         analysis, plan=plan, stats=dataset_stats(records), evaluation=evaluation
     )
-    run.report_path.write_text(text, encoding="utf-8")

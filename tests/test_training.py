@@ -1,0 +1,207 @@
+"""Training: response-only labels with EOS, dynamic padding, the tokenizer, and real tiny runs."""
+
+import json
+
+import pytest
+import torch
+
+from vetllm.catalogue import load_catalogue
+from vetllm.cli import main as cli_main
+from vetllm.config import TrainConfig, load_config
+from vetllm.data.prompts import ALPACA
+from vetllm.data.records import Record
+from vetllm.data.synth import generate_records, write_synthetic_dataset
+from vetllm.engine.collate import (
+    IGNORE_INDEX,
+    ResponseOnlyCollator,
+    encode_prompt,
+    encode_record,
+)
+from vetllm.engine.modeling import generate_answers, load_trained
+from vetllm.engine.runs import RunDirectory
+from vetllm.engine.tiny import train_tokenizer
+from vetllm.engine.training import train, training_arguments
+from vetllm.errors import VetLLMError
+
+COMPACT = TrainConfig(prompt_template="compact", note_prefix="").prompt()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    records = generate_records(n=200, seed=3)
+    texts = [COMPACT.format_prompt(r.note) + COMPACT.format_response(r.labels) for r in records]
+    return train_tokenizer(texts, 600, labels=load_catalogue().labels)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset(folder, n=240, seed=1)
+    return folder
+
+
+def quick_config(data_dir, **changes) -> TrainConfig:
+    """A run of a few dozen steps on the small synthetic set (seconds on CPU)."""
+    base = load_config("configs/tiny-cpu.yaml")
+    settings = dict(
+        name="quick",
+        data=str(data_dir / "train.json"),
+        val_data=str(data_dir / "val.json"),
+        max_steps=24,
+        per_device_batch=16,
+        logging_steps=4,
+        eval_steps=12,
+        eval_samples=16,
+        save_steps=12,
+        tiny_vocab_size=500,
+        tiny_hidden_size=64,
+        tiny_intermediate_size=128,
+    )
+    settings.update(changes)
+    return base.replace(**settings)
+
+
+def test_labels_cover_only_the_answer_and_the_eos(tokenizer):
+    record = Record(note="Goat. fever, nasal discharge and cough.", labels=("1679004", "2260006"))
+    example = encode_record(tokenizer, COMPACT, record, max_length=128)
+    ids, labels = example["input_ids"], example["labels"]
+    prompt = encode_prompt(tokenizer, COMPACT, record.note, 128)
+    assert ids[: len(prompt)] == prompt and ids[0] == tokenizer.bos_token_id
+    assert labels[: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    answer = labels[len(prompt) :]
+    assert IGNORE_INDEX not in answer and answer == ids[len(prompt) :]
+    assert answer[-1] == tokenizer.eos_token_id  # the model learns to stop
+    assert tokenizer.decode(answer[:-1]) == "Diagnosed conditions: 1679004, 2260006"
+
+
+def test_each_catalogue_label_is_one_token(tokenizer):
+    for label in ("198462004", "1679004", "local:foot-rot"):
+        ids = tokenizer(" " + label, add_special_tokens=False)["input_ids"]
+        assert tokenizer.convert_ids_to_tokens(ids)[-1] == label
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2 yr Beetal goat, T 105.8F, diarrhoea 🐐", "بکری کو بخار ہے", "naïve ß ∑ \u200b tab\tend"],
+)
+def test_free_text_never_becomes_unknown_tokens(tokenizer, text):
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+
+
+def test_long_notes_are_cut_but_the_answer_and_template_survive(tokenizer):
+    long_note = "fever and cough " * 400
+    record = Record(note=long_note, labels=("1679004",))
+    example = encode_record(tokenizer, ALPACA, record, max_length=96)
+    assert len(example["input_ids"]) <= 96
+    text = tokenizer.decode(example["input_ids"])
+    assert "### Response:\nDiagnosed conditions: 1679004" in text
+    assert example["input_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_collator_pads_to_the_longest_in_the_batch():
+    collate = ResponseOnlyCollator(pad_token_id=0)
+    batch = collate(
+        [
+            {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+            {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, 9]},
+        ]
+    )
+    assert batch["input_ids"].shape == (2, 5)  # longest in this batch, not max_length
+    assert batch["input_ids"][0].tolist() == [5, 6, 7, 0, 0]
+    assert batch["labels"][0].tolist() == [-100, 6, 7, -100, -100]
+    assert batch["attention_mask"][0].tolist() == [1, 1, 1, 0, 0]
+
+
+def test_training_arguments_follow_the_config(tmp_path):
+    cfg = load_config("configs/alpaca-7b-qlora.yaml")
+    args = training_arguments(cfg, RunDirectory(tmp_path), has_eval=True)
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 4)
+    assert args.dataloader_drop_last and args.save_total_limit == 2
+    assert args.lr_scheduler_type == "cosine" and args.learning_rate == 2e-4
+    assert args.get_warmup_steps(603) == 19  # 3% of 603 optimizer steps, rounded up
+    assert args.output_dir == str(tmp_path / "checkpoints")
+    assert args.eval_strategy == "steps" and args.eval_steps == 100
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_the_run_directory_and_a_loadable_model(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    status = train(quick_config(data_dir), run_dir)
+    assert status["state"] == "completed" and status["step"] == 24
+    run = RunDirectory(run_dir)
+    assert load_config(run.config_path).max_steps == 24
+    metrics = run.read_metrics()
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert len(losses) >= 5 and losses[-1] < losses[0]
+    evals = [m for m in metrics if "eval_lenient_accuracy" in m]
+    assert evals and {"eval_loss", "eval_strict_accuracy"} <= set(evals[0])
+    assert all((c / "COMPLETE").is_file() for c in run.checkpoints_dir.glob("checkpoint-*"))
+    card = json.loads((run.model_dir / "run_card.json").read_text())
+    assert card["trainable_parameters"] > 0 and card["data"]["data"]["sha256"]
+    assert card["final_metrics"]["n"] > 0 and card["train_labels"]
+    assert (run.eval_dir / "metrics.json").is_file()
+
+    model, tokenizer, cfg = load_trained(run_dir, device="cpu")
+    answers = generate_answers(
+        model, tokenizer, cfg.prompt(), ["Sheep. fever and nasal discharge."], max_prompt_tokens=96
+    )
+    assert len(answers) == 1 and isinstance(answers[0], str)
+
+
+@pytest.mark.slow
+def test_resume_starts_from_the_last_complete_checkpoint(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = quick_config(data_dir, max_steps=12, save_steps=6, eval_steps=None, final_eval=False)
+    train(cfg, run_dir)
+    run = RunDirectory(run_dir)
+    (run.checkpoints_dir / "checkpoint-12" / "COMPLETE").unlink()  # as if killed mid-save
+    status = train(cfg.replace(max_steps=18), run_dir, resume=True)
+    assert status["state"] == "completed" and status["step"] == 18
+    log = run.log_path.read_text(encoding="utf-8")
+    assert "resuming from checkpoint-6" in log
+
+
+def test_bad_training_rows_fail_the_run_with_the_field_named(data_dir, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"input": "Goat. fever.", "output": ""}]), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    with pytest.raises(VetLLMError) as caught:
+        train(quick_config(data_dir, data=str(bad)), run_dir)
+    status = RunDirectory(run_dir).read_status()
+    assert status["state"] == "failed" and "bad.json" in status["error"]
+    assert "bad.json" in str(caught.value)
+
+
+def test_cli_train_reports_a_missing_data_file(tmp_path, capsys):
+    code = cli_main(["train", "--config", "configs/tiny-cpu.yaml", "--data", "nothere.json"])
+    assert code == 2
+    assert "data file 'nothere.json' not found" in capsys.readouterr().err
+
+
+def test_cli_train_refuses_to_overwrite_a_finished_run(tmp_path, capsys):
+    RunDirectory(tmp_path).write_status("completed")
+    code = cli_main(["train", "--config", "configs/tiny-cpu.yaml", "--output", str(tmp_path)])
+    assert code == 2
+    assert "already holds a run (state completed)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_train_runs_a_config_with_overrides(data_dir, tmp_path, capsys):
+    args = ["train", "--config", "configs/tiny-cpu.yaml", "--output", str(tmp_path / "cli")]
+    args += ["--data", str(data_dir / "train.json"), "--val-data", "none"]
+    args += ["--set", "max_steps=6", "--set", "tiny_hidden_size=32", "--set", "tiny_heads=2"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "completed:" in out and str(tmp_path / "cli") in out
+    assert load_config(tmp_path / "cli" / "config.yaml").tiny_hidden_size == 32
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_run_on_cuda(data_dir, tmp_path):
+    status = train(quick_config(data_dir), tmp_path / "run")
+    assert status["state"] == "completed"
+    model, _, _ = load_trained(tmp_path / "run")
+    assert next(model.parameters()).device.type == "cuda"
