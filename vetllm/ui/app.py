@@ -7,6 +7,8 @@ check the password in the handler too (private events are hidden, not unreachabl
 
 from __future__ import annotations
 
+import importlib
+
 import gradio as gr
 
 from vetllm.ui import chart_handlers, predict_handlers
@@ -38,6 +40,35 @@ def _header(settings: AppSettings) -> str:
     return text
 
 
+# Imported once up front: handlers import lazily, and two events importing the same heavy module
+# (scikit-learn, torch) from two worker threads at once can hit Python's import-lock deadlock.
+WARM_MODULES = (
+    "vetllm.analysis",
+    "vetllm.baselines",
+    "vetllm.coverage",
+    "vetllm.data.loading",
+    "vetllm.data.split",
+    "vetllm.data.stats",
+    "vetllm.data.synth",
+    "vetllm.engine.runs",
+    "vetllm.engine.launcher",
+    "vetllm.engine.evaluate",
+    "vetllm.engine.predict",
+    "vetllm.engine.modeling",
+    "vetllm.metrics",
+    "sklearn.feature_extraction.text",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "threadpoolctl",
+)
+
+
+def warm_imports() -> None:
+    """Import every module the handlers use lazily, before any request thread does."""
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+
+
 def build_app(
     settings: AppSettings,
     train: TrainHandlers | None = None,
@@ -45,6 +76,7 @@ def build_app(
     predict: PredictHandlers | None = None,
 ) -> gr.Blocks:
     """The Gradio Blocks app; handlers may be passed in (tests use fakes)."""
+    warm_imports()
     train = train or TrainHandlers(settings)
     charts = charts or ChartHandlers(settings)
     predict = predict or PredictHandlers(settings)

@@ -188,7 +188,7 @@ def coverage_figure(
     epochs = [f"epoch {i + 1}" for i in range(len(seen_per_epoch))]
     figure = go.Figure()
     figure.add_bar(x=epochs, y=list(seen_per_epoch), name="samples seen", marker_color=PALETTE[2])
-    figure.add_bar(x=epochs, y=list(dropped_per_epoch), name="samples dropped",
+    figure.add_bar(x=epochs, y=list(dropped_per_epoch), name="samples not seen (drop_last or epoch cut short)",
                    marker_color=PALETTE[1])  # fmt: skip
     figure.update_layout(barmode="stack", title="Samples seen vs dropped per epoch",
                          yaxis_title="samples", **_LAYOUT)  # fmt: skip

@@ -1,0 +1,108 @@
+"""A real headless browser (Debian chromium + playwright) drives the launched app.
+
+Opens every tab, starts and stops a tiny training run from the Train tab, predicts a typed note
+in the Predict tab, and saves screenshots to test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_app_e2e import shared_quick_run, start_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+NOTE = "2 yr Beetal goat, T 105.8F, sores on lips, runny nose, diarrhoea"
+
+
+@pytest.fixture(scope="module")
+def browser_app(tmp_path_factory):
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    from vetllm.ui.settings import AppSettings
+
+    quick = shared_quick_run(tmp_path_factory)
+    runs = tmp_path_factory.mktemp("browser-runs")
+    shutil.copytree(quick, runs / quick.name)
+    settings = AppSettings(runs_dir=runs, bootstrap=False, poll_seconds=1.0)
+    demo, url = start_app(settings)
+    yield url, runs
+    from vetllm.engine.runs import list_runs, stop_run
+
+    for run in list_runs(runs):  # never leave a training process behind
+        stop_run(runs / run["name"], timeout_s=5)
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser_app):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(browser_app[0])
+        yield page
+        browser.close()
+
+
+def test_train_tab_checks_data_and_shows_the_plan(page):
+    page.get_by_text("Data set statistics").first.wait_for()
+    page.get_by_text("optimizer steps per epoch").first.wait_for()
+    page.get_by_text("Can run here").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "01-train-tab.png"), full_page=True)
+    assert page.get_by_text("Split by note text").count() >= 1
+
+
+def test_start_and_stop_a_tiny_training_run(page, browser_app):
+    page.get_by_label("Epochs").fill("1")
+    page.get_by_label("Run name").fill("browser")
+    page.get_by_role("button", name="Launch training").click()
+    page.get_by_text("Launched browser-").wait_for()
+    page.locator(".vetllm-progress[data-state='running']").wait_for(timeout=120_000)
+    page.get_by_text("step ").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "02-training-running.png"), full_page=True)
+    page.get_by_role("button", name="Stop").click()
+    page.locator(".vetllm-progress[data-state='stopped']").wait_for(timeout=90_000)
+    page.screenshot(path=str(ARTIFACTS / "03-training-stopped.png"), full_page=True)
+    runs = [p.name for p in browser_app[1].iterdir() if p.name.startswith("browser-")]
+    assert len(runs) == 1
+
+
+def test_charts_tab_shows_loss_and_report(page):
+    page.get_by_role("tab", name="Charts").click()
+    page.get_by_text("Training analysis").first.wait_for()
+    plots = page.locator(".js-plotly-plot:visible")
+    plots.first.wait_for()
+    page.wait_for_timeout(1500)  # let plotly finish drawing before the screenshot
+    page.screenshot(path=str(ARTIFACTS / "04-charts-tab.png"), full_page=True)
+    assert plots.count() >= 3
+
+
+def test_predict_tab_predicts_a_typed_note(page):
+    page.get_by_role("tab", name="Predict & evaluate").click()
+    page.get_by_label("Clinical note").fill(NOTE)
+    page.get_by_role("button", name="Predict codes").click()
+    raw = page.get_by_label("Raw model output")
+    page.wait_for_function("el => el.value.length > 0", arg=raw.element_handle(), timeout=60_000)
+    page.get_by_text("No repairs needed").or_(
+        page.get_by_text("Repairs and notes")
+    ).first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "05-predict-tab.png"), full_page=True)
+    assert raw.input_value().strip()
+    assert page.locator(".toast-body.error").count() == 0
