@@ -205,3 +205,39 @@ def test_tiny_run_on_cuda(data_dir, tmp_path):
     assert status["state"] == "completed"
     model, _, _ = load_trained(tmp_path / "run")
     assert next(model.parameters()).device.type == "cuda"
+
+
+def _raise(error):
+    def fail(*args, **kwargs):
+        raise error
+
+    return fail
+
+
+def test_cuda_out_of_memory_ends_as_failed_with_remedies(monkeypatch, tmp_path):
+    from vetllm.engine import training
+
+    monkeypatch.setattr(training, "_train", _raise(torch.cuda.OutOfMemoryError("CUDA oom")))
+    with pytest.raises(VetLLMError, match="CUDA out of memory"):
+        train(TrainConfig(name="oom"), tmp_path)
+    status = RunDirectory(tmp_path).read_status()
+    assert status["state"] == "failed" and status["error"] == "CUDA out of memory"
+    for remedy in ("per_device_batch", "max_length", "gradient_checkpointing"):
+        assert remedy in status["remedy"]
+
+
+def test_a_crash_ends_as_failed_with_one_line_and_the_traceback_in_train_log(monkeypatch, tmp_path):
+    from vetllm.engine import training
+
+    monkeypatch.setattr(training, "_train", _raise(RuntimeError("boom\nsecond line")))
+    with pytest.raises(VetLLMError, match="RuntimeError: boom"):
+        train(TrainConfig(name="crash"), tmp_path)
+    status = RunDirectory(tmp_path).read_status()
+    assert status["state"] == "failed" and status["error"] == "RuntimeError: boom"
+    assert "Traceback" in (tmp_path / "train.log").read_text(encoding="utf-8")
+
+
+def test_multi_process_launch_needs_an_explicit_output(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli_main(["train", "--config", "configs/tiny-cpu.yaml"]) == 2
+    assert "--output RUN_DIR is required" in capsys.readouterr().err

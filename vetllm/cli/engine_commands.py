@@ -81,11 +81,15 @@ def _check_output(run_dir: Path, resume: bool) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from vetllm.config import load_config
+    from vetllm.engine.training import is_main_process, train
 
     cfg = load_config(args.config, _overrides(args))
+    if args.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Each process would pick its own timestamped folder; they must share one.
+        raise VetLLMError("--output RUN_DIR is required when several processes train together")
     run_dir = args.output or default_output(cfg.name)
-    _check_output(run_dir, args.resume)
-    from vetllm.engine.training import is_main_process, train
+    if is_main_process():  # the other ranks would see rank 0's "running" status
+        _check_output(run_dir, args.resume)
 
     if is_main_process():
         print(f"training {cfg.name} ({cfg.base_model}, {cfg.method}) into {run_dir}", flush=True)

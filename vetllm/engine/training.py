@@ -126,6 +126,8 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
         torch.set_num_threads(cfg.torch_threads)
     if cfg.method == "qlora":
         modeling.require_qlora_support()  # before any data or weights are touched
+    if cfg.bf16 and not torch.cuda.is_available():
+        log("bf16: no CUDA device, training in float32")
     source = None if cfg.base_model == TINY_BASE else modeling.resolve_base_model(cfg)
     catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
     train_records, val_records, data_files = load_training_data(cfg, catalogue)
