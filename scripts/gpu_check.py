@@ -17,6 +17,7 @@ status 0 when every check passes, 1 otherwise (the JSON says which failed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -160,7 +161,9 @@ def _step(report: dict, name: str, function, *args):
     """Run one check, recording its result or its error (the other checks still run)."""
     started = time.perf_counter()
     try:
-        report[name] = function(*args)
+        # Training logs go to stdout; keep stdout for the one JSON report.
+        with contextlib.redirect_stdout(sys.stderr):
+            report[name] = function(*args)
     except Exception as error:  # noqa: BLE001 - the report must say what failed, then go on
         report[name] = {"ok": False, "error": f"{type(error).__name__}: {error}"}
         report.setdefault("tracebacks", {})[name] = traceback.format_exc()[-2000:]
@@ -191,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     val_file = small_file(val_source, work / "val64.json", 64)
     _step(report, "seven_b_lora_parameters", seven_b_trainable_parameters)
     base = work / "random-llama"
-    build_random_llama(base, train_file)
+    with contextlib.redirect_stdout(sys.stderr):
+        build_random_llama(base, train_file)
     status = _step(
         report, "qlora_training", _training_summary, base, train_file, val_file, work, args.steps
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -22,14 +24,27 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def bench_result(tmp_path_factory):
-    return run_bench(
-        steps=3,
-        n_notes=4,
-        batch_sizes=(1, 4),
-        work_dir=tmp_path_factory.mktemp("bench"),
-        tiny_overrides=TINY,
-    )
+def bench_run(tmp_path_factory):
+    """(result, what the bench printed to stdout): stdout must stay clean for --json."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = run_bench(
+            steps=3,
+            n_notes=4,
+            batch_sizes=(1, 4),
+            work_dir=tmp_path_factory.mktemp("bench"),
+            tiny_overrides=TINY,
+        )
+    return result, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def bench_result(bench_run):
+    return bench_run[0]
+
+
+def test_bench_keeps_stdout_free_for_json(bench_run):
+    assert bench_run[1] == ""
 
 
 def test_bench_reports_training_throughput(bench_result):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -126,7 +127,9 @@ def _train_timed(cfg, run_dir: Path) -> dict:
     threads = torch.get_num_threads()
     started = time.perf_counter()
     try:
-        status = train(cfg, run_dir)
+        # The trainer logs to stdout; keep stdout for the benchmark's own (JSON) output.
+        with contextlib.redirect_stdout(sys.stderr):
+            status = train(cfg, run_dir)
     finally:
         torch.set_num_threads(threads)  # train() applies the config's torch_threads
     wall_s = time.perf_counter() - started
