@@ -20,13 +20,11 @@ from pathlib import Path
 
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
+from vetllm.data.validation import MAX_NOTE_CHARS  # the same limit as notes in data files
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
 
 DECODINGS = ("free", "constrained")
-# A clinical note is a paragraph; 20,000 characters (~5,000 tokens) is a paste error, and it
-# would otherwise be tokenised in full before truncation.
-MAX_NOTE_CHARS = 20_000
 MAX_NOTES_PER_CALL = 10_000
 # Candidate sequences per forward pass in constrained mode (memory bound, not speed bound).
 MAX_SEQUENCES_PER_FORWARD = 256
