@@ -84,6 +84,7 @@ def test_evaluate_writes_consistent_files(trained, tmp_path, decoding):
     assert on_disk["lenient_accuracy"] == metrics["lenient_accuracy"]
     assert on_disk["baselines"]["majority"]["n"] == 40
     assert 0.0 <= on_disk["share_in_training_data"] <= 1.0
+    assert on_disk["truncated_notes"] == 0  # the synthetic notes fit the 128-token budget
     summary = (tmp_path / "summary.md").read_text()
     assert "## Baselines" in summary and decoding in summary
     if decoding == "constrained":

@@ -70,6 +70,8 @@ def evaluate_run(
         "skipped_rows": skipped,
         "predict_seconds": round(elapsed_s, 3),
         "notes_per_s": round(len(records) / elapsed_s, 2) if elapsed_s > 0 else None,
+        # Notes longer than the model's prompt budget were cut before prediction.
+        "truncated_notes": sum(bool(p.warnings) for p in predictions),
         **scores.to_dict(),
     }
     if with_baselines and cfg is not None:
