@@ -106,6 +106,9 @@ class TrainHandlers:
     def __init__(self, settings: AppSettings, hardware: dict | None = None):
         self.settings = settings
         self.hardware = hardware  # None: detect on first use (tests pass a fake)
+        # Runs whose stop this app is handling: polling must not call refresh_status on them,
+        # or a process that exits on STOP before stop_run records "stopped" reads as interrupted.
+        self._stopping: set[str] = set()
 
     # -- data ---------------------------------------------------------------------------------
     @user_facing
@@ -254,7 +257,11 @@ class TrainHandlers:
 
         self.settings.require_admin(password, "stopping training")
         run_dir = self.run_dir(run_name)
-        status = stop_run(run_dir, timeout_s=30)
+        self._stopping.add(run_name)
+        try:
+            status = stop_run(run_dir, timeout_s=30)
+        finally:
+            self._stopping.discard(run_name)
         return f"{run_name}: {status.get('state')}. {status.get('message') or ''}".strip()
 
     @user_facing
@@ -295,7 +302,7 @@ class TrainHandlers:
         if not run_name or run_name not in self.run_names():
             return views.progress_html(None, None), "", None, gr.Timer(active=False)
         run = RunDirectory(self.settings.runs_dir / run_name)
-        status = refresh_status(run)
+        status = run.read_status() if run_name in self._stopping else refresh_status(run)
         failure = views.failure_markdown(status, log_tail(run.log_path, LOG_TAIL_LINES))
         figure = charts.loss_figure({run_name: run.read_metrics()})
         active = status.get("state") in ACTIVE_STATES
