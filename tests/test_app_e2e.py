@@ -147,9 +147,9 @@ def test_evaluate_on_the_bundled_validation_set(live_app, quick_run):
 
 
 class SlowPredictor:
-    def predict(self, notes, decoding="free"):
+    def predict(self, notes, decoding="free", batch_size=16):
         time.sleep(1.5)
-        return [_Answer()]
+        return [_Answer() for _ in notes]
 
 
 class _Answer:

@@ -298,7 +298,7 @@ class FakePrediction:
 
 
 class FakePredictor:
-    def predict(self, notes, decoding="free"):
+    def predict(self, notes, decoding="free", batch_size=16):
         return [FakePrediction(n, decoding) for n in notes]
 
 
@@ -419,3 +419,34 @@ def test_chart_handlers_compare_coverage_and_report(tmp_path):
     assert text.startswith("# Training analysis") and download.visible is True
     with pytest.raises(gr.Error, match="not a run"):
         handlers.report("../../etc")
+
+
+# -- micro-batching ------------------------------------------------------------------------------
+def test_micro_batcher_groups_concurrent_requests_and_isolates_failures():
+    from vetllm.ui.batching import MicroBatcher
+
+    class Recording:
+        def predict(self, notes, decoding="free", batch_size=16):
+            time.sleep(0.05)
+            if "bad" in notes:
+                raise VetLLMError("note bad")
+            return [f"{decoding}:{n}" for n in notes]
+
+    batcher, predictor = MicroBatcher(max_batch=8, max_wait_s=0.02), Recording()
+    results = {}
+
+    def ask(note):
+        try:
+            results[note] = batcher.predict(predictor, note, "free")
+        except VetLLMError as error:
+            results[note] = error
+
+    notes = [f"n{i}" for i in range(12)] + ["bad"]
+    threads = [threading.Thread(target=ask, args=(n,)) for n in notes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert all(results[n] == f"free:{n}" for n in notes[:-1])
+    assert isinstance(results["bad"], VetLLMError)
+    assert max(batcher.batch_sizes) > 1  # concurrent requests really shared a model call

@@ -80,7 +80,8 @@ def build_app(
     train = train or TrainHandlers(settings)
     charts = charts or ChartHandlers(settings)
     predict = predict or PredictHandlers(settings)
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+    # analytics off: no telemetry leaves the machine (and none is possible offline anyway)
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(_header(settings))
         with gr.Tabs():
             with gr.Tab("Train", id="train"):

@@ -17,6 +17,7 @@ import gradio as gr
 
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
+from vetllm.ui.batching import MicroBatcher
 from vetllm.ui.exports import predictions_to_csv
 from vetllm.ui.guards import clean_note, discard_upload, upload_path, user_facing
 from vetllm.ui.settings import AppSettings
@@ -66,9 +67,15 @@ class PredictorCache:
 class PredictHandlers:
     """Prediction and evaluation handlers bound to one app's settings."""
 
-    def __init__(self, settings: AppSettings, cache: PredictorCache | None = None):
+    def __init__(
+        self,
+        settings: AppSettings,
+        cache: PredictorCache | None = None,
+        batcher: MicroBatcher | None = None,
+    ):
         self.settings = settings
         self.cache = cache or PredictorCache()
+        self.batcher = batcher or MicroBatcher()
 
     # -- runs ---------------------------------------------------------------------------------
     def completed_runs(self) -> list[str]:
@@ -113,7 +120,7 @@ class PredictHandlers:
             raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
         run_dir = self._serving_run(run_name)
         predictor = self.cache.get(run_dir)
-        prediction = predictor.predict([text], decoding=decoding)[0]
+        prediction = self.batcher.predict(predictor, text, decoding)
         answer = prediction.to_api_dict()
         answer["run"] = run_dir.name
         return answer

@@ -83,7 +83,9 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
                          file_types=[".json", ".jsonl", ".csv"], type="filepath")  # fmt: skip
         decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")
     password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
-    evaluate = gr.Button("Evaluate", variant="primary")
+    evaluate = gr.Button(
+        "Evaluate", variant="primary", interactive=settings.admin_actions_available
+    )
     headline = gr.Markdown()
     with gr.Row():
         comparison_plot = gr.Plot(label="Model vs baselines")

@@ -21,7 +21,8 @@ MAX_NOTE_CHARS = (
 )
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
 QUEUE_MAX_SIZE = 64  # waiting events; beyond this gradio answers "queue is full" at once
-PREDICT_CONCURRENCY = 2  # simultaneous predictions: two CPU cores, one model in memory
+# Predictions in flight at once; they wait in vetllm.ui.batching, which runs them as one batch.
+PREDICT_CONCURRENCY = 16
 POLL_SECONDS = 2.0  # how often the Train tab re-reads the run on disk
 
 
@@ -39,6 +40,9 @@ class AppSettings:
     predict_concurrency: int = PREDICT_CONCURRENCY
     poll_seconds: float = POLL_SECONDS
     bootstrap: bool = True  # train the CPU default on first launch when no run is completed
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "runs_dir", Path(self.runs_dir))
 
     @classmethod
     def from_env(

@@ -123,8 +123,8 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
     with gr.Row():
         launch = gr.Button("Launch training", variant="primary")
-        stop = gr.Button("Stop", variant="stop")
-        resume = gr.Button("Resume")
+        stop = gr.Button("Stop", variant="stop", interactive=settings.admin_actions_available)
+        resume = gr.Button("Resume", interactive=settings.admin_actions_available)
     message = gr.Markdown()
     with gr.Row():
         run_select = gr.Dropdown(label="Run (reattaches after a reload)", choices=[], scale=3)
@@ -154,8 +154,9 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     resume.click(handlers.resume, [run_select, password], attach_outputs, **PRIVATE)
     refresh.click(handlers.refresh_runs, [run_select], [run_select, timer], **PRIVATE)
     poll_outputs = [progress, failure, loss_plot, timer]
-    run_select.change(handlers.poll, [run_select], poll_outputs, **PRIVATE)
-    timer.tick(handlers.poll, [run_select], poll_outputs, **PRIVATE)
+    # Polls are light file reads: kept off the queue so open tabs never crowd out predictions.
+    run_select.change(handlers.poll, [run_select], poll_outputs, queue=False, **PRIVATE)
+    timer.tick(handlers.poll, [run_select], poll_outputs, queue=False, **PRIVATE)
     return TrainTab(
         run_select,
         timer,
