@@ -72,6 +72,7 @@ def test_every_bad_field_is_reported_at_once():
             prompt_template="no placeholder here",
             tiny_heads=3,
             eval_steps=0,
+            note_token_dropout=0.7,
         )
     message = str(caught.value)
     for field in (
@@ -87,6 +88,7 @@ def test_every_bad_field_is_reported_at_once():
         "prompt_template",
         "tiny_heads",
         "eval_steps",
+        "note_token_dropout",
     ):
         assert f"{field}: got" in message, field
     assert "'adapter'" in message and "full, lora, qlora" in message

@@ -13,6 +13,7 @@ from vetllm.data.records import Record
 from vetllm.data.synth import generate_records, write_synthetic_dataset
 from vetllm.engine.collate import (
     IGNORE_INDEX,
+    EncodedDataset,
     ResponseOnlyCollator,
     encode_prompt,
     encode_record,
@@ -97,6 +98,26 @@ def test_long_notes_are_cut_but_the_answer_and_template_survive(tokenizer):
     text = tokenizer.decode(example["input_ids"])
     assert "### Response:\nDiagnosed conditions: 1679004" in text
     assert example["input_ids"][-1] == tokenizer.eos_token_id
+
+
+def test_note_token_dropout_only_removes_note_tokens(tokenizer):
+    record = Record(note="Goat. fever, nasal discharge, cough, diarrhoea.", labels=("1679004",))
+    example = encode_record(tokenizer, COMPACT, record, max_length=128)
+    start, end = example["note_span"]
+    note_ids = example["input_ids"][start:end]
+    assert tokenizer.decode(note_ids).strip() == record.note
+    dataset = EncodedDataset([example], note_token_dropout=0.4, seed=0)
+    lengths = set()
+    for _ in range(20):
+        drawn = dataset[0]
+        lengths.add(len(drawn["input_ids"]))
+        assert drawn["input_ids"][:start] == example["input_ids"][:start]
+        answer = len(example["input_ids"]) - end
+        assert drawn["input_ids"][-answer:] == example["input_ids"][end:]
+        assert drawn["labels"][-answer:] == example["labels"][end:]
+        assert set(drawn["labels"][:-answer]) == {IGNORE_INDEX}
+    assert len(lengths) > 1 and max(lengths) <= len(example["input_ids"])
+    assert EncodedDataset([example])[0] is example  # off by default: examples unchanged
 
 
 def test_collator_pads_to_the_longest_in_the_batch():

@@ -66,6 +66,7 @@ class TrainConfig:
     grad_accum: int = 4  # micro-batches per optimizer step
     max_length: int = 512  # tokens per example (prompt + answer + EOS); longer notes are cut
     drop_last: bool = True
+    note_token_dropout: float = 0.0  # share of note tokens removed per draw in training (0 = off)
     seed: int = 0
     optim: str = "adamw_torch"
     gradient_checkpointing: bool = False
@@ -275,6 +276,13 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         "tiny_intermediate_size",
     )
     _positive_or_none(p, cfg, "max_steps", "eval_steps", "early_stopping_patience", "torch_threads")
+    _check(
+        p,
+        0 <= cfg.note_token_dropout < 0.5,
+        "note_token_dropout",
+        cfg.note_token_dropout,
+        "use a share from 0 (off) to below 0.5, e.g. 0.1",
+    )
     _check(
         p,
         0 <= cfg.lora_dropout < 1,

@@ -167,7 +167,9 @@ def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, re
         f"of {params['total']:,} ({params['trainable_share']:.3%})"
     )
     eval_records = val_records[: cfg.eval_samples]
-    train_set = encode_records(tokenizer, template, train_records, cfg.max_length)
+    train_set = encode_records(
+        tokenizer, template, train_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
+    )
     eval_set = encode_records(tokenizer, template, eval_records, cfg.max_length)
     callback = RunCallback(run)
     trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
