@@ -262,3 +262,14 @@ def test_multi_process_launch_needs_an_explicit_output(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert cli_main(["train", "--config", "configs/tiny-cpu.yaml"]) == 2
     assert "--output RUN_DIR is required" in capsys.readouterr().err
+
+
+def test_early_stopping_counts_evaluations_without_lenient_gain():
+    from transformers import TrainerControl
+
+    from vetllm.engine.training import LenientEarlyStopping
+
+    stopper, control = LenientEarlyStopping(patience=2), TrainerControl()
+    for value, should_stop in ((0.5, False), (0.7, False), (0.7, False), (0.6, True)):
+        stopper.on_evaluate(None, None, control, metrics={"eval_lenient_accuracy": value})
+        assert control.should_training_stop is should_stop
