@@ -6,6 +6,7 @@ in the Predict tab, and saves screenshots to test-artifacts/ for a human to look
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -70,12 +71,13 @@ def test_train_tab_checks_data_and_shows_the_plan(page):
 
 
 def test_start_and_stop_a_tiny_training_run(page, browser_app):
-    page.get_by_label("Epochs").fill("1")
+    page.get_by_label("Epochs").fill("3")  # long enough (~255 steps) to be caught running
     page.get_by_label("Run name").fill("browser")
     page.get_by_role("button", name="Launch training").click()
     page.get_by_text("Launched browser-").wait_for()
     page.locator(".vetllm-progress[data-state='running']").wait_for(timeout=120_000)
-    page.get_by_text("step ").first.wait_for()
+    page.get_by_text(re.compile(r"step [1-9]\d* of \d+")).first.wait_for(timeout=120_000)
+    page.wait_for_timeout(2500)  # two more polls: the live loss chart has points
     page.screenshot(path=str(ARTIFACTS / "02-training-running.png"), full_page=True)
     page.get_by_role("button", name="Stop").click()
     page.locator(".vetllm-progress[data-state='stopped']").wait_for(timeout=90_000)
@@ -106,3 +108,20 @@ def test_predict_tab_predicts_a_typed_note(page):
     page.screenshot(path=str(ARTIFACTS / "05-predict-tab.png"), full_page=True)
     assert raw.input_value().strip()
     assert page.locator(".toast-body.error").count() == 0
+
+
+def test_an_uploaded_file_with_bad_rows_lists_every_problem(page, tmp_path):
+    bad = tmp_path / "clinic-notes.jsonl"
+    bad.write_text(
+        '{"input": "Cow, high fever, drop in milk", "snomed_codes": ["72934000"]}\n'
+        '{"input": "", "snomed_codes": ["72934000"]}\n'
+        '{"input": "Goat with cough", "snomed_codes": [12]}\n'
+        "not json\n",
+        encoding="utf-8",
+    )
+    page.get_by_role("tab", name="Train").click()
+    page.locator("input[type=file]").first.set_input_files(str(bad))
+    page.get_by_text("The data cannot be used").wait_for()
+    table = page.locator("table", has_text="clinic-notes.jsonl").first
+    assert table.get_by_text("clinic-notes.jsonl").count() >= 3  # one row per problem
+    page.screenshot(path=str(ARTIFACTS / "06-upload-problems.png"), full_page=True)

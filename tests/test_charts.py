@@ -69,6 +69,8 @@ def test_loss_figure_has_raw_smoothed_reference_epochs_and_plateau():
 def test_loss_figure_accepts_dict_reference_and_empty_runs():
     figure = charts.loss_figure({"empty": []}, reference=[{"step": 1, "epoch": 0.1, "loss": 2.0}])
     assert [t.name for t in figure.data] == ["source analysis (published)"]
+    empty = charts.loss_figure({"run": []})
+    assert not empty.data and "no training loss" in empty.layout.annotations[0].text
 
 
 def test_eval_figure_puts_accuracy_on_the_second_axis():

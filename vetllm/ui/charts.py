@@ -135,7 +135,10 @@ def loss_figure(
         title="Training loss (dotted lines: epoch ends)",
         xaxis_title="optimizer step" if x_axis == "step" else "epoch", yaxis_title="loss", **_LAYOUT,
     )  # fmt: skip
-    if log_scale:
+    if not figure.data:
+        figure.add_annotation(text="no training loss logged yet", showarrow=False,
+                              xref="paper", yref="paper", x=0.5, y=0.5)  # fmt: skip
+    elif log_scale:
         figure.update_yaxes(type="log")
     return figure
 

@@ -131,8 +131,9 @@ class TrainHandlers:
         leak = leakage_report(prepared.train, prepared.val).to_dict()
         baselines = run_baselines(prepared.train, prepared.val)
         rows = views.baseline_rows(None, None, baselines)
+        shown = "bundled examples" if prepared.bundled else views.cell(prepared.source)
         split_md = (
-            f"**Split by note text:** {len(prepared.train):,} training records, "
+            f"**Data:** {shown}. **Split by note text:** {len(prepared.train):,} training records, "
             f"{len(prepared.val):,} validation records; "
             f"{leak.get('share_leaked', 0.0):.1%} of validation notes also occur in training."
         )

@@ -100,6 +100,15 @@ def _data_section():
     return check, inputs, outputs
 
 
+def _choose_upload():
+    return gr.Radio(value=UPLOAD_CHOICE)
+
+
+def _clear_file():
+    # The file was read and deleted by check_data; the name stays in the split summary.
+    return None
+
+
 def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     prepared = gr.State(None)
     check, data_inputs, data_outputs = _data_section()
@@ -137,8 +146,15 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     plan_inputs = [prepared] + [
         widgets[k] for k in ("per_device_batch", "grad_accum", "epochs", "drop_last")
     ]
+    source, upload = data_inputs[0], data_inputs[1]
     check.click(handlers.check_data, data_inputs, data_outputs, **PRIVATE).then(
         handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE
+    ).then(_clear_file, None, [upload], **PRIVATE)
+    # An upload is checked (and deleted from gradio's cache) as soon as it arrives.
+    upload.upload(_choose_upload, None, [source], **PRIVATE).then(
+        handlers.check_data, data_inputs, data_outputs, **PRIVATE
+    ).then(handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE).then(
+        _clear_file, None, [upload], **PRIVATE
     )
     for name in ("per_device_batch", "grad_accum", "epochs", "drop_last"):
         widgets[name].change(handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE)
