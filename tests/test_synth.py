@@ -282,3 +282,16 @@ def test_output_does_not_depend_on_the_hash_seed():
         )
         digests.add(result.stdout.strip())
     assert len(digests) == 1
+
+
+def test_absurd_record_count_is_refused_before_any_work():
+    with pytest.raises(VetLLMError, match="n must be a whole number of records from 1 to"):
+        generate_records(n=10**9)
+
+
+def test_unwritable_output_folder_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder", encoding="utf-8")
+    with pytest.raises(VetLLMError, match="cannot write to folder 'taken'") as caught:
+        write_synthetic_dataset(blocker, n=50)
+    assert str(tmp_path) not in str(caught.value)  # no server path in the message

@@ -43,6 +43,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 LABEL_NOISE_SHARE = {"template": 0.02, "free": 0.005}
 NONSPECIFIC_SHARE = 0.10  # share of notes with one extra non-specific sign
 MIN_SIGNS, MAX_SIGNS = 2, 5
+MAX_RECORDS = 200_000  # ~75 MB of JSON; more is a typo, not a data set
 
 # Diseases and styles of the app's example notes (examples/notes.json): one per disease.
 EXAMPLE_NOTE_PLAN = (
@@ -98,8 +99,8 @@ def generate_records(n: int = 1600, seed: int = 0, free_text_share: float = 0.35
 
 def _check_arguments(*, n: object, seed: object, free_text_share: object) -> None:
     problems = []
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        problems.append(f"n must be a whole number of records >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RECORDS:
+        problems.append(f"n must be a whole number of records from 1 to {MAX_RECORDS}, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         problems.append(f"seed must be a whole number, got {seed!r}")
     if not isinstance(free_text_share, (int, float)) or not 0.0 <= free_text_share <= 1.0:
@@ -193,7 +194,7 @@ def records_to_source(records: list[Record]) -> list[dict]:
 def example_notes(seed: int = 0, exclude: set[str] | None = None) -> list[dict]:
     """A dozen notes for the app, one per disease in `EXAMPLE_NOTE_PLAN`, none in `exclude`.
 
-    `exclude` holds `note_key`s (e.g. of the training set) so an example is never a training note.
+    `exclude` holds `note_key`s (of the generated data set) so an example is never a data note.
     """
     rng = random.Random(f"examples-{seed}")
     catalogue = load_catalogue()
@@ -242,10 +243,6 @@ def write_synthetic_dataset(
     records = generate_records(n=n, seed=seed)
     train, val = split_records(records, val_fraction=val_fraction, seed=seed)
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise VetLLMError(f"synthetic data: cannot create folder {out.name!r} ({error})") from None
     paths = {"train": out / "train.json", "val": out / "val.json", "notes": out / "notes.json"}
     generated_keys = {note_key(r.note) for r in records}
     payloads = {
@@ -253,10 +250,17 @@ def write_synthetic_dataset(
         "val": records_to_source(val),
         "notes": example_notes(seed=seed, exclude=generated_keys),
     }
-    for name, payload in payloads.items():
-        # One record per line: a JSON list that still diffs line by line.
-        lines = (json.dumps(item, ensure_ascii=False) for item in payload)
-        paths[name].write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, payload in payloads.items():
+            # One record per line: a JSON list that still diffs line by line.
+            lines = (json.dumps(item, ensure_ascii=False) for item in payload)
+            paths[name].write_text("[\n" + ",\n".join(lines) + "\n]\n", encoding="utf-8")
+    except OSError as error:
+        raise VetLLMError(
+            f"synthetic data: cannot write to folder {out.name!r} ({error.strerror}); "
+            "choose a folder you can write to"
+        ) from None
     return {
         "n_records": len(records),
         "n_train": len(train),
