@@ -32,6 +32,8 @@ from vetllm.data.synth_vocab import (
     NORMAL_TEMP_F,
     PROFILES,
     SIGNS,
+    TEMPLATES,
+    YOUNG_WORDS,
 )
 from vetllm.errors import VetLLMError
 
@@ -284,27 +286,6 @@ def bundled_examples() -> tuple[Path, Path]:
 
 
 # --- rendering: a case becomes note text -------------------------------------------------------
-
-YOUNG_WORDS = {
-    "cow": ("calf", "heifer", "young bull"),
-    "buffalo": ("buffalo calf", "buffalo heifer"),
-}
-
-# Sentences around the sign list, as the source template writes them; the first dominates.
-TEMPLATES = (
-    (
-        "Clinical Note: {species}. Clinical presentation includes {signs}. "
-        "Physical examination reveals these clinical signs.",
-        0.8,
-    ),
-    (
-        "Clinical Note: {species}. The animal presents with {signs}. "
-        "These findings were noted on physical examination.",
-        0.08,
-    ),
-    ("Clinical Note: {species}. Observed clinical signs: {signs}.", 0.07),
-    ("Clinical Note: {species}. History and examination show {signs}.", 0.05),
-)
 
 
 def join_and(items: list[str]) -> str:

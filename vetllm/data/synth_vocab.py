@@ -405,3 +405,25 @@ FEMALE_SIGNS = frozenset(
 
 # Normal rectal temperature in degrees F (midpoint of the usual range), per species.
 NORMAL_TEMP_F = {"cow": 101.8, "buffalo": 101.2, "sheep": 102.5, "goat": 102.8}
+
+# Words for the young cattle that black quarter strikes (6-24 months).
+YOUNG_WORDS = {
+    "cow": ("calf", "heifer", "young bull"),
+    "buffalo": ("buffalo calf", "buffalo heifer"),
+}
+
+# Sentences around the sign list, as the source template writes them; the first dominates.
+TEMPLATES = (
+    (
+        "Clinical Note: {species}. Clinical presentation includes {signs}. "
+        "Physical examination reveals these clinical signs.",
+        0.8,
+    ),
+    (
+        "Clinical Note: {species}. The animal presents with {signs}. "
+        "These findings were noted on physical examination.",
+        0.08,
+    ),
+    ("Clinical Note: {species}. Observed clinical signs: {signs}.", 0.07),
+    ("Clinical Note: {species}. History and examination show {signs}.", 0.05),
+)
