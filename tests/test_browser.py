@@ -110,6 +110,16 @@ def test_predict_tab_predicts_a_typed_note(page):
     assert page.locator(".toast-body.error").count() == 0
 
 
+def test_evaluate_shows_scores_baselines_and_a_csv_download(page):
+    page.get_by_role("tab", name="Predict & evaluate").click()
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    page.get_by_text("strict accuracy").first.wait_for(timeout=180_000)
+    page.get_by_text("bag_of_words").first.wait_for()
+    page.get_by_role("button", name="Download predictions as CSV (formula-safe)").wait_for()
+    page.wait_for_timeout(1500)  # plotly draws the confusion matrix
+    page.screenshot(path=str(ARTIFACTS / "06-evaluate.png"), full_page=True)
+
+
 def test_an_uploaded_file_with_bad_rows_lists_every_problem(page, tmp_path):
     bad = tmp_path / "clinic-notes.jsonl"
     bad.write_text(
@@ -124,4 +134,4 @@ def test_an_uploaded_file_with_bad_rows_lists_every_problem(page, tmp_path):
     page.get_by_text("The data cannot be used").wait_for()
     table = page.locator("table", has_text="clinic-notes.jsonl").first
     assert table.get_by_text("clinic-notes.jsonl").count() >= 3  # one row per problem
-    page.screenshot(path=str(ARTIFACTS / "06-upload-problems.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "07-upload-problems.png"), full_page=True)

@@ -371,6 +371,7 @@ def test_evaluate_outputs_and_csv_download(tmp_path, monkeypatch):
         "done", "Bundled validation set", None, "free", ""
     )
     assert "strict accuracy" in headline and per_code[0][0] == "1"
+    assert "| code |" not in headline  # the per-code table is its own dataframe
     assert [row[0] for row in baselines] == ["done (lenient)", "done (strict)", "majority"]
     assert worst[0][0] == "=cmd()" and len(worst) == 1
     path = download.value["path"] if isinstance(download.value, dict) else download.value

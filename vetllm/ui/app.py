@@ -69,6 +69,30 @@ def warm_imports() -> None:
         importlib.import_module(name)
 
 
+def _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, predict,
+                    predict_tab, predict_page) -> None:  # fmt: skip
+    """Fill run lists, preset values and the bundled-data check when a page (re)loads."""
+
+    def refresh_charts():
+        return chart_handlers.refresh_choices(charts)
+
+    def refresh_models(current):
+        return predict_handlers.refresh_choices(predict, current)
+
+    chart_lists = [charts_tab.runs, charts_tab.run]
+    run_outputs = [train_tab.run_select, train_tab.timer]
+    demo.load(train.refresh_runs, [train_tab.run_select], run_outputs, **PRIVATE)
+    demo.load(train.preset_values, [train_tab.preset], train_tab.preset_outputs, **PRIVATE)
+    demo.load(
+        lambda: train.check_data(BUNDLED_CHOICE, None, False), None, train_tab.data_outputs,
+        **PRIVATE,
+    ).then(train.plan, train_tab.plan_inputs, train_tab.plan_outputs, **PRIVATE)  # fmt: skip
+    demo.load(refresh_charts, None, chart_lists, **PRIVATE)
+    demo.load(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
+    charts_page.select(refresh_charts, None, chart_lists, **PRIVATE)
+    predict_page.select(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
+
+
 def build_app(
     settings: AppSettings,
     train: TrainHandlers | None = None,
@@ -95,30 +119,8 @@ def build_app(
             concurrency_limit=settings.predict_concurrency,
         )  # fmt: skip
 
-        def refresh_charts():
-            return chart_handlers.refresh_choices(charts)
-
-        def refresh_models(current):
-            return predict_handlers.refresh_choices(predict, current)
-
-        chart_lists = [charts_tab.runs, charts_tab.run]
-        demo.load(
-            train.refresh_runs,
-            [train_tab.run_select],
-            [train_tab.run_select, train_tab.timer],
-            **PRIVATE,
-        )
-        demo.load(train.preset_values, [train_tab.preset], train_tab.preset_outputs, **PRIVATE)
-        demo.load(
-            lambda: train.check_data(BUNDLED_CHOICE, None, False),
-            None,
-            train_tab.data_outputs,
-            **PRIVATE,
-        ).then(train.plan, train_tab.plan_inputs, train_tab.plan_outputs, **PRIVATE)
-        demo.load(refresh_charts, None, chart_lists, **PRIVATE)
-        demo.load(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
-        charts_page.select(refresh_charts, None, chart_lists, **PRIVATE)
-        predict_page.select(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
+        _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, predict,
+                        predict_tab, predict_page)  # fmt: skip
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=2)
     return demo
 

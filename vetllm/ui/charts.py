@@ -83,6 +83,31 @@ def _reference_points(reference: Sequence, x_axis: str = "step") -> tuple[list[f
     return xs, losses
 
 
+def _add_run_loss(figure, name, records, color, smoothing, plateau, x_axis) -> None:
+    """Raw and smoothed loss of one run, its epoch ends (dotted) and its plateau (dashed)."""
+    xs, losses = series(records, "loss", x_axis)
+    if not xs:
+        return
+    figure.add_scatter(
+        x=xs, y=losses, mode="lines", name=f"{name} (raw)", opacity=0.35,
+        line={"color": color, "width": 1},
+    )  # fmt: skip
+    figure.add_scatter(
+        x=xs, y=smooth_ema(losses, smoothing), mode="lines", name=f"{name} (smoothed)",
+        line={"color": color, "width": 2.5},
+    )  # fmt: skip
+    ends = epoch_boundaries(records)
+    if x_axis == "epoch":
+        ends = [float(e) for e in range(1, math.ceil(max(xs) - 1e-9))]
+    for boundary in ends:
+        figure.add_vline(x=boundary, line={"color": color, "dash": "dot", "width": 1})
+    if _finite(plateau):
+        figure.add_vline(
+            x=plateau, line={"color": color, "dash": "dash", "width": 2},
+            annotation_text=f"plateau ({name})", annotation_position="top right",
+        )  # fmt: skip
+
+
 def loss_figure(
     runs: Mapping[str, Sequence[Mapping]],
     *,
@@ -102,29 +127,8 @@ def loss_figure(
         raise ValueError(f"x_axis must be 'step' or 'epoch', got {x_axis!r}")
     figure = go.Figure()
     for index, (name, records) in enumerate(runs.items()):
-        xs, losses = series(records, "loss", x_axis)
-        if not xs:
-            continue
-        color = _color(index)
-        figure.add_scatter(
-            x=xs, y=losses, mode="lines", name=f"{name} (raw)", opacity=0.35,
-            line={"color": color, "width": 1},
-        )  # fmt: skip
-        figure.add_scatter(
-            x=xs, y=smooth_ema(losses, smoothing), mode="lines", name=f"{name} (smoothed)",
-            line={"color": color, "width": 2.5},
-        )  # fmt: skip
-        ends = epoch_boundaries(records)
-        if x_axis == "epoch":
-            ends = [float(e) for e in range(1, math.ceil(max(xs) - 1e-9))]
-        for boundary in ends:
-            figure.add_vline(x=boundary, line={"color": color, "dash": "dot", "width": 1})
         plateau = (plateau_steps or {}).get(name)
-        if _finite(plateau):
-            figure.add_vline(
-                x=plateau, line={"color": color, "dash": "dash", "width": 2},
-                annotation_text=f"plateau ({name})", annotation_position="top right",
-            )  # fmt: skip
+        _add_run_loss(figure, name, records, _color(index), smoothing, plateau, x_axis)
     if reference:
         ref_x, ref_losses = _reference_points(reference, x_axis)
         figure.add_scatter(

@@ -192,7 +192,8 @@ class PredictHandlers:
     def _evaluation_outputs(run_name: str, metrics: dict, rows: list[dict]):
         from vetllm.metrics import format_scores_markdown
 
-        headline = format_scores_markdown(metrics)
+        # headline numbers only: the per-code table is shown as a sortable dataframe below
+        headline = format_scores_markdown(metrics).split("\n| code |")[0]
         if metrics.get("share_in_training_data"):
             headline += (
                 f"\n> {metrics['share_in_training_data']:.0%} of these notes are also in the run's "

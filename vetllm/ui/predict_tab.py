@@ -96,7 +96,8 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
                                      "recall", "F1"], label="Per code", interactive=False)  # fmt: skip
     confusion = gr.Plot(label="Confusion matrix")
     worst = gr.Dataframe(headers=["note", "gold", "predicted", "raw output", "confidence"],
-                         label="Worst cases", interactive=False, wrap=True)  # fmt: skip
+                         label="Worst cases", interactive=False, wrap=True,
+                         column_widths=["42%", "13%", "13%", "22%", "10%"])  # fmt: skip
     csv_file = gr.DownloadButton("Download predictions as CSV (formula-safe)", visible=False)
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],

@@ -109,23 +109,24 @@ def _clear_file():
     return None
 
 
-def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
-    prepared = gr.State(None)
-    check, data_inputs, data_outputs = _data_section()
-    data_outputs = [prepared, *data_outputs]
+@dataclass
+class RunPanel:
+    """Section 3 of the tab: password, launch/stop/resume, run picker, progress, live loss."""
 
-    gr.Markdown("### 2. Preset and hyperparameters")
-    with gr.Row():
-        preset = gr.Dropdown(list_presets(), value=DEFAULT_PRESET, label="Preset (configs/*.yaml)")
-        run_name = gr.Textbox(label="Run name", max_lines=1)
-    widgets = _hyperparameter_widgets(settings)
-    with gr.Row():
-        with gr.Column():
-            plan_md = gr.Markdown("Check the data first to see the coverage plan.")
-        with gr.Column():
-            coverage_plot = gr.Plot(label="Coverage per epoch")
-    env_md = gr.Markdown(label="Environment")
+    password: gr.Textbox
+    launch: gr.Button
+    stop: gr.Button
+    resume: gr.Button
+    message: gr.Markdown
+    run_select: gr.Dropdown
+    refresh: gr.Button
+    progress: gr.HTML
+    failure: gr.Markdown
+    loss_plot: gr.Plot
+    timer: gr.Timer
 
+
+def _run_section(settings: AppSettings) -> RunPanel:
     gr.Markdown("### 3. Run")
     if settings.public and not settings.admin_password:
         gr.Markdown("**Training is disabled on this shared app** (no admin password is set).")
@@ -138,48 +139,70 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     with gr.Row():
         run_select = gr.Dropdown(label="Run (reattaches after a reload)", choices=[], scale=3)
         refresh = gr.Button("Refresh runs", scale=1)
-    progress = gr.HTML()
-    failure = gr.Markdown()
-    loss_plot = gr.Plot(label="Training loss (live)")
-    timer = gr.Timer(settings.poll_seconds, active=False)
+    return RunPanel(
+        password, launch, stop, resume, message, run_select, refresh,
+        progress=gr.HTML(), failure=gr.Markdown(), loss_plot=gr.Plot(label="Training loss (live)"),
+        timer=gr.Timer(settings.poll_seconds, active=False),
+    )  # fmt: skip
 
-    plan_inputs = [prepared] + [
-        widgets[k] for k in ("per_device_batch", "grad_accum", "epochs", "drop_last")
-    ]
+
+def _wire_run(panel: RunPanel, handlers: TrainHandlers, launch_inputs: list) -> None:
+    attach_outputs = [panel.run_select, panel.timer, panel.message]
+    poll_outputs = [panel.progress, panel.failure, panel.loss_plot, panel.timer]
+    panel.launch.click(handlers.launch, launch_inputs, attach_outputs, **PRIVATE)
+    panel.stop.click(handlers.stop, [panel.run_select, panel.password], [panel.message],
+                     **PRIVATE).then(handlers.poll, [panel.run_select], poll_outputs, **PRIVATE)  # fmt: skip
+    panel.resume.click(handlers.resume, [panel.run_select, panel.password], attach_outputs,
+                       **PRIVATE)  # fmt: skip
+    panel.refresh.click(handlers.refresh_runs, [panel.run_select], [panel.run_select, panel.timer],
+                        **PRIVATE)  # fmt: skip
+    # Polls are light file reads: kept off the queue so open tabs never crowd out predictions.
+    panel.run_select.change(handlers.poll, [panel.run_select], poll_outputs, queue=False, **PRIVATE)
+    panel.timer.tick(handlers.poll, [panel.run_select], poll_outputs, queue=False, **PRIVATE)
+
+
+def _wire_data(
+    handlers: TrainHandlers, data_inputs, data_outputs, check, plan_inputs, plan_outputs
+):
     source, upload = data_inputs[0], data_inputs[1]
     check.click(handlers.check_data, data_inputs, data_outputs, **PRIVATE).then(
-        handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE
+        handlers.plan, plan_inputs, plan_outputs, **PRIVATE
     ).then(_clear_file, None, [upload], **PRIVATE)
     # An upload is checked (and deleted from gradio's cache) as soon as it arrives.
     upload.upload(_choose_upload, None, [source], **PRIVATE).then(
         handlers.check_data, data_inputs, data_outputs, **PRIVATE
-    ).then(handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE).then(
+    ).then(handlers.plan, plan_inputs, plan_outputs, **PRIVATE).then(
         _clear_file, None, [upload], **PRIVATE
     )
-    for name in ("per_device_batch", "grad_accum", "epochs", "drop_last"):
-        widgets[name].change(handlers.plan, plan_inputs, [plan_md, coverage_plot], **PRIVATE)
-    preset_outputs = [*widgets.values(), run_name, env_md, launch]
-    preset.change(handlers.preset_values, [preset], preset_outputs, **PRIVATE)
 
-    attach_outputs = [run_select, timer, message]
-    launch.click(handlers.launch, [preset, prepared, run_name, password, *widgets.values()],
-                 attach_outputs, **PRIVATE)  # fmt: skip
-    stop.click(handlers.stop, [run_select, password], [message], **PRIVATE).then(
-        handlers.poll, [run_select], [progress, failure, loss_plot, timer], **PRIVATE
-    )
-    resume.click(handlers.resume, [run_select, password], attach_outputs, **PRIVATE)
-    refresh.click(handlers.refresh_runs, [run_select], [run_select, timer], **PRIVATE)
-    poll_outputs = [progress, failure, loss_plot, timer]
-    # Polls are light file reads: kept off the queue so open tabs never crowd out predictions.
-    run_select.change(handlers.poll, [run_select], poll_outputs, queue=False, **PRIVATE)
-    timer.tick(handlers.poll, [run_select], poll_outputs, queue=False, **PRIVATE)
-    return TrainTab(
-        run_select,
-        timer,
-        preset,
-        preset_outputs,
-        data_inputs,
-        data_outputs,
-        plan_inputs,
+
+def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
+    prepared = gr.State(None)
+    check, data_inputs, data_outputs = _data_section()
+    data_outputs = [prepared, *data_outputs]
+
+    gr.Markdown("### 2. Preset and hyperparameters")
+    with gr.Row():
+        preset = gr.Dropdown(list_presets(), value=DEFAULT_PRESET, label="Preset (configs/*.yaml)")
+        run_name = gr.Textbox(label="Run name", max_lines=1)
+    widgets = _hyperparameter_widgets(settings)
+    with gr.Row():
+        plan_md = gr.Markdown("Check the data first to see the coverage plan.")
+        coverage_plot = gr.Plot(label="Coverage per epoch")
+    env_md = gr.Markdown(label="Environment")
+    panel = _run_section(settings)
+
+    plan_fields = ("per_device_batch", "grad_accum", "epochs", "drop_last")
+    plan_inputs, plan_outputs = (
+        [prepared] + [widgets[k] for k in plan_fields],
         [plan_md, coverage_plot],
     )
+    _wire_data(handlers, data_inputs, data_outputs, check, plan_inputs, plan_outputs)
+    for name in plan_fields:
+        widgets[name].change(handlers.plan, plan_inputs, plan_outputs, **PRIVATE)
+    preset_outputs = [*widgets.values(), run_name, env_md, panel.launch]
+    preset.change(handlers.preset_values, [preset], preset_outputs, **PRIVATE)
+    launch_inputs = [preset, prepared, run_name, panel.password, *widgets.values()]
+    _wire_run(panel, handlers, launch_inputs)
+    return TrainTab(panel.run_select, panel.timer, preset, preset_outputs, data_inputs,
+                    data_outputs, plan_inputs, plan_outputs)  # fmt: skip
