@@ -112,7 +112,14 @@ def test_predict_endpoint_answers_with_codes_names_validity_confidence(live_app)
 
 @pytest.mark.parametrize(
     "bad, message",
-    [("", "empty"), ("x" * 5_001, "longer than the limit"), ("   ", "empty")],
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("x" * 5_001, "longer than the limit"),
+        ("x" * 1_000_000, "longer than the limit"),
+        (None, "no text"),
+        (42, "expected text|42"),
+    ],
 )
 def test_predict_endpoint_rejects_bad_notes_with_a_clear_message(live_app, bad, message):
     from gradio_client import Client

@@ -5,6 +5,7 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -451,3 +452,28 @@ def test_micro_batcher_groups_concurrent_requests_and_isolates_failures():
     assert all(results[n] == f"free:{n}" for n in notes[:-1])
     assert isinstance(results["bad"], VetLLMError)
     assert max(batcher.batch_sizes) > 1  # concurrent requests really shared a model call
+
+
+# -- first launch --------------------------------------------------------------------------------
+def test_first_launch_trains_the_cpu_default_only_when_nothing_can_predict(tmp_path, monkeypatch):
+    from vetllm.engine import launcher
+    from vetllm.engine.runs import RunDirectory
+    from vetllm.ui.bootstrap import ensure_default_run
+
+    started = []
+
+    def fake_launch(config_path, run_dir, **kwargs):
+        started.append((Path(config_path).name, Path(run_dir).name, kwargs["runs_root"]))
+        run = RunDirectory(run_dir)
+        run.reset_status("running", created_at="z", pid=None)
+        return run
+
+    monkeypatch.setattr(launcher, "launch_run", fake_launch)
+    settings = _settings(tmp_path)
+    name = ensure_default_run(settings)
+    assert started == [("tiny-cpu.yaml", name, settings.runs_dir)]
+    assert name.startswith("cpu-default-")
+    assert ensure_default_run(settings) is None  # one is already training
+    (settings.runs_dir / name / "status.json").unlink()
+    _fake_run(settings.runs_dir, "old", "completed", with_model=True)
+    assert ensure_default_run(settings) is None and len(started) == 1
