@@ -109,14 +109,18 @@ class TrainHandlers:
         # Runs whose stop this app is handling: polling must not call refresh_status on them,
         # or a process that exits on STOP before stop_run records "stopped" reads as interrupted.
         self._stopping: set[str] = set()
+        # The bundled examples are checked on every page load; the answer never changes.
+        self._bundled_outputs: tuple | None = None
 
     # -- data ---------------------------------------------------------------------------------
     @user_facing
     def check_data(self, source: str, upload: object, skip_bad_rows: bool):
         """Validate, describe and split the chosen data; returns the outputs of the data panel."""
-        from vetllm.baselines import run_baselines
-        from vetllm.data.split import leakage_report
-
+        if source != UPLOAD_CHOICE:
+            discard_upload(upload)
+            if self._bundled_outputs is None:
+                self._bundled_outputs = self._describe(*self._prepare(BUNDLED_CHOICE, None, False))
+            return self._bundled_outputs
         try:
             prepared, problems_md = self._prepare(source, upload, skip_bad_rows)
         except DataError as error:
@@ -125,6 +129,12 @@ class TrainHandlers:
             )
             table = views.problems_markdown(error.problems)
             return (None, message + "\n\n" + table) + self._empty_data_outputs()
+        return self._describe(prepared, problems_md)
+
+    def _describe(self, prepared: PreparedData, problems_md: str) -> tuple:
+        """Statistics, leak-free split summary, baselines and charts of checked data."""
+        from vetllm.baselines import run_baselines
+        from vetllm.data.split import leakage_report
         from vetllm.data.stats import dataset_stats
 
         stats = dataset_stats(prepared.train + prepared.val)
