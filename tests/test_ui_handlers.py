@@ -477,3 +477,13 @@ def test_first_launch_trains_the_cpu_default_only_when_nothing_can_predict(tmp_p
     (settings.runs_dir / name / "status.json").unlink()
     _fake_run(settings.runs_dir, "old", "completed", with_model=True)
     assert ensure_default_run(settings) is None and len(started) == 1
+
+
+def test_known_run_dir_accepts_only_plain_names_of_existing_runs(tmp_path):
+    from vetllm.ui.train_handlers import known_run_dir
+
+    _fake_run(tmp_path, "r1", "running")
+    assert known_run_dir(tmp_path, "r1") == tmp_path / "r1"
+    for bad in ("../r1", "r1/..", ".staging", "", None, 3, "missing", "/etc"):
+        with pytest.raises(VetLLMError, match="not a run"):
+            known_run_dir(tmp_path, bad)

@@ -17,7 +17,7 @@ from vetllm.ui import charts
 from vetllm.ui.guards import user_facing
 from vetllm.ui.predict_handlers import write_temp_file
 from vetllm.ui.settings import AppSettings
-from vetllm.ui.train_handlers import per_epoch_bars
+from vetllm.ui.train_handlers import known_run_dir, per_epoch_bars
 
 MAX_COMPARED_RUNS = 6
 
@@ -34,9 +34,7 @@ class ChartHandlers:
         return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
 
     def _run_path(self, name: str) -> Path:
-        if name not in self.run_names():
-            raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
-        return self.settings.runs_dir / name
+        return known_run_dir(self.settings.runs_dir, name)
 
     @user_facing
     def compare(

@@ -160,14 +160,13 @@ class PredictHandlers:
         if decoding not in DECODINGS:
             raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
         run_dir = self._serving_run(run_name or None)
-        data = self._evaluation_data(source, upload)
         out_dir = run_dir / "eval"
         try:
-            metrics = evaluate_run(
-                run_dir, data, decoding, out_dir, predictor=self.cache.get(run_dir)
-            )
+            data = self._evaluation_data(source, upload)
+            predictor = self.cache.get(run_dir)
+            metrics = evaluate_run(run_dir, data, decoding, out_dir, predictor=predictor)
         finally:
-            discard_upload(upload)
+            discard_upload(upload)  # gradio would serve it to anyone who knows its URL
         rows = read_jsonl(out_dir / "predictions.jsonl")
         return self._evaluation_outputs(run_dir.name, metrics, rows)
 

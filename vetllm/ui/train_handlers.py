@@ -294,9 +294,7 @@ class TrainHandlers:
 
     def run_dir(self, name: str | None) -> Path:
         """The folder of a run picked in the UI; never a path the user typed."""
-        if not name or name not in self.run_names():
-            raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
-        return self.settings.runs_dir / name
+        return known_run_dir(self.settings.runs_dir, name)
 
     @user_facing
     def refresh_runs(self, current: str | None):
@@ -310,14 +308,30 @@ class TrainHandlers:
         """Progress bar, failure details and live loss chart; the timer stops when the run ends."""
         from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, refresh_status
 
-        if not run_name or run_name not in self.run_names():
+        try:
+            run = RunDirectory(known_run_dir(self.settings.runs_dir, run_name))
+        except VetLLMError:
             return views.progress_html(None, None), "", None, gr.Timer(active=False)
-        run = RunDirectory(self.settings.runs_dir / run_name)
         status = run.read_status() if run_name in self._stopping else refresh_status(run)
         failure = views.failure_markdown(status, log_tail(run.log_path, LOG_TAIL_LINES))
         figure = charts.loss_figure({run_name: run.read_metrics()})
         active = status.get("state") in ACTIVE_STATES
         return views.progress_html(run_name, status), failure, figure, gr.Timer(active=active)
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def known_run_dir(runs_dir: Path, name: object) -> Path:
+    """runs_dir/name if `name` is a plain folder name holding a run; VetLLMError otherwise.
+
+    Reads no status (so it never races a stop in progress) and accepts no path separators.
+    """
+    from vetllm.engine.runs import RunDirectory
+
+    if isinstance(name, str) and _RUN_NAME.match(name) and RunDirectory(runs_dir / name).exists():
+        return runs_dir / name
+    raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
 
 
 def per_epoch_bars(plan) -> tuple[list[int], list[int]]:
