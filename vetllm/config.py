@@ -180,177 +180,96 @@ def _type_problems(cfg: TrainConfig) -> list[str]:
     return problems
 
 
-def _check(problems: list[str], ok: bool, name: str, value: object, fix: str) -> None:
-    if not ok:
-        problems.append(f"{name}: got {value!r}; {fix}")
+# (field, is the value acceptable?, what to write instead); checked in this order, all reported.
+_RULES: tuple = (
+    ("name", lambda c: bool(c.name.strip()), "give the run a short name"),
+    ("method", lambda c: c.method in METHODS, f"use one of {', '.join(METHODS)}"),
+    (
+        "method",
+        lambda c: c.base_model != TINY_BASE or c.method == "full",
+        "the tiny CPU model is trained from scratch: use method: full with base_model: tiny",
+    ),
+    ("base_model", lambda c: bool(c.base_model.strip()), "use 'tiny', a hub id or a local dir"),
+    ("data", lambda c: bool(c.data.strip()), "give a training file or 'bundled'"),
+    (
+        "prompt_template",
+        lambda c: c.prompt_template in PROMPT_STYLES or "{input}" in c.prompt_template,
+        "use 'alpaca', 'compact' or a template text containing {input}",
+    ),
+    ("lr_scheduler", lambda c: c.lr_scheduler in SCHEDULERS, f"use one of {', '.join(SCHEDULERS)}"),
+    (
+        "learning_rate",
+        lambda c: math.isfinite(c.learning_rate) and 0 < c.learning_rate < 1,
+        "use a positive number below 1, e.g. 2e-4 (LoRA) or 3e-3 (tiny)",
+    ),
+    ("warmup_ratio", lambda c: 0 <= c.warmup_ratio < 1, "use a share from 0 to below 1, e.g. 0.03"),
+    ("weight_decay", lambda c: c.weight_decay >= 0, "use 0 or a small positive number"),
+    ("max_grad_norm", lambda c: c.max_grad_norm > 0, "use a positive number, e.g. 1.0"),
+    (
+        "epochs",
+        lambda c: math.isfinite(c.epochs) and 0 < c.epochs <= 1000,
+        "use a positive number of epochs, e.g. 3",
+    ),
+    ("lora_dropout", lambda c: 0 <= c.lora_dropout < 1, "use a probability below 1, e.g. 0.1"),
+    (
+        "note_token_dropout",
+        lambda c: 0 <= c.note_token_dropout < 0.5,
+        "use a share from 0 (off) to below 0.5, e.g. 0.1",
+    ),
+    (
+        "lora_target_modules",
+        lambda c: bool(c.lora_target_modules) or c.method == "full",
+        "list the modules to adapt, e.g. [q_proj, k_proj, v_proj, o_proj]",
+    ),
+    ("max_length", lambda c: c.max_length >= 32, "use at least 32 tokens (prompt + answer)"),
+    ("tiny_vocab_size", lambda c: c.tiny_vocab_size >= 300, "use at least 300 (bytes + merges)"),
+    (
+        "tiny_heads",
+        lambda c: c.tiny_heads > 0 and c.tiny_hidden_size % c.tiny_heads == 0,
+        "use a positive divisor of tiny_hidden_size",
+    ),
+    (
+        "early_stopping_patience",
+        lambda c: c.early_stopping_patience is None or c.val_data is not None,
+        "early stopping needs val_data",
+    ),
+    (
+        "early_stopping_patience",
+        lambda c: c.early_stopping_patience is None or c.eval_steps is not None,
+        "early stopping needs eval_steps (how often to validate)",
+    ),
+)
+_POSITIVE = (
+    "per_device_batch",
+    "grad_accum",
+    "logging_steps",
+    "save_steps",
+    "eval_samples",
+    "max_new_tokens",
+    "lora_r",
+    "lora_alpha",
+    "tiny_hidden_size",
+    "tiny_layers",
+    "tiny_intermediate_size",
+)
+_POSITIVE_OR_OFF = ("max_steps", "eval_steps", "early_stopping_patience", "torch_threads")
 
 
 def _value_problems(cfg: TrainConfig) -> list[str]:
-    p: list[str] = []
-    _check(p, bool(cfg.name.strip()), "name", cfg.name, "give the run a short name")
-    _check(p, cfg.method in METHODS, "method", cfg.method, f"use one of {', '.join(METHODS)}")
-    _check(
-        p,
-        cfg.base_model != TINY_BASE or cfg.method == "full",
-        "method",
-        cfg.method,
-        "the tiny CPU model is trained from scratch: use method: full with base_model: tiny",
-    )
-    _check(
-        p,
-        bool(cfg.base_model.strip()),
-        "base_model",
-        cfg.base_model,
-        "use 'tiny', a hub id or a local directory",
-    )
-    _check(p, bool(cfg.data.strip()), "data", cfg.data, "give a training file or 'bundled'")
-    _check(
-        p,
-        cfg.prompt_template in PROMPT_STYLES or "{input}" in cfg.prompt_template,
-        "prompt_template",
-        cfg.prompt_template,
-        "use 'alpaca', 'compact' or a template text containing {input}",
-    )
-    _check(
-        p,
-        cfg.lr_scheduler in SCHEDULERS,
-        "lr_scheduler",
-        cfg.lr_scheduler,
-        f"use one of {', '.join(SCHEDULERS)}",
-    )
-    _check(
-        p,
-        math.isfinite(cfg.learning_rate) and 0 < cfg.learning_rate < 1,
-        "learning_rate",
-        cfg.learning_rate,
-        "use a positive number below 1, e.g. 2e-4 (LoRA) or 3e-3 (tiny)",
-    )
-    _check(
-        p,
-        0 <= cfg.warmup_ratio < 1,
-        "warmup_ratio",
-        cfg.warmup_ratio,
-        "use a share between 0 and 1, e.g. 0.03",
-    )
-    _check(
-        p,
-        cfg.weight_decay >= 0,
-        "weight_decay",
-        cfg.weight_decay,
-        "use 0 or a small positive number",
-    )
-    _check(
-        p,
-        cfg.max_grad_norm > 0,
-        "max_grad_norm",
-        cfg.max_grad_norm,
-        "use a positive number, e.g. 1.0",
-    )
-    _check(
-        p,
-        math.isfinite(cfg.epochs) and 0 < cfg.epochs <= 1000,
-        "epochs",
-        cfg.epochs,
-        "use a positive number of epochs, e.g. 3",
-    )
-    _positive(
-        p,
-        cfg,
-        "per_device_batch",
-        "grad_accum",
-        "max_length",
-        "logging_steps",
-        "save_steps",
-        "eval_samples",
-        "max_new_tokens",
-    )
-    _positive(
-        p,
-        cfg,
-        "lora_r",
-        "lora_alpha",
-        "tiny_vocab_size",
-        "tiny_hidden_size",
-        "tiny_layers",
-        "tiny_heads",
-        "tiny_intermediate_size",
-    )
-    _positive_or_none(p, cfg, "max_steps", "eval_steps", "early_stopping_patience", "torch_threads")
-    _check(
-        p,
-        0 <= cfg.note_token_dropout < 0.5,
-        "note_token_dropout",
-        cfg.note_token_dropout,
-        "use a share from 0 (off) to below 0.5, e.g. 0.1",
-    )
-    _check(
-        p,
-        0 <= cfg.lora_dropout < 1,
-        "lora_dropout",
-        cfg.lora_dropout,
-        "use a probability between 0 and 1, e.g. 0.1",
-    )
-    _check(
-        p,
-        bool(cfg.lora_target_modules) or cfg.method == "full",
-        "lora_target_modules",
-        cfg.lora_target_modules,
-        "list the modules to adapt, e.g. [q_proj, k_proj, v_proj, o_proj]",
-    )
-    _check(
-        p,
-        cfg.max_length >= 32,
-        "max_length",
-        cfg.max_length,
-        "use at least 32 tokens (prompt + answer)",
-    )
-    _check(
-        p,
-        cfg.tiny_vocab_size >= 300,
-        "tiny_vocab_size",
-        cfg.tiny_vocab_size,
-        "use at least 300 (256 bytes + merges)",
-    )
-    _check(
-        p,
-        cfg.tiny_hidden_size % max(cfg.tiny_heads, 1) == 0,
-        "tiny_heads",
-        cfg.tiny_heads,
-        f"tiny_hidden_size ({cfg.tiny_hidden_size}) must be a multiple of it",
-    )
-    _check(
-        p,
-        cfg.early_stopping_patience is None or cfg.val_data is not None,
-        "early_stopping_patience",
-        cfg.early_stopping_patience,
-        "early stopping needs val_data",
-    )
-    _check(
-        p,
-        cfg.early_stopping_patience is None or cfg.eval_steps is not None,
-        "early_stopping_patience",
-        cfg.early_stopping_patience,
-        "early stopping needs eval_steps (how often to validate)",
-    )
-    return p
-
-
-def _positive(problems: list[str], cfg: TrainConfig, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        _check(problems, value > 0, name, value, "use a positive integer")
-
-
-def _positive_or_none(problems: list[str], cfg: TrainConfig, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        _check(
-            problems,
-            value is None or value > 0,
-            name,
-            value,
-            "use a positive integer or null (off)",
-        )
+    problems = [
+        f"{name}: got {getattr(cfg, name)!r}; {fix}" for name, ok, fix in _RULES if not ok(cfg)
+    ]
+    problems += [
+        f"{name}: got {getattr(cfg, name)!r}; use a positive integer"
+        for name in _POSITIVE
+        if getattr(cfg, name) <= 0
+    ]
+    problems += [
+        f"{name}: got {getattr(cfg, name)!r}; use a positive integer or null (off)"
+        for name in _POSITIVE_OR_OFF
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
+    ]
+    return problems
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -1,4 +1,4 @@
-"""Turning records into token ids with response-only labels, and padding batches dynamically.
+"""Training data: the configured files, token ids with response-only labels, dynamic padding.
 
 One encoding function serves training and prediction, so the model sees at inference exactly the
 token sequence it was trained on: [BOS] + prompt-before-note + note + prompt-after-note, then the
@@ -10,13 +10,18 @@ the note is cut, never the answer or the template text around it.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from vetllm.catalogue import Catalogue
+from vetllm.config import BUNDLED_DATA, TrainConfig
 from vetllm.data.prompts import PromptTemplate
 from vetllm.data.records import Record
+from vetllm.errors import VetLLMError
 
 IGNORE_INDEX = -100  # label value the cross-entropy loss skips
 
@@ -140,3 +145,42 @@ class ResponseOnlyCollator:
             "labels": torch.tensor(labels, dtype=torch.long),
             "attention_mask": torch.tensor(attention, dtype=torch.long),
         }
+
+
+# -- the configured data files ----------------------------------------------------------------
+def _data_paths(cfg: TrainConfig) -> tuple[Path, Path | None]:
+    bundled = None
+    if BUNDLED_DATA in (cfg.data, cfg.val_data):
+        from vetllm.data.synth import bundled_examples
+
+        bundled = bundled_examples()
+    train = bundled[0] if cfg.data == BUNDLED_DATA else Path(cfg.data)
+    if cfg.val_data is None:
+        return train, None
+    return train, bundled[1] if cfg.val_data == BUNDLED_DATA else Path(cfg.val_data)
+
+
+def load_training_data(cfg: TrainConfig, catalogue: Catalogue):
+    """(train records, validation records, {role: {name, sha256}}); bad rows reject the file."""
+    from vetllm.data.loading import load_dataset_file
+
+    train_path, val_path = _data_paths(cfg)
+    files, loaded = {}, {}
+    for role, path in (("data", train_path), ("val_data", val_path)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise VetLLMError(f"{role}: file {path.name!r} not found; give an existing data file")
+        loaded[role] = load_dataset_file(path, on_error="reject", catalogue=catalogue).records
+        files[role] = {"name": path.name, "sha256": _sha256(path), "records": len(loaded[role])}
+    if not loaded["data"]:
+        raise VetLLMError(f"data: {train_path.name} holds no usable records")
+    return loaded["data"], loaded.get("val_data", []), files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

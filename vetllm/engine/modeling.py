@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -251,24 +252,31 @@ def generate_answers(
 
 
 # -- building the model to train -------------------------------------------------------------
-def tokenizer_for_training(cfg: TrainConfig, source: str | None, texts, labels, saved: Path):
-    """The base model's tokenizer, or (tiny) one trained on `texts`, saved to / reused from `saved`.
+def tokenizer_for_training(
+    cfg: TrainConfig, source: str | None, records, labels, saved: Path, *, fresh: bool
+):
+    """The base model's tokenizer, or (tiny) one trained on the records' prompts and answers.
 
     Args:
         source: resolved base model, None for the tiny model.
-        texts: prompts + responses of the training data (tiny only).
+        records: training records (tiny only: the tokenizer learns their words).
         labels: catalogue labels kept as single tokens (tiny only).
-        saved: folder holding the tiny tokenizer; reused when it exists (a resumed run must
-            see the token ids its checkpoint was trained with).
+        saved: folder for the tiny tokenizer; reused unless `fresh` (a resumed run must see the
+            token ids its checkpoint was trained with).
     """
     if source is not None:
         return load_base_tokenizer(source, cfg.base_revision)
-    if (saved / "tokenizer.json").is_file():
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    if fresh and saved.exists() and main_process:
+        shutil.rmtree(saved)
+    if not fresh and (saved / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(saved)
     from vetllm.engine.tiny import train_tokenizer
 
+    template = cfg.prompt()
+    texts = [template.format_prompt(r.note) + template.format_response(r.labels) for r in records]
     tokenizer = train_tokenizer(texts, cfg.tiny_vocab_size, labels=labels)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if main_process:
         tokenizer.save_pretrained(saved)
     return tokenizer
 

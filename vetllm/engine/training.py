@@ -12,9 +12,8 @@ train.log only.
 from __future__ import annotations
 
 import gc
-import hashlib
+import json
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -24,11 +23,11 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from vetllm.catalogue import Catalogue, load_catalogue
-from vetllm.config import BUNDLED_DATA, TINY_BASE, TrainConfig
+from vetllm.config import TINY_BASE, TrainConfig
 from vetllm.data.records import Record
 from vetllm.engine import modeling
 from vetllm.engine.callbacks import RunCallback
-from vetllm.engine.collate import ResponseOnlyCollator, encode_records
+from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
 from vetllm.engine.runs import RunDirectory
 from vetllm.errors import VetLLMError
 
@@ -88,7 +87,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> dict:
     try:
         return _train(cfg, run, resume, log)
     except torch.cuda.OutOfMemoryError:
-        _free_accelerator_memory()
+        gc.collect()  # drop the failed step's tensors, then hand the cached blocks back
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         cause = "CUDA out of memory"
         _record_failure(run, log, cause, OOM_REMEDY)
         raise VetLLMError(f"training failed: {cause}; {OOM_REMEDY}") from None
@@ -111,12 +112,6 @@ def _record_failure(run: RunDirectory, log: RunLog, cause: str, remedy: str | No
     else:
         traceback.print_exc()
     run.write_status("failed", error=cause, remedy=remedy, message="failed")
-
-
-def _free_accelerator_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> dict:
@@ -151,14 +146,8 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
 def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, resume, log):
     """Tokenizer, model, encoded data and the Trainer with its callbacks."""
     template = cfg.prompt()
-    texts = [
-        template.format_prompt(r.note) + template.format_response(r.labels) for r in train_records
-    ]
-    saved_tokenizer = run.path / "tokenizer"
-    if not resume and saved_tokenizer.exists() and is_main_process():
-        shutil.rmtree(saved_tokenizer)  # a fresh run trains its own tokenizer
     tokenizer = modeling.tokenizer_for_training(
-        cfg, source, texts, catalogue.labels, saved_tokenizer
+        cfg, source, train_records, catalogue.labels, run.path / "tokenizer", fresh=not resume
     )
     model = modeling.model_for_training(cfg, source, tokenizer)
     params = modeling.count_parameters(model)
@@ -206,68 +195,36 @@ def _finish(
     )
 
 
-# -- data, tokenizer, model ------------------------------------------------------------------
-def _data_paths(cfg: TrainConfig) -> tuple[Path, Path | None]:
-    bundled = None
-    if BUNDLED_DATA in (cfg.data, cfg.val_data):
-        from vetllm.data.synth import bundled_examples
-
-        bundled = bundled_examples()
-    train = bundled[0] if cfg.data == BUNDLED_DATA else Path(cfg.data)
-    if cfg.val_data is None:
-        return train, None
-    return train, bundled[1] if cfg.val_data == BUNDLED_DATA else Path(cfg.val_data)
-
-
-def load_training_data(cfg: TrainConfig, catalogue: Catalogue):
-    """(train records, validation records, {role: {name, sha256}}); bad rows reject the file."""
-    from vetllm.data.loading import load_dataset_file
-
-    train_path, val_path = _data_paths(cfg)
-    files, loaded = {}, {}
-    for role, path in (("data", train_path), ("val_data", val_path)):
-        if path is None:
-            continue
-        if not path.is_file():
-            raise VetLLMError(f"{role}: file {path.name!r} not found; give an existing data file")
-        loaded[role] = load_dataset_file(path, on_error="reject", catalogue=catalogue).records
-        files[role] = {"name": path.name, "sha256": _sha256(path), "records": len(loaded[role])}
-    if not loaded["data"]:
-        raise VetLLMError(f"data: {train_path.name} holds no usable records")
-    return loaded["data"], loaded.get("val_data", []), files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # -- the Trainer -----------------------------------------------------------------------------
 class GenerationEval:
-    """Strict and lenient accuracy of greedy generations on a fixed validation subset."""
+    """Greedy answers for validation notes, scored strict and lenient by vetllm.metrics."""
 
     def __init__(self, cfg: TrainConfig, tokenizer, records: list[Record], catalogue: Catalogue):
         self.cfg, self.tokenizer, self.records, self.catalogue = cfg, tokenizer, records, catalogue
 
-    def __call__(self, model) -> dict[str, float]:
-        if not self.records:
-            return {}
-        answers = modeling.generate_answers(
+    def answers(self, model) -> list[str]:
+        notes = [r.note for r in self.records]
+        budget = self.cfg.max_length - self.cfg.max_new_tokens  # prompt tokens, as in training
+        return modeling.generate_answers(
             model,
             self.tokenizer,
             self.cfg.prompt(),
-            [r.note for r in self.records],
-            max_prompt_tokens=self.cfg.max_length - self.cfg.max_new_tokens,
+            notes,
+            max_prompt_tokens=budget,
             max_new_tokens=self.cfg.max_new_tokens,
         )
-        scores = score_answers(answers, self.records, self.catalogue)
-        return {
-            "strict_accuracy": scores["strict_accuracy"],
-            "lenient_accuracy": scores["lenient_accuracy"],
-        }
+
+    def scores(self, answers: list[str]) -> dict:
+        from vetllm.metrics import score_predictions
+
+        items = [(a, list(r.labels)) for a, r in zip(answers, self.records, strict=True)]
+        return score_predictions(items, self.catalogue).to_dict()
+
+    def __call__(self, model) -> dict[str, float]:
+        if not self.records:
+            return {}
+        scores = self.scores(self.answers(model))
+        return {key: scores[key] for key in ("strict_accuracy", "lenient_accuracy")}
 
 
 class VetTrainer(Trainer):
@@ -358,14 +315,6 @@ def _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback) ->
 
 
 # -- evaluation, run card, report ------------------------------------------------------------
-def score_answers(answers: list[str], records: list[Record], catalogue: Catalogue) -> dict:
-    """Scores.to_dict() of vetllm.metrics for generated answers against the gold labels."""
-    from vetllm.metrics import score_predictions
-
-    items = [(answer, list(r.labels)) for answer, r in zip(answers, records, strict=True)]
-    return score_predictions(items, catalogue).to_dict()
-
-
 def final_evaluation(run, trainer, cfg, records: list[Record], log: RunLog) -> dict:
     """Free-decoding evaluation of the saved model on the validation data, into RUN_DIR/eval."""
     try:
@@ -389,22 +338,17 @@ def final_evaluation(run, trainer, cfg, records: list[Record], log: RunLog) -> d
 
 
 def _own_evaluation(run, trainer, cfg, records) -> dict:
-    import json
-
+    """Greedy evaluation into RUN_DIR/eval when vetllm.engine.evaluate is unavailable."""
     catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
-    answers = modeling.generate_answers(
-        trainer.model,
-        trainer.processing_class,
-        cfg.prompt(),
-        [r.note for r in records],
-        max_prompt_tokens=cfg.max_length - cfg.max_new_tokens,
-        max_new_tokens=cfg.max_new_tokens,
-    )
-    scores = score_answers(answers, records, catalogue)
+    evaluator = GenerationEval(cfg, trainer.processing_class, records, catalogue)
+    answers = evaluator.answers(trainer.model)
+    scores = evaluator.scores(answers)
+    lines = [
+        {"raw_output": a, "gold": list(r.labels)} for a, r in zip(answers, records, strict=True)
+    ]
     run.eval_dir.mkdir(parents=True, exist_ok=True)
-    with open(run.eval_dir / "predictions.jsonl", "w", encoding="utf-8") as handle:
-        for answer, record in zip(answers, records, strict=True):
-            handle.write(json.dumps({"raw_output": answer, "gold": list(record.labels)}) + "\n")
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    (run.eval_dir / "predictions.jsonl").write_text(text, encoding="utf-8")
     modeling.write_json(run.eval_dir / "metrics.json", scores)
     return scores
 
