@@ -223,6 +223,17 @@ def test_refresh_status_marks_a_vanished_process(tmp_path):
     assert status["state"] == "failed" and "base_model 'x' not found" in status["error"]
 
 
+def test_a_vanished_process_that_was_asked_to_stop_reads_as_stopped(tmp_path):
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("running", pid=_dead_pid(), step=7, total_steps=20)
+    run.request_stop()
+    assert refresh_status(run)["state"] == "stopped"
+
+    stopping = RunDirectory(tmp_path / "stopping")
+    stopping.write_status("stopping", pid=_dead_pid(), step=3, total_steps=20)
+    assert refresh_status(stopping)["state"] == "stopped"
+
+
 def test_a_crash_before_training_is_reported_as_failed(tmp_path, fake_trainer, config):
     fake_trainer["value"] = "crash"
     run = launch_run(config, tmp_path / "runs" / "crash")

@@ -243,6 +243,9 @@ def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, 
             error=_log_tail(run) or "the training process exited before training started",
             remedy="read train.log, fix the cause, then launch again",
         )
+    if state == "stopping" or run.stop_requested():
+        # The process honoured a stop and exited before anyone recorded the final state.
+        return run.write_status("stopped", eta_s=None, remedy=_resume_remedy(run))
     return run.write_status(
         "interrupted",
         eta_s=None,
