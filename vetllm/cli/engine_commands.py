@@ -111,5 +111,6 @@ def _print_outcome(status: dict, run_dir: Path) -> None:
     if status.get("wall_s") is not None:
         line += f" | {status['wall_s']:.1f} s"
     if state == "stopped":
-        line += f" | resume with: vetllm train --config {run_dir}/config.yaml --output {run_dir} --resume"
+        config = run_dir / "config.yaml"
+        line += f" | resume: vetllm train --config {config} --output {run_dir} --resume"
     print(line, flush=True)

@@ -367,9 +367,7 @@ def _headline(result: dict | None) -> dict | None:
 def write_report(run, cfg, records, evaluation, log) -> None:
     """RUN_DIR/report.md from vetllm.analysis; a report problem never fails a finished run."""
     if not run.metrics_path.is_file():
-        log(
-            "report.md skipped: no logging step was reached (raise max_steps or lower logging_steps)"
-        )
+        log("report.md skipped: no logging step reached (lower logging_steps)")
         return
     try:
         run.report_path.write_text(_render_report(run, cfg, records, evaluation), encoding="utf-8")
