@@ -1,17 +1,14 @@
 """End to end: a launched app answered through gradio_client, on a real tiny trained run.
 
-A session-scoped fixture trains the CPU default for a few steps (seconds, in a subprocess) and
-the app runs in this process on a free port. The `predict` endpoint is called exactly as an API
-user would; evaluation is an admin action (not a public endpoint), so it is exercised through the
-app's own handler on the same launched app. A second app with a slow fake model checks that a
-full queue answers at once instead of hanging.
+The session's tiny run (`quick_run` in conftest.py) serves a launched app on a free local port.
+`predict` and, because the app is local, `evaluate` are called exactly as an API user would;
+shared or hosted, `evaluate` must not be an endpoint at all. A second app with a slow fake model
+checks that a full queue answers at once instead of hanging.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
+import json
 import threading
 import time
 from pathlib import Path
@@ -20,76 +17,23 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-QUICK_OVERRIDES = [
-    "max_steps=12",
-    "logging_steps=2",
-    "save_steps=6",
-    "eval_steps=null",
-    "final_eval=false",
-    "torch_threads=1",
-]
 NOTE = "Goat, 2 years. High fever, nasal discharge, sores on the lips and diarrhoea."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def train_quick_run(runs_dir: Path, name: str = "quick") -> Path:
-    """Train the CPU default for a few steps into runs_dir/name (reused if already completed)."""
-    from vetllm.engine.runs import RunDirectory
-
-    run = RunDirectory(runs_dir / name)
-    if run.read_status().get("state") == "completed" and run.model_dir.is_dir():
-        return run.path
-    code = (
-        "import sys; from vetllm.config import load_config; from vetllm.engine.training import train; "
-        "cfg = load_config(sys.argv[1], sys.argv[3:]); train(cfg.replace(name=sys.argv[2].split('/')[-1]), sys.argv[2])"
-    )
-    command = [sys.executable, "-c", code, str(REPO / "configs" / "tiny-cpu.yaml"), str(run.path)]
-    done = subprocess.run(
-        command + QUICK_OVERRIDES, cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert run.read_status().get("state") == "completed"
-    return run.path
-
-
-def shared_quick_run(tmp_path_factory) -> Path:
-    """One quick run per test session, shared by the e2e, browser and load tests."""
-    root = tmp_path_factory.getbasetemp() / "ui-quick-runs"
-    root.mkdir(exist_ok=True)
-    return train_quick_run(root)
-
-
-def start_app(settings, **handlers):
-    """Build and launch the app on a free port in this process; returns (demo, url)."""
-    from vetllm.ui.app import build_app, launch_app
-
-    demo = build_app(settings, **handlers)
-    port = free_port()
-    launch_app(demo, settings, port=port, block=False, quiet=True)
-    return demo, f"http://127.0.0.1:{port}/"
-
-
-@pytest.fixture(scope="session")
-def quick_run(tmp_path_factory):
-    return shared_quick_run(tmp_path_factory)
+VAL = Path(__file__).resolve().parents[1] / "examples" / "val.json"
 
 
 @pytest.fixture(scope="module")
-def live_app(quick_run):
+def live_app(quick_run, app_launcher):
     from vetllm.ui.predict_handlers import PredictHandlers
     from vetllm.ui.settings import AppSettings
 
     settings = AppSettings(runs_dir=quick_run.parent, bootstrap=False)
     predict = PredictHandlers(settings)
-    demo, url = start_app(settings, predict=predict)
-    yield url, predict
-    demo.close()
+    _, url = app_launcher(settings, predict=predict)
+    return url, predict
+
+
+def named_endpoints(client) -> list[str]:
+    return sorted(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
 
 
 def test_predict_endpoint_answers_with_codes_names_validity_confidence(live_app):
@@ -97,9 +41,7 @@ def test_predict_endpoint_answers_with_codes_names_validity_confidence(live_app)
 
     url, _ = live_app
     client = Client(url, verbose=False)
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == [
-        "/predict"
-    ]
+    assert named_endpoints(client) == ["/evaluate", "/predict"]  # local app: both
     answer = client.predict(NOTE, api_name="/predict")
     assert set(answer) >= {"codes", "raw_output", "repairs", "run"}
     assert answer["run"] == "quick" and isinstance(answer["raw_output"], str)
@@ -139,7 +81,31 @@ def test_script_tags_are_just_text(live_app):
     assert "codes" in answer
 
 
-def test_evaluate_on_the_bundled_validation_set(live_app, quick_run):
+def test_evaluate_endpoint_scores_the_bundled_validation_set(live_app, quick_run):
+    from gradio_client import Client
+
+    client = Client(live_app[0], verbose=False)
+    metrics = client.predict("constrained", api_name="/evaluate")
+    assert metrics["n"] == len(json.loads(VAL.read_text(encoding="utf-8")))
+    assert metrics["run"] == "quick" and metrics["decoding"] == "constrained"
+    for name in ("strict", "lenient"):
+        low, high = metrics[f"{name}_ci"]
+        assert 0.0 <= low <= metrics[f"{name}_accuracy"] <= high <= 1.0
+    assert metrics["strict_accuracy"] <= metrics["lenient_accuracy"]
+    assert metrics["format_valid_rate"] == 1.0  # constrained decoding answers catalogue labels
+    assert 0.0 < metrics["micro_f1"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
+    baselines = metrics["baselines"]
+    assert {"majority", "majority_per_species", "bag_of_words"} <= set(baselines)
+    # the documented figures for examples/val.json (examples/README.md)
+    assert baselines["majority"]["accuracy"] == pytest.approx(0.341, abs=0.001)
+    assert baselines["bag_of_words"]["accuracy"] > 0.9
+    assert metrics["lenient_accuracy"] > baselines["majority"]["accuracy"]
+    assert (quick_run / "eval" / "predictions.jsonl").is_file()
+    with pytest.raises(Exception, match="decoding"):
+        client.predict("greedy", api_name="/evaluate")
+
+
+def test_evaluate_in_the_page_gives_tables_charts_and_a_csv(live_app, quick_run):
     _, predict = live_app
     headline, per_code, confusion, worst, baselines, comparison, download = predict.evaluate(
         "quick", "Bundled validation set", None, "constrained", ""
@@ -148,9 +114,30 @@ def test_evaluate_on_the_bundled_validation_set(live_app, quick_run):
     assert per_code and confusion.data
     assert [row[0] for row in baselines][:2] == ["quick (lenient)", "quick (strict)"]
     assert {"majority", "bag_of_words"} <= {row[0] for row in baselines}
-    assert (quick_run / "eval" / "predictions.jsonl").is_file()
     path = download.value["path"] if isinstance(download.value, dict) else download.value
     assert Path(path).read_text(encoding="utf-8").startswith("index,note,gold")
+
+
+@pytest.mark.parametrize("mode", [{"shared": True}, {"hosted": True, "admin_password": "pw"}])
+def test_shared_or_hosted_apps_keep_evaluate_off_the_api(quick_run, mode):
+    from vetllm.ui.app import build_app
+    from vetllm.ui.settings import AppSettings
+
+    demo = build_app(AppSettings(runs_dir=quick_run.parent, bootstrap=False, **mode))
+    assert sorted(demo.get_api_info()["named_endpoints"]) == ["/predict"]
+
+
+def test_a_hosted_app_serves_only_predict_to_api_clients(quick_run, app_launcher):
+    from gradio_client import Client
+
+    from vetllm.ui.settings import AppSettings
+
+    settings = AppSettings(runs_dir=quick_run.parent, bootstrap=False, hosted=True)
+    _, url = app_launcher(settings)  # bound to 127.0.0.1 here, not 0.0.0.0
+    client = Client(url, verbose=False)
+    assert named_endpoints(client) == ["/predict"]
+    with pytest.raises(Exception, match="evaluate|endpoint|api_name"):
+        client.predict("free", api_name="/evaluate")
 
 
 class SlowPredictor:
@@ -164,7 +151,7 @@ class _Answer:
         return {"codes": [], "raw_output": "", "repairs": []}
 
 
-def test_a_full_queue_answers_busy_instead_of_hanging(tmp_path):
+def test_a_full_queue_answers_busy_instead_of_hanging(tmp_path, app_launcher):
     from gradio_client import Client
 
     from vetllm.engine.runs import RunDirectory
@@ -178,7 +165,7 @@ def test_a_full_queue_answers_busy_instead_of_hanging(tmp_path):
     run.reset_status("completed", created_at="x")
     run.model_dir.mkdir(parents=True)
     predict = PredictHandlers(settings, PredictorCache(lambda path: SlowPredictor()))
-    demo, url = start_app(settings, predict=predict)
+    demo, url = app_launcher(settings, predict=predict)
     try:
         client = Client(url, verbose=False)
         results, started = [], time.monotonic()

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_app_e2e import shared_quick_run, start_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,16 +29,15 @@ NOTE = "2 yr Beetal goat, T 105.8F, sores on lips, runny nose, diarrhoea"
 
 
 @pytest.fixture(scope="module")
-def browser_app(tmp_path_factory):
+def browser_app(tmp_path_factory, quick_run, app_launcher):
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
     from vetllm.ui.settings import AppSettings
 
-    quick = shared_quick_run(tmp_path_factory)
     runs = tmp_path_factory.mktemp("browser-runs")
-    shutil.copytree(quick, runs / quick.name)
+    shutil.copytree(quick_run, runs / quick_run.name)
     settings = AppSettings(runs_dir=runs, bootstrap=False, poll_seconds=1.0)
-    demo, url = start_app(settings)
+    demo, url = app_launcher(settings)
     yield url, runs
     from vetllm.engine.runs import list_runs, stop_run
 

@@ -14,7 +14,6 @@ from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
 from vetllm.errors import VetLLMError
 from vetllm.ui import exports, guards, views
-from vetllm.ui.environment import check_environment, estimate_gpu_memory_gb
 from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache, worst_cases
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.train_handlers import (
@@ -138,20 +137,6 @@ def test_csv_export_escapes_formulas_and_keeps_text():
     assert parsed[0]["note"] == '\'=HYPERLINK("http://x")'
     assert parsed[0]["raw_output"] == "'-1" and parsed[0]["confidence"] == "1=0.5"
     assert exports.safe_cell("@cmd") == "'@cmd" and exports.safe_cell("cow") == "cow"
-
-
-# -- environment ---------------------------------------------------------------------------------
-def test_environment_check_refuses_qlora_without_cuda_and_estimates_memory():
-    qlora = preset_config("alpaca-7b-qlora")
-    report = check_environment(qlora, NO_GPU)
-    assert report["runnable"] is False and "needs a CUDA GPU" in report["verdict"]
-    # measured anchor (DOMAIN.md section 5): 5.5 GB peak for this exact recipe
-    assert 4.5 < estimate_gpu_memory_gb(qlora) < 7.5
-    assert check_environment(preset_config("tiny-cpu"), NO_GPU)["runnable"] is True
-    small_gpu = dict(NO_GPU, cuda=True, bitsandbytes=True, gpu_memory_gb=4.0)
-    assert check_environment(qlora, small_gpu)["runnable"] is False
-    big_gpu = dict(small_gpu, gpu_memory_gb=80.0)
-    assert check_environment(qlora, big_gpu)["runnable"] is True
 
 
 # -- train handlers ------------------------------------------------------------------------------
@@ -383,6 +368,32 @@ def test_evaluate_outputs_and_csv_download(tmp_path, monkeypatch):
         public.evaluate("done", "Bundled validation set", None, "free", "")
 
 
+def test_evaluate_api_scores_the_bundled_set_with_the_newest_run(tmp_path, monkeypatch):
+    from vetllm.engine import evaluate as evaluate_module
+
+    settings = _settings(tmp_path)
+    _fake_run(settings.runs_dir, "done", "completed", with_model=True)
+    calls = []
+
+    def fake_evaluate(run_dir, data, decoding, out_dir, predictor=None):
+        calls.append((Path(run_dir).name, data, decoding, Path(out_dir).name, predictor))
+        return {"n": 3, "lenient_accuracy": 2 / 3, "baselines": {}}
+
+    monkeypatch.setattr(evaluate_module, "evaluate_run", fake_evaluate)
+    handlers = PredictHandlers(settings, PredictorCache(lambda path: FakePredictor()))
+    assert handlers.evaluate_api("constrained") == {
+        "n": 3, "lenient_accuracy": 2 / 3, "baselines": {}
+    }  # fmt: skip
+    assert calls[0][:4] == ("done", "bundled", "constrained", "eval")
+    assert isinstance(calls[0][4], FakePredictor)  # the cached model, not a second load
+    with pytest.raises(gr.Error, match="decoding"):
+        handlers.evaluate_api("beam")
+    for mode in ({"shared": True}, {"hosted": True, "admin_password": "pw"}):
+        with pytest.raises(gr.Error, match="disabled|password"):
+            PredictHandlers(_settings(tmp_path, **mode), handlers.cache).evaluate_api()
+    assert len(calls) == 1
+
+
 def test_worst_cases_puts_wrong_answers_first():
     rows = [{"note": "a", "lenient_correct": True, "strict_correct": False, "gold": [], "codes": []},
             {"note": "b", "lenient_correct": False, "strict_correct": False, "gold": [], "codes": []},
@@ -391,12 +402,18 @@ def test_worst_cases_puts_wrong_answers_first():
 
 
 # -- the app as a whole --------------------------------------------------------------------------
-def test_only_predict_is_a_public_endpoint(tmp_path):
+def _public_endpoints(demo) -> list[str]:
+    return sorted(fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public")
+
+
+def test_local_apps_offer_predict_and_evaluate_shared_ones_only_predict(tmp_path):
     from vetllm.ui.app import build_app
 
-    demo = build_app(_settings(tmp_path, bootstrap=False))
-    public = [fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"]
-    assert public == ["predict"]
+    local = build_app(_settings(tmp_path, bootstrap=False))
+    assert _public_endpoints(local) == ["evaluate", "predict"]
+    for mode in ({"shared": True}, {"hosted": True, "admin_password": "pw"}):
+        public = build_app(_settings(tmp_path, bootstrap=False, **mode))
+        assert _public_endpoints(public) == ["predict"]
     assert BUNDLED_CHOICE  # the data radio default exists
 
 

@@ -1,8 +1,10 @@
-"""build_app(): the three tabs wired to `vetllm` handlers, plus the public `predict` endpoint.
+"""build_app(): the three tabs wired to `vetllm` handlers, plus the named API endpoints.
 
 The UI holds no logic: layouts live in the *_tab modules, behaviour in the *_handlers modules.
-Only `predict` is a public API endpoint; every other event is private, and the admin-only ones
-check the password in the handler too (private events are hidden, not unreachable).
+`predict` is always a public API endpoint. `evaluate` (the bundled validation set) is one only
+when the app is local; shared or hosted, evaluation is an admin action in the page alone. Every
+other event is private, and the admin-only ones check the password in the handler too (private
+events are hidden, not unreachable).
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ def build_app(
             predict.predict_api, api_name="predict", concurrency_id="predict",
             concurrency_limit=settings.predict_concurrency,
         )  # fmt: skip
+        if not settings.public:  # shared or hosted: evaluation stays behind the admin password
+            gr.api(predict.evaluate_api, api_name="evaluate", concurrency_id="evaluate",
+                   concurrency_limit=1)  # fmt: skip
 
         _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, predict,
                         predict_tab, predict_page)  # fmt: skip

@@ -2,7 +2,8 @@
 
 A cell that starts with `=`, `+`, `-`, `@` (or a tab / carriage return) would run as a formula
 in Excel or LibreOffice (`=HYPERLINK(...)` in a note is the classic attack), so such cells get
-a leading apostrophe, which spreadsheets show as text.
+a leading apostrophe, which spreadsheets show as text. The rule itself is
+`vetllm.data.writing.escape_formula`, shared with the data writer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import csv
 import io
 from collections.abc import Iterable, Mapping
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+from vetllm.data.writing import escape_formula
+
 PREDICTION_COLUMNS = (
     "index",
     "note",
@@ -37,7 +39,7 @@ def safe_cell(value: object) -> str:
         text = "; ".join(f"{key}={item}" for key, item in value.items())
     else:
         text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return escape_formula(text)
 
 
 def predictions_to_csv(rows: Iterable[Mapping]) -> str:

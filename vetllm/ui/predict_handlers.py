@@ -1,8 +1,10 @@
-"""Handlers of the Predict & evaluate tab and the public `predict` API endpoint.
+"""Handlers of the Predict & evaluate tab and the `predict` / `evaluate` API endpoints.
 
 Prediction uses `vetllm.engine.predict.Predictor`, loaded once per run and kept in a small
-cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. The public endpoint predicts with
-the newest completed run, so API callers need nothing but the note. Notes are never logged.
+cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. Both endpoints use the newest
+completed run, so API callers need nothing but the note (`predict`) or nothing at all
+(`evaluate`, the bundled validation set; an endpoint only when the app is local). Notes are
+never logged.
 """
 
 from __future__ import annotations
@@ -169,6 +171,28 @@ class PredictHandlers:
             discard_upload(upload)  # gradio would serve it to anyone who knows its URL
         rows = read_jsonl(out_dir / "predictions.jsonl")
         return self._evaluation_outputs(run_dir.name, metrics, rows)
+
+    @user_facing
+    def evaluate_api(self, decoding: str = "free") -> dict:
+        """Score the newest trained model on the bundled validation set (local apps only).
+
+        Args:
+            decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
+        Returns:
+            metrics.json: n, strict/lenient accuracy with 95% CIs, format_valid_rate,
+            micro/macro F1, per-code scores, confusion matrix, baselines on the same notes.
+        """
+        from vetllm.engine.evaluate import evaluate_run
+
+        # Registered only when the app is local; checked again so a shared app never runs it.
+        self.settings.require_admin(None, "evaluating a run through the API")
+        if decoding not in DECODINGS:
+            raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
+        run_dir = self._serving_run(None)
+        metrics = evaluate_run(
+            run_dir, "bundled", decoding, run_dir / "eval", predictor=self.cache.get(run_dir)
+        )
+        return metrics
 
     def _evaluation_data(self, source: str, upload: object):
         if source != UPLOAD_CHOICE:

@@ -1,7 +1,8 @@
 """Layout and wiring of the Predict & evaluate tab.
 
-The prediction button is a private event; the public `predict` API endpoint is registered
-separately in `vetllm.ui.app` with `gr.api`, so API callers need only the note.
+The prediction and evaluation buttons are private events; the `predict` and `evaluate` API
+endpoints are registered separately in `vetllm.ui.app` with `gr.api`, so API callers need only
+the note (and `evaluate` exists only when the app is local).
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],
         [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],
-        concurrency_id="evaluate", concurrency_limit=1, **PRIVATE,
+        concurrency_id="evaluate", concurrency_limit=1, api_name="evaluate_in_page", **PRIVATE,
     )  # fmt: skip
 
 

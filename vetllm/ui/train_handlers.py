@@ -15,9 +15,9 @@ import gradio as gr
 
 from vetllm.config import BUNDLED_DATA, TrainConfig, field_types, load_config
 from vetllm.data.records import Record, note_key
+from vetllm.engine.environment import check_environment
 from vetllm.errors import DataError, VetLLMError
 from vetllm.ui import charts, views
-from vetllm.ui.environment import check_environment
 from vetllm.ui.guards import discard_upload, upload_path, user_facing
 from vetllm.ui.settings import AppSettings
 

@@ -1,15 +1,17 @@
-"""Environment check for the Train tab: CUDA, bf16, bitsandbytes, and a GPU-memory estimate.
+"""Environment check before training: CUDA, bf16, bitsandbytes, and a GPU-memory estimate.
 
 The estimate is deliberately rough (weights + LoRA optimizer state + activations at the full
 max_length, + CUDA context) and calibrated on the measured anchors of docs/DOMAIN.md section 5:
 a 7B LLaMA in NF4 with LoRA r=16, micro-batch 2 x 512 tokens with gradient checkpointing peaked
 at 5.5 GB. It is an upper bound for padded batches, good enough to say "fits" or "does not".
-torch is imported lazily so that building the UI stays fast.
+torch and bitsandbytes are imported lazily, on the first check, so that importing this module
+(and building the UI, whose Train tab shows the check) stays fast.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from functools import cache
 
