@@ -273,3 +273,37 @@ def test_early_stopping_counts_evaluations_without_lenient_gain():
     for value, should_stop in ((0.5, False), (0.7, False), (0.7, False), (0.6, True)):
         stopper.on_evaluate(None, None, control, metrics={"eval_lenient_accuracy": value})
         assert control.should_training_stop is should_stop
+
+
+@pytest.mark.slow
+def test_lora_on_a_local_base_model_trains_and_reloads_with_its_adapter(data_dir, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    from vetllm.engine.tiny import build_tiny_model
+
+    records = generate_records(n=100, seed=4)
+    texts = [ALPACA.format_prompt(r.note) + ALPACA.format_response(r.labels) for r in records]
+    base_tokenizer = train_tokenizer(texts, 500, labels=load_catalogue().labels)
+    base_cfg = TrainConfig(tiny_hidden_size=64, tiny_intermediate_size=128, max_length=256)
+    build_tiny_model(base_cfg, base_tokenizer).save_pretrained(tmp_path / "base")
+    base_tokenizer.save_pretrained(tmp_path / "base")
+
+    cfg = quick_config(
+        data_dir,
+        base_model=str(tmp_path / "base"),
+        method="lora",
+        prompt_template="alpaca",
+        note_prefix="Clinical Note: ",
+        max_length=256,
+        max_steps=8,
+        eval_steps=None,
+        learning_rate=1e-3,
+    )
+    status = train(cfg, tmp_path / "run")
+    assert status["state"] == "completed"
+    card = json.loads((tmp_path / "run" / "model" / "run_card.json").read_text())
+    assert card["method"] == "lora" and card["trainable_parameters"] == 2 * 4 * 16 * (64 + 64)
+    assert (tmp_path / "run" / "model" / "adapter_config.json").is_file()
+    model, tokenizer, loaded_cfg = load_trained(tmp_path / "run", device="cpu")
+    assert type(model).__name__ == "PeftModelForCausalLM" and loaded_cfg.method == "lora"
+    assert isinstance(model.get_base_model(), LlamaForCausalLM)
