@@ -1,6 +1,7 @@
 """Training: response-only labels with EOS, dynamic padding, the tokenizer, and real tiny runs."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -307,3 +308,29 @@ def test_lora_on_a_local_base_model_trains_and_reloads_with_its_adapter(data_dir
     model, tokenizer, loaded_cfg = load_trained(tmp_path / "run", device="cpu")
     assert type(model).__name__ == "PeftModelForCausalLM" and loaded_cfg.method == "lora"
     assert isinstance(model.get_base_model(), LlamaForCausalLM)
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_trains_one_run_written_by_rank_zero(data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["-m", "vetllm", "train", "--config", "configs/tiny-cpu.yaml"]
+    command += ["--output", str(run_dir), "--data", str(data_dir / "train.json")]
+    command += ["--val-data", "none", "--set", "max_steps=6", "--set", "logging_steps=2"]
+    command += ["--set", "save_steps=3", "--set", "tiny_hidden_size=32", "--set", "tiny_heads=2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("completed:") == 1  # rank 1 prints and writes nothing
+    run = RunDirectory(run_dir)
+    assert run.read_status()["state"] == "completed"
+    assert [m["step"] for m in run.read_metrics()] == [2, 4, 6]
+    checkpoint = run.checkpoints_dir / "checkpoint-6"
+    assert (checkpoint / "COMPLETE").is_file() and (checkpoint / "rng_state_1.pth").is_file()
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    n_train = len(json.loads((data_dir / "train.json").read_text()))
+    # Each rank sees ceil(n / 2) samples in micro-batches of 16 (accumulation 1, no drop_last).
+    steps_per_epoch = math.ceil(math.ceil(n_train / 2) / 16)
+    assert state["epoch"] == pytest.approx(6 / steps_per_epoch)
