@@ -57,6 +57,8 @@ def quick_config(data_dir, **changes) -> TrainConfig:
         save_steps=12,
         tiny_vocab_size=500,
         tiny_hidden_size=64,
+        tiny_heads=4,
+        tiny_layers=2,
         tiny_intermediate_size=128,
     )
     settings.update(changes)
