@@ -198,3 +198,15 @@ def test_config_module_stays_free_of_torch_and_gradio():
     code = "import sys, vetllm.config; print('torch' in sys.modules, 'gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_coverage_plan_follows_the_config_and_counts_unique_notes():
+    from vetllm.data.records import Record
+
+    cfg = load_config(next(p for p in CONFIGS if p.name == "alpaca-7b-qlora.yaml"))
+    # 1,602 records over 444 distinct notes, as in the source data set.
+    records = [Record(note=f"note {i % 444}", labels=("1679004",)) for i in range(1602)]
+    plan = cfg.coverage_plan(records).to_dict()
+    assert (plan["steps_per_epoch"], plan["total_steps"]) == (201, 603)
+    assert plan["samples_dropped_per_epoch"] == 0
+    assert abs(plan["exposures_per_unique_note"] - 3 * 1602 / 444) < 1e-9

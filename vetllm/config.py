@@ -100,6 +100,22 @@ class TrainConfig:
         """Samples per optimizer step on one device (micro-batch x accumulation)."""
         return self.per_device_batch * self.grad_accum
 
+    def coverage_plan(self, records: list, world_size: int = 1):
+        """What the Trainer will do with these training records under this config."""
+        from vetllm.coverage import plan_coverage
+        from vetllm.data.records import note_key
+
+        return plan_coverage(
+            len(records),
+            self.per_device_batch,
+            grad_accum=self.grad_accum,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            world_size=world_size,
+            drop_last=self.drop_last,
+            unique_notes=len({note_key(r.note) for r in records}),
+        )
+
     def prompt(self) -> PromptTemplate:
         """The prompt template used to train, predict and evaluate with this config."""
         template = PROMPT_STYLES.get(self.prompt_template, self.prompt_template)

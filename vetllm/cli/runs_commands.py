@@ -209,7 +209,6 @@ def _plan_and_stats(run):
     """(CoveragePlan, DatasetStats, config dict) for the run, or Nones when data is gone."""
     try:
         from vetllm.config import BUNDLED_DATA, load_config
-        from vetllm.coverage import plan_coverage
         from vetllm.data.loading import load_dataset_file
         from vetllm.data.stats import dataset_stats
 
@@ -225,15 +224,7 @@ def _plan_and_stats(run):
         print(f"note: coverage and data statistics left out ({error})", file=sys.stderr)
         return None, None, None
     card = _read_json(run.model_dir / "run_card.json") or {}
-    plan = plan_coverage(
-        len(records),
-        cfg.per_device_batch,
-        grad_accum=cfg.grad_accum,
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        world_size=int(card.get("world_size") or 1),
-        drop_last=cfg.drop_last,
-    )
+    plan = cfg.coverage_plan(records, world_size=int(card.get("world_size") or 1))
     return plan, dataset_stats(records), cfg.to_dict()
 
 

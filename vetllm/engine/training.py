@@ -377,18 +377,9 @@ def write_report(run, cfg, records, evaluation, log) -> None:
 
 def _render_report(run, cfg, records, evaluation) -> str:
     from vetllm.analysis import analyse_losses, load_log_history, render_training_report
-    from vetllm.coverage import plan_coverage
     from vetllm.data.stats import dataset_stats
 
-    plan = plan_coverage(
-        len(records),
-        cfg.per_device_batch,
-        grad_accum=cfg.grad_accum,
-        epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        world_size=int(os.environ.get("WORLD_SIZE", "1")),
-        drop_last=cfg.drop_last,
-    )
+    plan = cfg.coverage_plan(records, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     analysis = analyse_losses(
         load_log_history(run.metrics_path),
         steps_per_epoch=plan.to_dict().get("steps_per_epoch"),

@@ -76,7 +76,6 @@ class ChartHandlers:
     @user_facing
     def coverage(self, name: str | None):
         """Coverage plan and data charts of one run (from its config and its training data)."""
-        from vetllm.coverage import plan_coverage
         from vetllm.data.records import note_key
         from vetllm.data.split import leakage_report
         from vetllm.data.stats import dataset_stats
@@ -84,16 +83,7 @@ class ChartHandlers:
         if not name:
             return "Pick a run to see its coverage.", None, None, None, None, None
         cfg, train, val = _run_data(self._run_path(name))
-        unique = len({note_key(r.note) for r in train})
-        plan = plan_coverage(
-            samples=len(train),
-            per_device_batch=cfg.per_device_batch,
-            grad_accum=cfg.grad_accum,
-            epochs=cfg.epochs,
-            max_steps=cfg.max_steps,
-            drop_last=cfg.drop_last,
-            unique_notes=unique,
-        )
+        plan = cfg.coverage_plan(train)
         stats = dataset_stats(train).to_dict()
         copies: dict[str, int] = {}
         for record in train:
