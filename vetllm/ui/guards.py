@@ -3,7 +3,8 @@
 `user_facing` turns a `VetLLMError` into a `gr.Error` with the same message and any other
 exception into a generic message (its traceback goes to the server log, without the exception
 text, which could quote a clinical note). `clean_note` enforces the note rules on the server,
-and `discard_upload` deletes an uploaded file from gradio's cache once it has been read.
+`discard_upload` deletes an uploaded file from gradio's cache once it has been read, and
+`write_temp_file` hands files to download buttons without leaving copies behind.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import functools
 import html
 import logging
 import os
+import re
+import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +33,16 @@ GENERIC_MESSAGE = (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+# The same characters the data loader removes from training notes (vetllm.data.validation), so a
+# note is served as it was trained: zero-width and bidirectional controls hide or reorder text;
+# ZWJ/ZWNJ (U+200C/D) stay because Urdu and Persian spelling needs them.
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # only reachable through JSON "\\udXXX" escapes
+TEMP_FILE_TTL_S = 600  # gradio copies a returned file into its cache at once; ours can go
+_TEMP_FOLDER: Path | None = None
 
 
 def user_facing(fn: F) -> F:
@@ -60,16 +74,26 @@ def as_html(message: str) -> str:
 
 
 def clean_note(note: object, max_chars: int) -> str:
-    """The note as text, stripped; VetLLMError if it is missing, not text, empty or too long."""
+    """The note as text, cleaned as training notes are (invisible characters removed, control
+    characters made spaces) and stripped; VetLLMError if missing, not text, empty or too long."""
     if note is None:
         raise VetLLMError("note: no text was given. Type or paste a clinical note.")
     if not isinstance(note, str):
         raise VetLLMError(
             f"note: expected text, got a {type(note).__name__}. Send the note as a string."
         )
-    text = note.replace("\x00", "").strip()
+    surrogate = _SURROGATE.search(note)
+    if surrogate:
+        raise VetLLMError(
+            f"note: character {surrogate.start() + 1:,} is a lone UTF-16 surrogate "
+            f"(U+{ord(surrogate.group()):04X}), which is not text. Send the note as valid Unicode."
+        )
+    text = _CONTROL.sub(" ", _INVISIBLE.sub("", note)).strip()
     if not text:
-        raise VetLLMError("note: it is empty. Type or paste a clinical note.")
+        raise VetLLMError(
+            "note: it is empty (nothing but spaces or invisible characters). "
+            "Type or paste a clinical note."
+        )
     if len(text) > max_chars:
         raise VetLLMError(
             f"note: {len(text):,} characters is longer than the limit of {max_chars:,}. "
@@ -94,3 +118,25 @@ def discard_upload(upload: object) -> None:
     if path is not None:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def write_temp_file(text: str, name: str) -> str:
+    """Write `text` to a file for a download and return its path.
+
+    Gradio copies a returned file into its own cache (which `delete_cache` empties), so this copy
+    is needed only for a moment: files older than TEMP_FILE_TTL_S in the app's folder are deleted
+    on each call, so prediction CSVs (which quote clinical notes) do not pile up in /tmp.
+    """
+    global _TEMP_FOLDER
+    if _TEMP_FOLDER is None or not _TEMP_FOLDER.is_dir():
+        _TEMP_FOLDER = Path(tempfile.mkdtemp(prefix="vetllm-ui-"))
+    cutoff = time.time() - TEMP_FILE_TTL_S
+    for old in _TEMP_FOLDER.glob("*/*"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+                old.parent.rmdir()
+    folder = Path(tempfile.mkdtemp(dir=_TEMP_FOLDER))  # own folder: the file keeps its name
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)

@@ -10,7 +10,6 @@ never logged.
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -21,7 +20,13 @@ from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.batching import MicroBatcher
 from vetllm.ui.exports import predictions_to_csv
-from vetllm.ui.guards import clean_note, discard_upload, upload_path, user_facing
+from vetllm.ui.guards import (
+    clean_note,
+    discard_upload,
+    upload_path,
+    user_facing,
+    write_temp_file,
+)
 from vetllm.ui.settings import AppSettings
 
 DECODINGS = ("free", "constrained")
@@ -282,14 +287,6 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
-
-
-def write_temp_file(text: str, name: str) -> str:
-    """Write `text` into a fresh temporary folder (which gradio may serve) and return the path."""
-    folder = Path(tempfile.mkdtemp(prefix="vetllm-"))
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
 
 
 def refresh_choices(handlers: PredictHandlers, current: str | None = None):
