@@ -221,6 +221,23 @@ def test_an_upload_is_deleted_once_checked_and_no_longer_served(hosted_open):
     assert httpx.get(hosted_open + "gradio_api/file=" + uploaded, timeout=10).status_code != 200
 
 
+def test_a_refused_evaluation_still_deletes_its_upload(hosted_locked, quick_run):
+    rows = [{"input": "goat fever and sores", "snomed_codes": ["1679004"]}]
+    answer = httpx.post(
+        hosted_locked + "gradio_api/upload",
+        files={"files": ("val.json", json.dumps(rows).encode())},
+        timeout=10,
+    )
+    uploaded = answer.json()[0]
+    file_data = {"path": uploaded, "orig_name": "val.json", "meta": {"_type": "gradio.FileData"}}
+    session = "refused-eval"
+    call_event(hosted_locked, "refresh_models", [None], session)
+    data = [quick_run.name, "Upload a file", file_data, "free", "wrong password"]
+    message = call_event(hosted_locked, "evaluate_in_page", data, session)
+    assert "needs the admin password" in message["output"]["error"]
+    assert not Path(uploaded).exists()
+
+
 def test_server_files_cannot_be_read_or_deleted_through_a_file_payload(
     hosted_open, quick_run, tmp_path
 ):

@@ -163,12 +163,12 @@ class PredictHandlers:
         """Score a run on a validation set: headline numbers, tables, charts and a CSV file."""
         from vetllm.engine.evaluate import evaluate_run
 
-        self.settings.require_admin(password, "evaluating a run")
-        if decoding not in DECODINGS:
-            raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
-        run_dir = self._serving_run(run_name or None)
-        out_dir = run_dir / "eval"
-        try:
+        try:  # a refused or failed evaluation deletes the upload too
+            self.settings.require_admin(password, "evaluating a run")
+            if decoding not in DECODINGS:
+                raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
+            run_dir = self._serving_run(run_name or None)
+            out_dir = run_dir / "eval"
             data = self._evaluation_data(source, upload)
             predictor = self.cache.get(run_dir)
             metrics = evaluate_run(run_dir, data, decoding, out_dir, predictor=predictor)
