@@ -19,6 +19,7 @@ from vetllm.data.synth import generate_records
 from vetllm.engine import predict as predict_module
 from vetllm.engine.collate import IGNORE_INDEX, encode_record
 from vetllm.engine.predict import MAX_NOTE_CHARS, Predictor
+from vetllm.engine.scoring import candidate_log_probs
 from vetllm.engine.tiny import build_tiny_model, train_tokenizer
 from vetllm.errors import VetLLMError
 from vetllm.metrics import score_predictions
@@ -148,19 +149,24 @@ def test_batching_does_not_change_answers(predictor, tiny_run, decoding):
             assert b.confidences[code] == pytest.approx(value, abs=1e-4)
 
 
-def test_candidate_scores_match_an_unpadded_forward(predictor, tiny_run):
-    """The left-padded, logits-trimmed batch equals summing log-probs sequence by sequence."""
-    prompts, _ = predictor._prompts([r.note for r in tiny_run[1][:3]])
-    answers = [predictor.encoder.response_ids(predictor.template, [c]) for c in ("72934000",)]
-    pairs = [(p + a, len(a)) for p in prompts for a in answers]
-    batched = predict_module._answer_log_probs(predictor, pairs)
-    for (sequence, n_answer), score in zip(pairs, batched, strict=True):
-        with torch.inference_mode():
-            logits = predictor.model(input_ids=torch.tensor([sequence])).logits[0]
-        log_probs = logits[:-1].log_softmax(-1)
-        tokens = torch.tensor(sequence[1:])
-        expected = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[-n_answer:].sum()
-        assert score == pytest.approx(float(expected), abs=1e-3)
+@pytest.mark.parametrize("n_notes", [1, 3])
+def test_candidate_scores_match_an_unpadded_forward(predictor, tiny_run, n_notes):
+    """The cached, left-padded scoring equals summing log-probs sequence by sequence."""
+    notes = [r.note for r in tiny_run[1][5 : 5 + n_notes]]
+    prompts, _ = predictor._prompts(notes)
+    answers = [
+        predictor.encoder.response_ids(predictor.template, [c]) for c in predictor.candidates
+    ]
+    scores = candidate_log_probs(predictor.model, prompts, answers, predictor.encoder.pad_id)
+    for prompt, row in zip(prompts, scores, strict=True):
+        for answer, score in zip(answers, row, strict=True):
+            sequence = prompt + answer
+            with torch.inference_mode():
+                logits = predictor.model(input_ids=torch.tensor([sequence])).logits[0]
+            log_probs = logits[:-1].log_softmax(-1)
+            tokens = torch.tensor(sequence[1:])
+            expected = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)[-len(answer) :].sum()
+            assert score == pytest.approx(float(expected), abs=1e-4)
 
 
 def test_candidate_probabilities_sum_to_one(predictor, tiny_run):

@@ -3,10 +3,10 @@
 `free` decoding is plain batched greedy generation (left-padded, stops at end-of-sequence)
 followed by post-processing, so it shows exactly why strict and lenient accuracy differ.
 `constrained` decoding scores every candidate answer "Diagnosed conditions: LABEL<eos>" by its
-summed token log-probability in batched forwards and picks the best, so only catalogue labels
-can come out and strict equals lenient by construction. Confidences: constrained uses a softmax
-over the candidate scores; free uses the product of the probabilities of the tokens that spell
-the code (or, for a code post-processing had to repair, that label's constrained probability).
+summed token log-probability (engine/scoring.py: each prompt runs once and its key/value cache
+serves every candidate) and picks the best, so only catalogue labels can come out and strict
+equals lenient by construction. Confidences: constrained uses a softmax over the candidate
+scores; free uses the product of the probabilities of the tokens that spell the code (or, for a code post-processing had to repair, that label's constrained probability).
 
 Note text is clinical data: nothing here logs or prints it.
 """
@@ -26,7 +26,8 @@ from vetllm.postprocess import PostprocessResult, postprocess
 
 DECODINGS = ("free", "constrained")
 MAX_NOTES_PER_CALL = 10_000
-# Candidate sequences per forward pass in constrained mode (memory bound, not speed bound).
+# (note, candidate) rows per forward in constrained mode: each row holds a copy of its note's
+# key/value cache, so this bounds memory, not speed.
 MAX_SEQUENCES_PER_FORWARD = 256
 
 
@@ -303,28 +304,14 @@ class _Encoder:
         return list(encode_prompt(self.tokenizer, template, note, budget)), True
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device):
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        mask[i, width - len(row) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _device_of(model):
-    return next(model.parameters()).device
-
-
 def _generate_greedy(predictor: Predictor, prompts: list[list[int]]) -> list[tuple]:
     """(text, end offset of each token in the text, each token's probability) per prompt."""
     import torch
 
+    from vetllm.engine.scoring import device_of, left_pad
+
     model, enc = predictor.model, predictor.encoder
-    ids, mask = _left_pad(prompts, enc.pad_id, _device_of(model))
+    ids, mask = left_pad(prompts, enc.pad_id, device_of(model))
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids,
@@ -353,44 +340,22 @@ def _generate_greedy(predictor: Predictor, prompts: list[list[int]]) -> list[tup
 
 def _candidate_probabilities(predictor: Predictor, prompts: list[list[int]]) -> list[list[float]]:
     """Softmax over candidates of log P(answer + EOS | prompt), one row per prompt."""
+    from vetllm.engine.scoring import candidate_log_probs
+
     if predictor._candidate_ids is None:
         predictor._candidate_ids = [
             predictor.encoder.response_ids(predictor.template, [c]) for c in predictor.candidates
         ]
-    answers = predictor._candidate_ids
-    pairs = [(prompt + answer, len(answer)) for prompt in prompts for answer in answers]
-    scores = []
-    for start in range(0, len(pairs), MAX_SEQUENCES_PER_FORWARD):
-        scores.extend(
-            _answer_log_probs(predictor, pairs[start : start + MAX_SEQUENCES_PER_FORWARD])
-        )
+    scores = candidate_log_probs(
+        predictor.model,
+        prompts,
+        predictor._candidate_ids,
+        predictor.encoder.pad_id,
+        max_sequences=MAX_SEQUENCES_PER_FORWARD,
+    )
     rows = []
-    for i in range(len(prompts)):
-        row = scores[i * len(answers) : (i + 1) * len(answers)]
+    for row in scores:
         top = max(row)
         weights = [math.exp(s - top) for s in row]
         rows.append([w / sum(weights) for w in weights])
     return rows
-
-
-def _answer_log_probs(predictor: Predictor, pairs: list[tuple[list[int], int]]) -> list[float]:
-    """Summed log-probability of the last `n` tokens of each sequence, in one forward pass."""
-    import torch
-
-    model = predictor.model
-    ids, mask = _left_pad([seq for seq, _ in pairs], predictor.encoder.pad_id, _device_of(model))
-    # Left padding puts every answer at the end, so only the last (longest answer + 1)
-    # positions need logits: vocab-sized logits for whole prompts would cost gigabytes on 7B.
-    keep = max(n for _, n in pairs) + 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.inference_mode():
-        logits = model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
-        ).logits
-    log_probs = logits[:, :-1].float().log_softmax(-1)
-    targets = ids[:, -(keep - 1) :]
-    token_scores = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    lengths = torch.tensor([n for _, n in pairs], device=token_scores.device)
-    columns = torch.arange(keep - 1, device=token_scores.device)
-    in_answer = columns.unsqueeze(0) >= (keep - 1 - lengths).unsqueeze(1)
-    return (token_scores * in_answer).sum(-1).tolist()

@@ -1,0 +1,175 @@
+"""Constrained scoring: log P(answer | prompt) for every candidate answer, each prompt run once.
+
+Every candidate answer is "Diagnosed conditions: LABEL<eos>", so scoring them as whole
+prompt+answer sequences would recompute each note's prompt once per candidate. Instead:
+
+1. the tokens every candidate answer starts with (the shared answer prefix) join the prompt;
+2. one forward over the left-padded prompts (use_cache=True) gives the log-probabilities of
+   those shared tokens and of every candidate's first own token, plus the prompts' key/value
+   cache;
+3. the cache is repeated once per candidate and a second forward feeds only the candidates'
+   remaining tokens (right-padded, a few tokens each), with an attention mask that covers the
+   prompt padding and position ids that continue each prompt's own count.
+
+The sum is the same log P(answer | prompt) as a full-sequence forward (tests/test_scoring.py
+compares the two); only the order of floating-point operations differs.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+
+import torch
+
+
+def candidate_log_probs(
+    model,
+    prompts: list[list[int]],
+    answers: list[list[int]],
+    pad_id: int,
+    max_sequences: int = 256,
+) -> list[list[float]]:
+    """Summed log-probability of each answer after each prompt: one row per prompt.
+
+    Args:
+        model: a causal LM (plain or PEFT-wrapped) whose forward takes `past_key_values`.
+        prompts: token ids of each prompt (any lengths).
+        answers: token ids of each candidate answer (EOS included), at least one token each.
+        pad_id: token id used for padding; padded positions are masked and never scored.
+        max_sequences: most (prompt, candidate) rows in one forward: the repeated cache holds
+            this many copies of a prompt, so this bounds memory, as the old per-pair batch did.
+    """
+    if not answers or any(not answer for answer in answers):
+        raise ValueError("candidate_log_probs: every candidate answer needs at least one token")
+    shared = _shared_prefix(answers)
+    suffixes = [answer[len(shared) :] for answer in answers]
+    scores = [[0.0] * len(answers) for _ in prompts]
+    for note_rows, candidate_rows in _blocks(len(prompts), len(answers), max_sequences):
+        block = _score_block(
+            model,
+            [prompts[i] + shared for i in note_rows],
+            len(shared),
+            [suffixes[c] for c in candidate_rows],
+            pad_id,
+        ).tolist()
+        for row, i in enumerate(note_rows):
+            for column, c in enumerate(candidate_rows):
+                scores[i][c] = block[row][column]
+    return scores
+
+
+def _shared_prefix(answers: list[list[int]]) -> list[int]:
+    """The leading tokens all answers have in common, leaving each at least one token of its own."""
+    limit = min(len(answer) for answer in answers) - 1
+    length = 0
+    while length < limit and all(a[length] == answers[0][length] for a in answers):
+        length += 1
+    return answers[0][:length]
+
+
+def _blocks(n_notes: int, n_candidates: int, max_sequences: int) -> Iterator[tuple]:
+    """(note indices, candidate indices) per forward, at most `max_sequences` pairs each.
+
+    Whole candidate lists go with as many notes as fit; a list longer than the limit is split,
+    and that note's prompt is then run once per part (rare: a catalogue of hundreds of labels).
+    """
+    candidate_step = max(1, min(n_candidates, max_sequences))
+    note_step = max(1, max_sequences // candidate_step)
+    for note_start in range(0, n_notes, note_step):
+        notes = range(note_start, min(note_start + note_step, n_notes))
+        for candidate_start in range(0, n_candidates, candidate_step):
+            yield notes, range(candidate_start, min(candidate_start + candidate_step, n_candidates))
+
+
+def left_pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids padded on the left to a common width, and the mask of real tokens."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cache_name(model) -> str:
+    """The forward argument (and output field) that carries the key/value cache.
+
+    transformers 5.2x renamed `past_key_values` to `cache` (the old name warns and goes in
+    5.40); requirements allow 5.17, which knows only the old name. PEFT passes either through.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _score_block(
+    model, prefixes: list[list[int]], n_shared: int, suffixes: list[list[int]], pad_id: int
+) -> torch.Tensor:
+    """(notes, candidates) scores: shared answer tokens + each candidate's own tokens."""
+    ids, mask = left_pad(prefixes, pad_id, device_of(model))
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        # Logits only where answer tokens are predicted: vocabulary-sized logits for whole
+        # prompts would cost gigabytes on a 7B model.
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=n_shared + 1,
+        )
+        log_probs = out.logits.float().log_softmax(-1)
+        shared_score = torch.zeros(len(prefixes), device=log_probs.device)
+        if n_shared:
+            targets = ids[:, -n_shared:].unsqueeze(-1)
+            shared_score = log_probs[:, :-1].gather(-1, targets).squeeze(-1).sum(-1)
+        first_tokens = torch.tensor([s[0] for s in suffixes], device=log_probs.device)
+        first_score = log_probs[:, -1, first_tokens]
+        cache = getattr(out, _cache_name(model))
+        rest_score = _continuation_scores(model, cache, mask, suffixes, pad_id)
+    return shared_score.unsqueeze(-1) + first_score + rest_score
+
+
+def _continuation_scores(
+    model, cache, prefix_mask: torch.Tensor, suffixes: list[list[int]], pad_id: int
+) -> torch.Tensor:
+    """(notes, candidates) log-probability of each suffix's tokens after its first one.
+
+    Row r of the repeated batch is note r // n_candidates with candidate r % n_candidates.
+    Suffixes are right-padded: causal attention keeps padding from touching earlier tokens,
+    and padded positions are left out of the sum.
+    """
+    n_notes, n_candidates = prefix_mask.shape[0], len(suffixes)
+    width = max(len(s) for s in suffixes)
+    device = prefix_mask.device
+    if width == 1:  # every candidate is one token past the shared prefix: already scored
+        return torch.zeros((n_notes, n_candidates), device=device)
+    tokens = torch.full((n_candidates, width), pad_id, dtype=torch.long)
+    for row, suffix in enumerate(suffixes):
+        tokens[row, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
+    tokens = tokens.to(device).repeat(n_notes, 1)
+    lengths = torch.tensor([len(s) for s in suffixes], device=device).repeat(n_notes)
+    cache.batch_repeat_interleave(n_candidates)
+    prefix_mask = prefix_mask.repeat_interleave(n_candidates, dim=0)
+    inputs = tokens[:, :-1]  # the last token is only ever a target
+    mask = torch.cat([prefix_mask, torch.ones_like(inputs)], dim=-1)
+    # Each prompt's real tokens sit at positions 0..len-1, so its continuation starts at len.
+    start = prefix_mask.sum(-1, keepdim=True)
+    positions = start + torch.arange(width - 1, device=device)
+    logits = model(
+        input_ids=inputs,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        **{_cache_name(model): cache},
+    ).logits
+    log_probs = logits.float().log_softmax(-1)
+    token_scores = log_probs.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
+    in_suffix = torch.arange(1, width, device=device).unsqueeze(0) < lengths.unsqueeze(-1)
+    token_scores = torch.where(in_suffix, token_scores, torch.zeros_like(token_scores))
+    return token_scores.sum(-1).view(n_notes, n_candidates)
