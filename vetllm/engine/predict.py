@@ -6,7 +6,8 @@ followed by post-processing, so it shows exactly why strict and lenient accuracy
 summed token log-probability (engine/scoring.py: each prompt runs once and its key/value cache
 serves every candidate) and picks the best, so only catalogue labels can come out and strict
 equals lenient by construction. Confidences: constrained uses a softmax over the candidate
-scores; free uses the product of the probabilities of the tokens that spell the code (or, for a code post-processing had to repair, that label's constrained probability).
+scores; free uses the product of the probabilities of the tokens that spell the code (or, for a
+code post-processing had to repair, that label's constrained probability).
 
 Note text is clinical data: nothing here logs or prints it.
 """
