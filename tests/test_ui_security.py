@@ -195,6 +195,20 @@ def test_admin_events_refuse_anonymous_fn_index_calls(app, password, refusal, re
     assert not (quick_run / "STOP").exists()
 
 
+def test_an_anonymous_coverage_plan_for_a_million_epochs_stays_small_and_fast(hosted_open):
+    session = "huge-plan"
+    call_event(hosted_open, "lambda", [], session)  # the page load: checks the bundled data
+    started = time.perf_counter()
+    message = call_event(hosted_open, "plan", [None, 1, 1, 1_000_000, False], session)
+    elapsed = time.perf_counter() - started
+    assert message["success"] is True
+    plan_md, figure = message["output"]["data"]
+    assert "1.46e+06" in plan_md  # 1,383 samples x 1e6 epochs over 949 distinct notes
+    bars = json.loads(figure["plot"])["data"][0]["x"]
+    assert len(bars) == 100  # was one bar per epoch: 8 s and a 37 MB answer
+    assert elapsed < 5.0
+
+
 # -- (3) uploads ------------------------------------------------------------------------------
 def test_uploads_over_the_limit_are_refused(hosted_open):
     big = b"[" + b" " * UPLOAD_LIMIT + b"]"

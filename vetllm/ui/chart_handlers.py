@@ -92,7 +92,7 @@ class ChartHandlers:
         leak = leakage_report(train, val).to_dict() if val else {}
         return (
             plan.to_markdown(),
-            charts.coverage_figure(*per_epoch_bars(plan)),
+            charts.coverage_figure(*per_epoch_bars(plan), plan.epochs_started),
             charts.exposure_figure(list(copies.values()), plan.epochs_run),
             charts.distribution_figure(stats["label_counts"], "Training records per label"),
             charts.distribution_figure(stats["species_counts"], "Training records per species"),

@@ -189,16 +189,23 @@ def learning_rate_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
 
 
 def coverage_figure(
-    seen_per_epoch: Sequence[float], dropped_per_epoch: Sequence[float]
+    seen_per_epoch: Sequence[float],
+    dropped_per_epoch: Sequence[float],
+    total_epochs: int | None = None,
 ) -> go.Figure:
-    """Stacked bars: samples the optimizer saw and samples dropped (drop_last) in each epoch."""
+    """Stacked bars: samples the optimizer saw and samples dropped (drop_last) in each epoch.
+
+    `total_epochs` (when more epochs start than there are bars) is named in the title.
+    """
     epochs = [f"epoch {i + 1}" for i in range(len(seen_per_epoch))]
     figure = go.Figure()
     figure.add_bar(x=epochs, y=list(seen_per_epoch), name="samples seen", marker_color=PALETTE[2])
     figure.add_bar(x=epochs, y=list(dropped_per_epoch), name="samples not seen (drop_last or epoch cut short)",
                    marker_color=PALETTE[1])  # fmt: skip
-    figure.update_layout(barmode="stack", title="Samples seen vs dropped per epoch",
-                         yaxis_title="samples", **_LAYOUT)  # fmt: skip
+    title = "Samples seen vs dropped per epoch"
+    if total_epochs and total_epochs > len(epochs):
+        title += f" (first {len(epochs)} of {total_epochs:,} epochs)"
+    figure.update_layout(barmode="stack", title=title, yaxis_title="samples", **_LAYOUT)
     return figure
 
 
