@@ -85,9 +85,9 @@ def assert_nothing_internal(text: str) -> None:
         ("\x00\x00", "empty"),
         ("a" * 1_000_000, "longer than the limit"),
         (None, "no text"),
-        (3.5, "expected text"),
-        (["cow", "fever"], "expected text"),
-        ({"note": "cow fever"}, "expected text"),
+        (3.5, r"expected text, got a number \(3.5\)"),
+        (["cow", "fever"], "expected text, got a list"),
+        ({"note": "cow fever"}, "expected text, got an object"),
     ],
 )
 def test_predict_rejects_bad_notes_clearly(hosted_open, bad, message):

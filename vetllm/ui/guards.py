@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
+from vetllm.data.validation import kind_of
 from vetllm.errors import VetLLMError
 
 LOGGER = logging.getLogger("vetllm.ui")
@@ -79,9 +80,7 @@ def clean_note(note: object, max_chars: int) -> str:
     if note is None:
         raise VetLLMError("note: no text was given. Type or paste a clinical note.")
     if not isinstance(note, str):
-        raise VetLLMError(
-            f"note: expected text, got a {type(note).__name__}. Send the note as a string."
-        )
+        raise VetLLMError(f"note: expected text, got {kind_of(note)}. Send the note as a string.")
     surrogate = _SURROGATE.search(note)
     if surrogate:
         raise VetLLMError(
