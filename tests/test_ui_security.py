@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -140,6 +141,25 @@ def test_bad_decoding_names_the_field(hosted_open):
     with pytest.raises(AppError, match="decoding") as caught:
         Client(hosted_open, verbose=False).predict("cow fever", "greedy", api_name="/predict")
     assert_nothing_internal(str(caught.value))
+
+
+def test_uploaded_species_cannot_inject_html_or_remote_images_into_the_statistics(tmp_path):
+    from vetllm.ui.settings import AppSettings
+    from vetllm.ui.train_handlers import UPLOAD_CHOICE, TrainHandlers
+
+    species = ["<img src=x onerror=alert(1)>", "![px](http://evil.example/p.png)", "goat"]
+    rows = [
+        {"input": f"note {i}: fever and sores", "snomed_codes": ["1679004"], "animal": kind}
+        for i, kind in enumerate(species * 2)
+    ]
+    upload = tmp_path / "data.json"
+    upload.write_text(json.dumps(rows), encoding="utf-8")
+    handlers = TrainHandlers(AppSettings(runs_dir=tmp_path / "runs", bootstrap=False))
+    stats_md = handlers.check_data(UPLOAD_CHOICE, str(upload), False)[2]
+    assert "Species" in stats_md or "species" in stats_md
+    assert "<img" not in stats_md and "&lt;img" in stats_md
+    assert not re.search(r"(?<!\\)\]\(", stats_md) and "![" not in stats_md  # no link/image
+    assert "!\\[px\\](http://evil.example/p.png)" in stats_md  # shown as text
 
 
 # -- (2) hidden endpoints when hosted -----------------------------------------------------------

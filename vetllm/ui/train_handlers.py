@@ -155,7 +155,7 @@ class TrainHandlers:
         return (
             prepared,
             problems_md,
-            stats.to_markdown(),
+            views.defang_markdown(stats.to_markdown()),  # species names come from the upload
             split_md,
             views.baseline_table(rows),
             charts.distribution_figure(summary["label_counts"], "Records per label"),
