@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = AppSettings.from_env(
-        args.runs_dir, share=args.share, bootstrap=not args.no_bootstrap
+        args.runs_dir, share=args.share, host=args.host, bootstrap=not args.no_bootstrap
     )
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     if settings.bootstrap:

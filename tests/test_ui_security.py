@@ -19,6 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery staple"
 UPLOAD_LIMIT = 4096  # bytes; small so an over-limit upload is cheap
 MARKER = "Zebu-7f3c heifer, secret clinical marker"  # must never reach a log
@@ -175,6 +176,38 @@ def test_hosted_apps_document_only_predict(app, request):
     for name in ("/launch", "/stop", "/resume", "/evaluate", "/evaluate_in_page"):
         with pytest.raises(Exception, match="api_name|endpoint|Cannot find"):
             client.predict("x", api_name=name)
+
+
+@pytest.mark.parametrize(
+    "host, public",
+    [(None, False), ("127.0.0.1", False), ("localhost", False), ("::1", False),
+     ("0.0.0.0", True), ("192.168.1.20", True), ("::", True), ("myhost.example", True)],
+)  # fmt: skip
+def test_binding_to_the_network_needs_the_admin_password_like_sharing(host, public, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    from vetllm.ui.settings import AppSettings
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("VETLLM_ADMIN_PASSWORD", raising=False)
+    settings = AppSettings.from_env(tmp_path, host=host)
+    assert settings.public is public
+    assert settings.admin_actions_available is (not public)
+
+
+def test_app_py_passes_the_host_to_the_access_rules(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("app_main", REPO / "app.py")
+    app_main = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app_main)
+    seen = {}
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.setattr(app_main, "build_app", lambda settings: settings)
+    monkeypatch.setattr(app_main, "launch_app", lambda s, *a, **k: seen.update(settings=s, **k))
+    app_main.main(["--host", "0.0.0.0", "--runs-dir", str(tmp_path), "--no-bootstrap"])
+    assert seen["settings"].public and seen["host"] == "0.0.0.0"
+    with pytest.raises(Exception, match="disabled"):
+        seen["settings"].require_admin("anything", "launching training")
 
 
 def _launch_inputs(password: str) -> list:

@@ -1,15 +1,17 @@
 """How the app is served: runs folder, shared/hosted mode, admin password and request limits.
 
 Everything the UI needs to know about its deployment lives in one `AppSettings` object built
-once by `app.py`, so handlers never read the environment themselves. In shared (`--share`) or
-hosted (env `SPACE_ID`) mode, actions that start work or write server files (launch, stop,
-resume, evaluate) need the admin password from env `VETLLM_ADMIN_PASSWORD`; without that
-variable they are disabled there. Prediction stays open to everyone.
+once by `app.py`, so handlers never read the environment themselves. In shared (`--share`),
+hosted (env `SPACE_ID`) or network (`--host` other than loopback, e.g. 0.0.0.0) mode, actions
+that start work or write server files (launch, stop, resume, evaluate) need the admin password
+from env `VETLLM_ADMIN_PASSWORD`; without that variable they are disabled there. Prediction stays
+open to everyone.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,22 +42,29 @@ class AppSettings:
     predict_concurrency: int = PREDICT_CONCURRENCY
     poll_seconds: float = POLL_SECONDS
     bootstrap: bool = True  # train the CPU default on first launch when no run is completed
+    # Bound to an interface other than loopback (`--host 0.0.0.0`): the network can reach it.
+    network: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs_dir", Path(self.runs_dir))
 
     @classmethod
     def from_env(
-        cls, runs_dir: str | os.PathLike[str] | None = None, share: bool = False, **overrides
+        cls,
+        runs_dir: str | os.PathLike[str] | None = None,
+        share: bool = False,
+        host: str | None = None,
+        **overrides,
     ) -> AppSettings:
         """Settings from the command line plus the environment (VETLLM_RUNS_DIR, SPACE_ID,
-        VETLLM_ADMIN_PASSWORD)."""
+        VETLLM_ADMIN_PASSWORD); a `host` other than loopback counts as public."""
         chosen = runs_dir or os.environ.get("VETLLM_RUNS_DIR") or "runs"
         password = os.environ.get("VETLLM_ADMIN_PASSWORD") or None
         return cls(
             runs_dir=Path(chosen).resolve(),
             shared=bool(share),
             hosted=bool(os.environ.get("SPACE_ID")),
+            network=host is not None and not is_loopback(host),
             admin_password=password,
             **overrides,
         )
@@ -63,7 +72,7 @@ class AppSettings:
     @property
     def public(self) -> bool:
         """True when people other than the person at this machine can reach the app."""
-        return self.shared or self.hosted
+        return self.shared or self.hosted or self.network
 
     @property
     def needs_password(self) -> bool:
@@ -80,7 +89,8 @@ class AppSettings:
             return
         if not self.admin_password:
             raise VetLLMError(
-                f"{action} is disabled: this app is shared or hosted and no admin password is "
+                f"{action} is disabled: this app is shared, hosted or open to the network and no "
+                "admin password is "
                 "set. Set the environment variable VETLLM_ADMIN_PASSWORD on the server to enable it."
             )
         given = (password or "").encode("utf-8")
@@ -88,3 +98,14 @@ class AppSettings:
             raise VetLLMError(
                 f"{action} needs the admin password: the one given in 'Admin password' is wrong."
             )
+
+
+def is_loopback(host: str) -> bool:
+    """True for 'localhost' and loopback addresses (127.0.0.0/8, ::1); False for anything else,
+    including 0.0.0.0 (every interface) and names that could resolve elsewhere."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
