@@ -9,6 +9,8 @@ majority baseline is the share of the most common label set over all records.
 
 from __future__ import annotations
 
+import html
+import re
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 
@@ -142,6 +144,12 @@ def _pct(share: float) -> str:
     return f"{100 * share:.1f}%"
 
 
+def _md_text(text: object) -> str:
+    """User text made inert in Markdown: no links, images, HTML or broken table cells."""
+    escaped = html.escape(str(text), quote=False)  # <img ...> shows as text, never as HTML
+    return re.sub(r"([\\`*_\[\]!|#~])", r"\\\1", escaped).replace("\n", " ")
+
+
 def _markdown(stats: DatasetStats) -> str:
     n = stats.n_records
     lines = [
@@ -162,10 +170,11 @@ def _markdown(stats: DatasetStats) -> str:
     ]
     for label, count in stats.label_counts.items():
         lines.append(
-            f"| `{label}` | {stats.label_names.get(label, label)} | {count} | {_pct(count / n)} |"
+            f"| `{label}` | {_md_text(stats.label_names.get(label, label))} | {count} "
+            f"| {_pct(count / n)} |"
         )
     lines += ["", "### Species", "", "| species | records |", "|---|---:|"]
-    lines += [f"| {s} | {c} |" for s, c in stats.species_counts.items()]
+    lines += [f"| {_md_text(s)} | {c} |" for s, c in stats.species_counts.items()]
     lines += _markdown_code_warnings(stats)
     lines += _markdown_groups("Most repeated notes", stats.duplicates)
     lines += _markdown_groups("Notes with conflicting labels", stats.conflicts)
@@ -196,6 +205,5 @@ def _markdown_groups(title: str, groups: list[dict]) -> list[str]:
     lines = ["", f"### {title}", "", "| copies | labels | note |", "|---:|---|---|"]
     for group in groups:
         sets = "; ".join(f"{', '.join(s['labels'])} ×{s['count']}" for s in group["label_sets"])
-        note = group["note"].replace("|", "\\|")
-        lines.append(f"| {group['count']} | {sets} | {note} |")
+        lines.append(f"| {group['count']} | {sets} | {_md_text(group['note'])} |")
     return lines

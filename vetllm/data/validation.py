@@ -30,7 +30,7 @@ MAX_NOTE_CHARS = 20_000  # source notes are ~150-300 characters; 20k is a pasted
 _INVISIBLE = re.compile(
     "[\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
-_CONTROL = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _CODE_SEPARATORS = re.compile(r"[,;|\s]+")
 _NAME_SEPARATORS = re.compile(r"\s*(?:[,;/+&]|\band\b)\s*", re.I)
 _FLAG_TEXT = {
@@ -133,6 +133,11 @@ def _note(row: _Row) -> str | None:
     if message:
         row.problem(row.keys[name], message)
     return note
+
+
+def normalise_note_text(text: str) -> str:
+    """A note as it is trained and served: invisible characters removed, controls made spaces."""
+    return _CONTROL.sub(" ", _INVISIBLE.sub("", text)).strip()
 
 
 def _clean_note(value: object, flags: set[str]) -> tuple[str | None, str | None]:

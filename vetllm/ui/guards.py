@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from vetllm.data.validation import kind_of
+from vetllm.data.validation import kind_of, normalise_note_text
 from vetllm.errors import VetLLMError
 
 LOGGER = logging.getLogger("vetllm.ui")
@@ -34,13 +34,6 @@ GENERIC_MESSAGE = (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-# The same characters the data loader removes from training notes (vetllm.data.validation), so a
-# note is served as it was trained: zero-width and bidirectional controls hide or reorder text;
-# ZWJ/ZWNJ (U+200C/D) stay because Urdu and Persian spelling needs them.
-_INVISIBLE = re.compile(
-    "[\u00ad\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
-)
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")  # only reachable through JSON "\\udXXX" escapes
 TEMP_FILE_TTL_S = 600  # gradio copies a returned file into its cache at once; ours can go
 _TEMP_FOLDER: Path | None = None
@@ -87,7 +80,7 @@ def clean_note(note: object, max_chars: int) -> str:
             f"note: character {surrogate.start() + 1:,} is a lone UTF-16 surrogate "
             f"(U+{ord(surrogate.group()):04X}), which is not text. Send the note as valid Unicode."
         )
-    text = _CONTROL.sub(" ", _INVISIBLE.sub("", note)).strip()
+    text = normalise_note_text(note)  # as training notes were cleaned
     if not text:
         raise VetLLMError(
             "note: it is empty (nothing but spaces or invisible characters). "

@@ -155,7 +155,7 @@ class TrainHandlers:
         return (
             prepared,
             problems_md,
-            views.defang_markdown(stats.to_markdown()),  # species names come from the upload
+            stats.to_markdown(),  # the core escapes the uploaded text it quotes
             split_md,
             views.baseline_table(rows),
             charts.distribution_figure(summary["label_counts"], "Records per label"),

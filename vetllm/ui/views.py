@@ -43,16 +43,6 @@ def cell(value: object) -> str:
     return text.replace("|", "&#124;").replace("\n", " ")
 
 
-def defang_markdown(text: str) -> str:
-    """Markdown built from user data with its HTML escaped and its links and images inert.
-
-    For core Markdown that quotes uploaded values (species names in the data statistics) and
-    uses neither HTML nor links itself: `![x](http://...)` in a species would otherwise load
-    a remote image in the browser.
-    """
-    return html.escape(text, quote=False).replace("[", "\\[").replace("]", "\\]")
-
-
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(?:/[\w.@+-]+)+/([\w.@+-]+)")
 
 
