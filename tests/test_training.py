@@ -19,7 +19,8 @@ from vetllm.engine.collate import (
     encode_prompt,
     encode_record,
 )
-from vetllm.engine.modeling import generate_answers, load_trained
+from vetllm.engine.modeling import load_trained
+from vetllm.engine.predict import Predictor
 from vetllm.engine.runs import RunDirectory
 from vetllm.engine.tiny import train_tokenizer
 from vetllm.engine.training import train, training_arguments
@@ -167,10 +168,9 @@ def test_tiny_run_writes_the_run_directory_and_a_loadable_model(data_dir, tmp_pa
     assert (run.eval_dir / "metrics.json").is_file()
 
     model, tokenizer, cfg = load_trained(run_dir, device="cpu")
-    answers = generate_answers(
-        model, tokenizer, cfg.prompt(), ["Sheep. fever and nasal discharge."], max_prompt_tokens=96
-    )
-    assert len(answers) == 1 and isinstance(answers[0], str)
+    predictor = Predictor(model, tokenizer, template=cfg.prompt(), max_length=cfg.max_length)
+    [prediction] = predictor.predict(["Sheep. fever and nasal discharge."])
+    assert isinstance(prediction.raw_output, str) and prediction.decoding == "free"
 
 
 @pytest.mark.slow

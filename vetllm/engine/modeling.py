@@ -3,8 +3,7 @@
 A base model that is not on this machine while the hub is offline fails at once with a message
 saying how to bring the weights over; QLoRA without CUDA or bitsandbytes fails with a message,
 not a crash deep in a kernel. `load_trained(run_dir)` rebuilds a finished run for inference
-(base + adapter for LoRA/QLoRA, 4-bit on CUDA for QLoRA). `generate_answers` is the batched
-greedy decoding used for validation during training.
+(base + adapter for LoRA/QLoRA, 4-bit on CUDA for QLoRA).
 """
 
 from __future__ import annotations
@@ -18,8 +17,6 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from vetllm.config import TrainConfig, load_config
-from vetllm.data.prompts import PromptTemplate
-from vetllm.engine.collate import encode_prompt
 from vetllm.errors import VetLLMError
 
 RUN_CARD = "run_card.json"
@@ -209,46 +206,6 @@ def load_trained(run_dir: str | Path, device: str | None = None):
         model = PeftModel.from_pretrained(base, model_dir)
     model.eval()
     return model, tokenizer, cfg
-
-
-@torch.no_grad()
-def generate_answers(
-    model,
-    tokenizer,
-    template: PromptTemplate,
-    notes: list[str],
-    *,
-    max_prompt_tokens: int,
-    max_new_tokens: int = 24,
-    batch_size: int = 32,
-) -> list[str]:
-    """Greedy answers (text after the prompt, special tokens dropped) for each note, in order."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    answers: list[str] = []
-    for start in range(0, len(notes), batch_size):
-        prompts = [
-            encode_prompt(tokenizer, template, note, max_prompt_tokens)
-            for note in notes[start : start + batch_size]
-        ]
-        longest = max(len(p) for p in prompts)
-        # Left padding: every prompt ends at the same position, where generation starts.
-        ids = [[tokenizer.pad_token_id] * (longest - len(p)) + p for p in prompts]
-        mask = [[0] * (longest - len(p)) + [1] * len(p) for p in prompts]
-        output = model.generate(
-            input_ids=torch.tensor(ids, device=device),
-            attention_mask=torch.tensor(mask, device=device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        new_tokens = output[:, longest:]
-        answers.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-    if was_training:
-        model.train()
-    return answers
 
 
 # -- building the model to train -------------------------------------------------------------

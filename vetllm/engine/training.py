@@ -203,16 +203,22 @@ class GenerationEval:
         self.cfg, self.tokenizer, self.records, self.catalogue = cfg, tokenizer, records, catalogue
 
     def answers(self, model) -> list[str]:
-        notes = [r.note for r in self.records]
-        budget = self.cfg.max_length - self.cfg.max_new_tokens  # prompt tokens, as in training
-        return modeling.generate_answers(
+        """Free-decoding raw outputs, exactly as `vetllm predict` would produce them."""
+        from vetllm.engine.predict import Predictor
+
+        was_training = model.training
+        predictor = Predictor(
             model,
             self.tokenizer,
-            self.cfg.prompt(),
-            notes,
-            max_prompt_tokens=budget,
+            template=self.cfg.prompt(),
+            catalogue=self.catalogue,
+            max_length=self.cfg.max_length,
             max_new_tokens=self.cfg.max_new_tokens,
         )
+        notes = [r.note for r in self.records]
+        outputs = [p.raw_output for p in predictor.predict(notes, "free", batch_size=32)]
+        model.train(was_training)
+        return outputs
 
     def scores(self, answers: list[str]) -> dict:
         from vetllm.metrics import score_predictions
