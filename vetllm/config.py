@@ -100,6 +100,18 @@ class TrainConfig:
         """Samples per optimizer step on one device (micro-batch x accumulation)."""
         return self.per_device_batch * self.grad_accum
 
+    def data_paths(self) -> tuple[Path, Path | None]:
+        """The training and validation files (`bundled` means the examples/ files)."""
+        bundled = None
+        if BUNDLED_DATA in (self.data, self.val_data):
+            from vetllm.data.synth import bundled_examples
+
+            bundled = bundled_examples()
+        train = bundled[0] if self.data == BUNDLED_DATA else Path(self.data)
+        if self.val_data is None:
+            return train, None
+        return train, bundled[1] if self.val_data == BUNDLED_DATA else Path(self.val_data)
+
     def coverage_plan(self, records: list, world_size: int = 1):
         """What the Trainer will do with these training records under this config."""
         from vetllm.coverage import plan_coverage

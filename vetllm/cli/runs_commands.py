@@ -208,18 +208,12 @@ def render_run_report(run) -> str:
 def _plan_and_stats(run):
     """(CoveragePlan, DatasetStats, config dict) for the run, or Nones when data is gone."""
     try:
-        from vetllm.config import BUNDLED_DATA, load_config
+        from vetllm.config import load_config
         from vetllm.data.loading import load_dataset_file
         from vetllm.data.stats import dataset_stats
 
         cfg = load_config(run.config_path)
-        if cfg.data == BUNDLED_DATA:
-            from vetllm.data.synth import bundled_examples
-
-            data_path = bundled_examples()[0]
-        else:
-            data_path = Path(cfg.data)
-        records = load_dataset_file(data_path, on_error="skip").records
+        records = load_dataset_file(cfg.data_paths()[0], on_error="skip").records
     except (ImportError, VetLLMError, OSError) as error:
         print(f"note: coverage and data statistics left out ({error})", file=sys.stderr)
         return None, None, None

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vetllm.catalogue import Catalogue
-from vetllm.config import BUNDLED_DATA, TrainConfig
+from vetllm.config import TrainConfig
 from vetllm.data.prompts import PromptTemplate
 from vetllm.data.records import Record
 from vetllm.errors import VetLLMError
@@ -148,23 +148,11 @@ class ResponseOnlyCollator:
 
 
 # -- the configured data files ----------------------------------------------------------------
-def _data_paths(cfg: TrainConfig) -> tuple[Path, Path | None]:
-    bundled = None
-    if BUNDLED_DATA in (cfg.data, cfg.val_data):
-        from vetllm.data.synth import bundled_examples
-
-        bundled = bundled_examples()
-    train = bundled[0] if cfg.data == BUNDLED_DATA else Path(cfg.data)
-    if cfg.val_data is None:
-        return train, None
-    return train, bundled[1] if cfg.val_data == BUNDLED_DATA else Path(cfg.val_data)
-
-
 def load_training_data(cfg: TrainConfig, catalogue: Catalogue):
     """(train records, validation records, {role: {name, sha256}}); bad rows reject the file."""
     from vetllm.data.loading import load_dataset_file
 
-    train_path, val_path = _data_paths(cfg)
+    train_path, val_path = cfg.data_paths()
     files, loaded = {}, {}
     for role, path in (("data", train_path), ("val_data", val_path)):
         if path is None:

@@ -133,20 +133,14 @@ def _analysis_or_none(history: list[dict], config_path: Path):
 
 def _run_data(run_path: Path):
     """The run's config and its training / validation records, as the training process saw them."""
-    from vetllm.config import BUNDLED_DATA, load_config
+    from vetllm.config import load_config
     from vetllm.data.loading import load_dataset_file
-    from vetllm.data.synth import bundled_examples
 
     cfg = load_config(run_path / "config.yaml")
-    bundled_train, bundled_val = bundled_examples()
-
-    def records(value: str | None, bundled: Path):
-        if value is None:
-            return []
-        source = bundled if value == BUNDLED_DATA else Path(value)
-        return load_dataset_file(source, on_error="skip").records
-
-    return cfg, records(cfg.data, bundled_train), records(cfg.val_data, bundled_val)
+    train_path, val_path = cfg.data_paths()
+    train = load_dataset_file(train_path, on_error="skip").records
+    val = load_dataset_file(val_path, on_error="skip").records if val_path else []
+    return cfg, train, val
 
 
 def _build_report(run_path: Path) -> str:
