@@ -361,6 +361,9 @@ for i, (n, batch, accum, epochs, drop_last) in enumerate(configs):
                     "micro_batches": len(model.fed), "fed": [j for m in model.fed for j in m]})
 with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
     json.dump(results, handle)
+# Leave together: a rank exiting while gloo still talks to the other aborts it (SIGABRT).
+torch.distributed.barrier()
+torch.distributed.destroy_process_group()
 """
 
 # (samples, per-device batch, grad accumulation, epochs, drop_last), all on 2 ranks

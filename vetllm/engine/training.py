@@ -72,6 +72,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> dict:
 
     Raises VetLLMError (status "failed" with cause and remedy already written) on failure.
     """
+    status = _train_and_record(cfg, run_dir, resume)
+    _leave_process_group()  # after success only: a failed rank must not wait in a barrier
+    return status
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, ranks leave together: one exiting while gloo/NCCL still talks aborts another."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _train_and_record(cfg: TrainConfig, run_dir: str | Path, resume: bool) -> dict:
     run = RunDirectory(run_dir)
     log = RunLog(run)
     if is_main_process():
