@@ -74,9 +74,10 @@ class TrainConfig:
     # Logging, validation, checkpoints (all in optimizer steps)
     logging_steps: int = 10
     eval_steps: int | None = None  # periodic validation every N steps; None = only at the end
-    eval_samples: int = 64  # validation subset size for periodic generation accuracy
+    # Cap on validation notes scored in each periodic validation (spread evenly); None = all.
+    eval_samples: int | None = None
     early_stopping_patience: int | None = None  # evals without lenient-accuracy gain; None = off
-    save_steps: int = 200
+    save_steps: int = 200  # checkpoint interval; while validation runs, every eval_steps instead
     max_new_tokens: int = 24  # generation budget per answer (tokens)
     final_eval: bool = True  # evaluate the final model on val_data and write RUN_DIR/eval/
     # The CPU default model (base_model: tiny): built from scratch, sizes in units / tokens.
@@ -272,7 +273,6 @@ _POSITIVE = (
     "grad_accum",
     "logging_steps",
     "save_steps",
-    "eval_samples",
     "max_new_tokens",
     "lora_r",
     "lora_alpha",
@@ -280,7 +280,13 @@ _POSITIVE = (
     "tiny_layers",
     "tiny_intermediate_size",
 )
-_POSITIVE_OR_OFF = ("max_steps", "eval_steps", "early_stopping_patience", "torch_threads")
+_POSITIVE_OR_OFF = (
+    "max_steps",
+    "eval_steps",
+    "early_stopping_patience",
+    "torch_threads",
+    "eval_samples",
+)
 
 
 def _value_problems(cfg: TrainConfig) -> list[str]:

@@ -65,9 +65,12 @@ def report_concerns(analysis: LossAnalysis, plan=None, stats=None, evaluation=No
     return flags
 
 
-def render_training_report(analysis: LossAnalysis, plan=None, stats=None, evaluation=None) -> str:
+def render_training_report(
+    analysis: LossAnalysis, plan=None, stats=None, evaluation=None, served=None
+) -> str:
     """The whole training-analysis report as Markdown; extra inputs are optional plain dicts."""
     out = ["# Training analysis", "", *_summary_lines(analysis), ""]
+    out += _served_lines(served)
     if plan is not None:
         out += ["## Coverage", "", _plan_markdown(plan), ""]
     out += ["## Loss history", "", *_loss_table(analysis), ""]
@@ -82,6 +85,16 @@ def render_training_report(analysis: LossAnalysis, plan=None, stats=None, evalua
     out += ["## Concerns", ""]
     out += [f"- **{c['severity']}** `{c['code']}`: {c['message']}" for c in concerns] or ["- none"]
     return "\n".join(out) + "\n"
+
+
+def _served_lines(served: dict | None) -> list[str]:
+    """Which step the run's model/ holds and why (the run card's `served`, see engine/selection)."""
+    if not served or not served.get("summary"):
+        return []
+    lines = ["## Served model", "", f"- {served['summary']}"]
+    if is_number(served.get("strict_accuracy")):
+        lines.append(f"- strict accuracy at that step: {served['strict_accuracy']:.3f}")
+    return [*lines, ""]
 
 
 def _epoch_table(a: LossAnalysis) -> list[str]:

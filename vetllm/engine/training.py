@@ -4,7 +4,8 @@ Everything goes through the HF Trainer: dynamic padding, micro-batch x accumulat
 schedule with warmup, checkpoints into RUN_DIR/checkpoints (resumed from the last one marked
 COMPLETE, never HF's "highest number" guess), and DDP when started by `accelerate launch` or
 `torchrun` (only rank 0 writes run files). Periodic validation adds strict and lenient accuracy of
-greedy generations to the eval loss; early stopping watches lenient accuracy. Failures end as
+greedy generations to the eval loss; the step with the best lenient accuracy is the one saved as
+the run's model, and early stopping watches lenient accuracy (vetllm.engine.selection). Failures end as
 status "failed" with a one-line cause (CUDA out of memory gets remedies); the traceback goes to
 train.log only.
 """
@@ -20,15 +21,23 @@ import traceback
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
-from vetllm.catalogue import Catalogue, load_catalogue
+from vetllm.catalogue import load_catalogue
 from vetllm.config import TINY_BASE, TrainConfig
 from vetllm.data.records import Record
 from vetllm.engine import modeling
 from vetllm.engine.callbacks import RunCallback
 from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
 from vetllm.engine.runs import RunDirectory
+from vetllm.engine.selection import (
+    GenerationEval,
+    LenientEarlyStopping,
+    VetTrainer,
+    selection_arguments,
+    served_step,
+    validation_subset,
+)
 from vetllm.errors import VetLLMError
 
 OOM_REMEDY = (
@@ -170,7 +179,7 @@ def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, re
         f"model: {cfg.base_model} ({cfg.method}); trainable parameters {params['trainable']:,} "
         f"of {params['total']:,} ({params['trainable_share']:.3%})"
     )
-    eval_records = val_records[: cfg.eval_samples]
+    eval_records = validation_subset(val_records, cfg.eval_samples)
     train_set = encode_records(
         tokenizer, template, train_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
     )
@@ -192,6 +201,9 @@ def _finish(
     train_seconds = time.monotonic() - started
     labels = {label for r in train_records for label in r.labels}
     card = modeling.build_run_card(cfg, source, params, data_files, labels, trainer.state)
+    # load_best_model_at_end has already put the best step's weights in the model just saved.
+    card["served"] = served_step(trainer.state, trainer.args.load_best_model_at_end)
+    log("served model: " + card["served"]["summary"])
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
     evaluation = None
     if cfg.final_eval and val_records:
@@ -199,7 +211,7 @@ def _finish(
         evaluation = final_evaluation(run, trainer, cfg, val_records, log)
         card["final_metrics"] = _headline(evaluation)
         modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
-    write_report(run, cfg, train_records, evaluation, log)
+    write_report(run, cfg, train_records, evaluation, log, served=card["served"])
     total = time.monotonic() - started
     log(f"done in {total:.1f} s (training {train_seconds:.1f} s); model in {run.model_dir}")
     return run.write_status(
@@ -207,79 +219,11 @@ def _finish(
         message="completed",
         wall_s=round(total, 2),
         final_metrics=_headline(evaluation),
+        served=card["served"],
     )
 
 
 # -- the Trainer -----------------------------------------------------------------------------
-class GenerationEval:
-    """Greedy answers for validation notes, scored strict and lenient by vetllm.metrics."""
-
-    def __init__(self, cfg: TrainConfig, tokenizer, records: list[Record], catalogue: Catalogue):
-        self.cfg, self.tokenizer, self.records, self.catalogue = cfg, tokenizer, records, catalogue
-
-    def answers(self, model) -> list[str]:
-        """Free-decoding raw outputs, exactly as `vetllm predict` would produce them."""
-        from vetllm.engine.predict import Predictor
-
-        was_training = model.training
-        predictor = Predictor(
-            model,
-            self.tokenizer,
-            template=self.cfg.prompt(),
-            catalogue=self.catalogue,
-            max_length=self.cfg.max_length,
-            max_new_tokens=self.cfg.max_new_tokens,
-        )
-        notes = [r.note for r in self.records]
-        outputs = [p.raw_output for p in predictor.predict(notes, "free", batch_size=32)]
-        model.train(was_training)
-        return outputs
-
-    def scores(self, answers: list[str]) -> dict:
-        from vetllm.metrics import score_predictions
-
-        items = [(a, list(r.labels)) for a, r in zip(answers, self.records, strict=True)]
-        return score_predictions(items, self.catalogue).to_dict()
-
-    def __call__(self, model) -> dict[str, float]:
-        if not self.records:
-            return {}
-        scores = self.scores(self.answers(model))
-        return {key: scores[key] for key in ("strict_accuracy", "lenient_accuracy")}
-
-
-class VetTrainer(Trainer):
-    """The HF Trainer plus generation accuracy in every evaluation (before it is logged)."""
-
-    generation_eval: GenerationEval | None = None
-
-    def evaluation_loop(self, *args, **kwargs):
-        output = super().evaluation_loop(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", "eval")
-        if self.generation_eval is not None and output.metrics is not None:
-            model = self.accelerator.unwrap_model(self.model)
-            for key, value in self.generation_eval(model).items():
-                output.metrics[f"{prefix}_{key}"] = value
-        return output
-
-
-class LenientEarlyStopping(TrainerCallback):
-    """Stop after `patience` evaluations without a gain in lenient accuracy."""
-
-    def __init__(self, patience: int):
-        self.patience, self.best, self.bad_evals = patience, -1.0, 0
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        value = (metrics or {}).get("eval_lenient_accuracy")
-        if value is None:
-            return
-        if value > self.best:
-            self.best, self.bad_evals = value, 0
-        else:
-            self.bad_evals += 1
-            control.should_training_stop = self.bad_evals >= self.patience
-
-
 def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> TrainingArguments:
     """The HF TrainingArguments for a config (one place, so tests can inspect them)."""
     on_cuda = torch.cuda.is_available()
@@ -308,8 +252,8 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
         eval_strategy="steps" if periodic_eval else "no",
         eval_steps=cfg.eval_steps if periodic_eval else None,
         save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
+        save_total_limit=2,  # the best checkpoint is kept on top of these (selection.py)
+        **selection_arguments(cfg, periodic_eval),
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to="none",
@@ -385,18 +329,19 @@ def _headline(result: dict | None) -> dict | None:
     return None
 
 
-def write_report(run, cfg, records, evaluation, log) -> None:
+def write_report(run, cfg, records, evaluation, log, served: dict | None = None) -> None:
     """RUN_DIR/report.md from vetllm.analysis; a report problem never fails a finished run."""
     if not run.metrics_path.is_file():
         log("report.md skipped: no logging step reached (lower logging_steps)")
         return
     try:
-        run.report_path.write_text(_render_report(run, cfg, records, evaluation), encoding="utf-8")
+        text = _render_report(run, cfg, records, evaluation, served)
+        run.report_path.write_text(text, encoding="utf-8")
     except Exception as error:  # noqa: BLE001 - the model is saved; the report can be redone
         log(f"report.md skipped ({type(error).__name__}: {error}); retry with `vetllm report`")
 
 
-def _render_report(run, cfg, records, evaluation) -> str:
+def _render_report(run, cfg, records, evaluation, served) -> str:
     from vetllm.analysis import analyse_losses, load_log_history, render_training_report
     from vetllm.data.stats import dataset_stats
 
@@ -407,5 +352,5 @@ def _render_report(run, cfg, records, evaluation) -> str:
         config=cfg.to_dict(),
     )
     return render_training_report(
-        analysis, plan=plan, stats=dataset_stats(records), evaluation=evaluation
+        analysis, plan=plan, stats=dataset_stats(records), evaluation=evaluation, served=served
     )

@@ -1,0 +1,191 @@
+"""Which weights a run serves: periodic validation, the best step by lenient accuracy, early stop.
+
+Periodic validation scores free-decoding answers (the same Predictor path as `vetllm predict`) for
+the validation notes, all of them unless `eval_samples` caps them, and logs strict and lenient
+accuracy, the number of notes scored (`eval_n`) and `eval_selection_score` beside the eval loss.
+
+The HF Trainer's own machinery then keeps and serves the best step:
+`metric_for_best_model="selection_score"` with `greater_is_better=True` records the best step in
+TrainerState (so it survives kill -9 + resume: trainer_state.json of every checkpoint holds it),
+`save_total_limit` never deletes the best checkpoint, and `load_best_model_at_end` loads it when
+training ends, however it ends (last step, early stopping, a STOP request). Checkpoints are saved
+at every evaluation (save steps follow eval_steps while validation runs), so every evaluated step
+that could be best has a checkpoint. The Trainer compares one number, so ties in lenient
+accuracy are broken inside that number: see `selection_score`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from transformers import Trainer, TrainerCallback
+
+from vetllm.catalogue import Catalogue
+from vetllm.config import TrainConfig
+from vetllm.data.records import Record
+
+SELECTION_METRIC = "selection_score"  # logged as eval_selection_score
+
+
+def validation_subset(records: list[Record], cap: int | None) -> list[Record]:
+    """All records, or `cap` of them spread evenly over the file (a file sorted by disease
+    would make its first `cap` rows one or two diseases)."""
+    if cap is None or len(records) <= cap:
+        return list(records)
+    return [records[(i * len(records)) // cap] for i in range(cap)]
+
+
+def selection_score(lenient_accuracy: float, eval_loss: float | None, n: int) -> float:
+    """Lenient accuracy, ties broken by lower eval loss, as one number the Trainer can compare.
+
+    Accuracies over n notes differ by at least 1/n; the tie-break term 1/((n + 1)(1 + loss)) is
+    below 1/(n + 1), so it orders equal accuracies by loss and never outweighs one more correct
+    note.
+    """
+    if eval_loss is None or not math.isfinite(eval_loss) or eval_loss < 0:
+        return float(lenient_accuracy)
+    return float(lenient_accuracy) + 1.0 / ((n + 1) * (1.0 + eval_loss))
+
+
+def selection_arguments(cfg: TrainConfig, periodic_eval: bool) -> dict:
+    """TrainingArguments fields for choosing the served step (none without periodic validation)."""
+    if not periodic_eval:
+        return {"save_steps": cfg.save_steps}
+    return {
+        # A checkpoint at every evaluation: the best step must have one to be restored (and
+        # load_best_model_at_end requires save steps to be a multiple of eval steps).
+        "save_steps": cfg.eval_steps,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": SELECTION_METRIC,
+        "greater_is_better": True,
+    }
+
+
+class GenerationEval:
+    """Greedy answers for validation notes, scored strict and lenient by vetllm.metrics."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer, records: list[Record], catalogue: Catalogue):
+        self.cfg, self.tokenizer, self.records, self.catalogue = cfg, tokenizer, records, catalogue
+
+    def answers(self, model) -> list[str]:
+        """Free-decoding raw outputs, exactly as `vetllm predict` would produce them."""
+        from vetllm.engine.predict import Predictor
+
+        was_training = model.training
+        predictor = Predictor(
+            model,
+            self.tokenizer,
+            template=self.cfg.prompt(),
+            catalogue=self.catalogue,
+            max_length=self.cfg.max_length,
+            max_new_tokens=self.cfg.max_new_tokens,
+        )
+        notes = [r.note for r in self.records]
+        outputs = [p.raw_output for p in predictor.predict(notes, "free", batch_size=32)]
+        model.train(was_training)
+        return outputs
+
+    def scores(self, answers: list[str]) -> dict:
+        from vetllm.metrics import score_predictions
+
+        items = [(a, list(r.labels)) for a, r in zip(answers, self.records, strict=True)]
+        return score_predictions(items, self.catalogue).to_dict()
+
+    def __call__(self, model) -> dict[str, float]:
+        if not self.records:
+            return {}
+        scores = self.scores(self.answers(model))
+        return {key: scores[key] for key in ("strict_accuracy", "lenient_accuracy")}
+
+
+class VetTrainer(Trainer):
+    """The HF Trainer plus generation accuracy and the selection score in every evaluation."""
+
+    generation_eval: GenerationEval | None = None
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        if self.generation_eval is not None and output.metrics is not None:
+            model = self.accelerator.unwrap_model(self.model)
+            scores = self.generation_eval(model)
+            if scores:
+                n = len(self.generation_eval.records)
+                loss = output.metrics.get(f"{prefix}_loss")
+                scores["n"] = n
+                scores[SELECTION_METRIC] = selection_score(scores["lenient_accuracy"], loss, n)
+            for key, value in scores.items():
+                output.metrics[f"{prefix}_{key}"] = value
+        return output
+
+
+class LenientEarlyStopping(TrainerCallback):
+    """Stop after `patience` evaluations without a gain in lenient accuracy.
+
+    The count is rebuilt from the Trainer's log history when training starts, so a resumed run
+    keeps the evaluations it made before it was interrupted.
+    """
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.bad_evals = patience, -1.0, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.best, self.bad_evals = -1.0, 0
+        for entry in state.log_history or []:
+            self._count(entry.get("eval_lenient_accuracy"))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self._count((metrics or {}).get("eval_lenient_accuracy")):
+            control.should_training_stop = self.bad_evals >= self.patience
+
+    def _count(self, value) -> bool:
+        if value is None:
+            return False
+        if value > self.best:
+            self.best, self.bad_evals = value, 0
+        else:
+            self.bad_evals += 1
+        return True
+
+
+def served_step(state, periodic_eval: bool) -> dict:
+    """Which step's weights the run serves and why, from the Trainer's state after training.
+
+    Returns plain data for the run card, status.json and report.md; `summary` is the sentence
+    ("best validation accuracy 0.930 at step 400 of 720 (lenient, 217 validation notes)").
+    """
+    trained, planned = int(state.global_step), int(state.max_steps or state.global_step)
+    best = getattr(state, "best_global_step", None) if periodic_eval else None
+    entry = _eval_entry(state.log_history, best) if best else None
+    if entry is None:
+        reason = "validation picked no step" if periodic_eval else "no validation during training"
+        return {
+            "step": trained,
+            "trained_steps": trained,
+            "planned_steps": planned,
+            "selected_by": "final_step",
+            "summary": f"final step {trained}: {reason}",
+        }
+    facts = {
+        "step": int(best),
+        "trained_steps": trained,
+        "planned_steps": planned,
+        "selected_by": "best_validation_lenient_accuracy",
+        "lenient_accuracy": entry["eval_lenient_accuracy"],
+        "strict_accuracy": entry.get("eval_strict_accuracy"),
+        "eval_loss": entry.get("eval_loss"),
+        "n": entry.get("eval_n"),
+    }
+    notes = f", {facts['n']} validation notes" if facts["n"] else ""
+    ended = f" (stopped early; {planned} planned)" if trained < planned else ""
+    facts["summary"] = (
+        f"best validation accuracy {facts['lenient_accuracy']:.3f} at step {best} of "
+        f"{trained}{ended} (lenient{notes})"
+    )
+    return facts
+
+
+def _eval_entry(history: list[dict], step: int) -> dict | None:
+    """The last logged evaluation at `step` that has a lenient accuracy."""
+    found = [e for e in history or [] if e.get("step") == step and "eval_lenient_accuracy" in e]
+    return found[-1] if found else None
