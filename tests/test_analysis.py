@@ -262,3 +262,29 @@ def test_history_passed_directly_tolerates_unusable_entries():
     history += [{"step": 4, "loss": 1.0}, {"step": 5, "loss": 0.9}, {"train_loss": 1.2}]
     analysis = analyse_losses(history)
     assert [p["step"] for p in analysis.points] == [1, 4, 5]
+
+
+def _cosine_history(losses: list[float], peak_lr: float = 2e-3) -> list[dict]:
+    """Logged points of a cosine schedule (learning rate from its peak down to 0)."""
+    last = len(losses) - 1
+    return [
+        {"step": 10 * (i + 1), "loss": loss, "learning_rate": peak_lr * (1 + math.cos(math.pi * i / last)) / 2}
+        for i, loss in enumerate(losses)
+    ]  # fmt: skip
+
+
+def test_loss_noise_after_the_learning_rate_decayed_is_not_rising_loss():
+    # The lowest loss comes with the learning rate under 1% of its peak; the last point is 20%
+    # above it: batch noise, since updates that small cannot drive the loss up.
+    losses = [2.0, 1.0, 0.5, 0.2, 0.1, 0.06, 0.05, 0.045, 0.04, 0.03, 0.036]
+    analysis = analyse_losses(_cosine_history(losses))
+    assert "train_loss_rising" not in _codes(analysis.flags)
+
+
+def test_loss_rising_while_the_learning_rate_is_high_is_flagged():
+    losses = [2.0, 1.0, 0.5, 0.2, 0.4, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7]
+    flags = {f["code"]: f["message"] for f in analyse_losses(_cosine_history(losses)).flags}
+    assert "above the minimum 0.2 (step 40)" in flags["train_loss_rising"]
+    # Without a logged learning rate the rule stays as it was: last loss vs the lowest.
+    plain = [{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(losses)]
+    assert "train_loss_rising" in _codes(analyse_losses(plain).flags)

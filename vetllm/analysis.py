@@ -13,6 +13,8 @@ Input is a Trainer `log_history` (trainer_state.json) or the run's metrics.jsonl
   below its value there. Defaults: 10 % over 3 points.
 * early stop: the step where the eval accuracy peaks, else where eval loss is lowest, else where
   the plateau starts; only suggested when it is before the last logged step.
+* rising loss: the final loss is over the lowest by more than `threshold`, judged only on points
+  logged while the learning rate was above LR_DECAYED of its peak (after that it is noise).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ SOURCE_STEPS_PER_EPOCH = 201  # measured: 1,602 samples, micro 2 x accum 4 (DOMA
 PLATEAU_THRESHOLD = 0.10  # relative loss improvement still counted as progress
 SMOOTHING_WINDOW = 3  # logged points in the centred median
 OVERFIT_RISE = 0.05  # relative rise of eval loss above its minimum
+LR_DECAYED = 0.05  # share of the peak learning rate below which the schedule counts as ended
 MAX_LOG_BYTES = 200 * 1024 * 1024
 ACCURACY_KEYS = ("eval_strict_accuracy", "eval_lenient_accuracy")
 
@@ -188,13 +191,16 @@ def analyse_losses(
 
 def _point(entry: dict, first: float, steps_per_epoch: int | None) -> dict:
     step, loss = int(entry["step"]), float(entry["loss"])
-    return {
+    point = {
         "step": step,
         "epoch": entry.get("epoch"),
         "epoch_from_steps": step / steps_per_epoch if steps_per_epoch else None,
         "loss": loss,
         "reduction": (first - loss) / first if first else 0.0,
     }
+    if is_number(entry.get("learning_rate")):  # for train_loss_rising: was the rate ~0 yet?
+        point["learning_rate"] = float(entry["learning_rate"])
+    return point
 
 
 def _last_per_step(entries) -> list[dict]:
@@ -309,8 +315,9 @@ FLAG_TEXT = {
                         "diverged or overflowed; lower the learning rate or use bf16"),
     "too_few_points": ("info", "only {n} training loss value(s) logged, too few to judge "
                        "trends; lower logging_steps"),
-    "train_loss_rising": ("warning", "final loss {final:.4g} is above the minimum {low:.4g} "
-                          "(step {step}): the learning rate may be too high"),
+    "train_loss_rising": ("warning", "loss {final:.4g} at step {last_step} is above the minimum "
+                          "{low:.4g} (step {step}) while the learning rate was still above "
+                          "~0: the learning rate may be too high"),
     "still_improving": ("info", "the loss was still falling at the last logged step: more "
                         "steps may help"),
     "overfitting": ("warning", "eval loss rose from {low:.4g} (step {low_step}) to {last:.4g} "
@@ -326,16 +333,40 @@ def _history_flags(a: LossAnalysis, n_nonfinite: int, config: dict | None) -> li
     flags = [_flag("non_finite_loss", n=n_nonfinite)] if n_nonfinite else []
     if len(a.points) < 3:
         flags.append(_flag("too_few_points", n=len(a.points)))
-    if a.final_loss > a.min_loss * (1 + a.settings["threshold"]):
-        flags.append(
-            _flag("train_loss_rising", final=a.final_loss, low=a.min_loss, step=a.min_loss_step)
-        )
+    flags += _rising_loss_flags(a)
     if a.plateau is None and len(a.points) >= 3 and a.reduction > 0:
         flags.append(_flag("still_improving"))
     flags += _overfitting_flags(a)
     if config and _loss_covers_prompt(config):
         flags.append(_flag("loss_over_prompt"))
     return flags
+
+
+def _rising_loss_flags(a: LossAnalysis) -> list[dict]:
+    """The final loss is above the lowest, and it rose while the learning rate still mattered.
+
+    Once a schedule has decayed the learning rate to ~0 (under LR_DECAYED of its logged peak)
+    the weights barely move, so a higher loss there is batch-to-batch noise, not a rate that is
+    too high: only points logged before that are compared. Without a logged rate, all are.
+    """
+    rise = 1 + a.settings["threshold"]
+    if a.final_loss <= a.min_loss * rise:
+        return []
+    rates = [p["learning_rate"] for p in a.points if is_number(p.get("learning_rate"))]
+    peak = max(rates, default=0.0)
+    active = a.points
+    if len(rates) == len(a.points) and peak > 0:
+        active = [p for p in a.points if p["learning_rate"] > LR_DECAYED * peak]
+    if not active:
+        return []
+    low = min(active, key=lambda p: p["loss"])
+    if active[-1]["loss"] <= low["loss"] * rise:
+        return []
+    last = active[-1]
+    return [
+        _flag("train_loss_rising", final=last["loss"], last_step=last["step"], low=low["loss"],
+              step=low["step"])
+    ]  # fmt: skip
 
 
 def _overfitting_flags(analysis: LossAnalysis) -> list[dict]:
