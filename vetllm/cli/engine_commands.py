@@ -1,8 +1,9 @@
 """CLI: `vetllm train` -- train in this process (blocking), printing progress, into a run folder.
 
 `vetllm train --config PATH [--data PATH] [--val-data PATH] [--output RUN_DIR] [--resume]
-[--set KEY=VALUE ...]`. Without --data the config's own data is used (the bundled examples for
-configs/tiny-cpu.yaml). The default output is runs/<config name>-<UTC timestamp>. The app and
+[--set KEY=VALUE ...] [--seeds 0,1,2]`. Without --data the config's own data is used (the
+bundled examples for configs/tiny-cpu.yaml). --seeds trains one run per seed
+(vetllm.engine.seeds). The default output is runs/<config name>-<UTC timestamp>. The app and
 `vetllm runs launch` start this same command in a separate process. Under `accelerate launch` or
 `torchrun` every process runs it and the Trainer's DDP splits the batches.
 """
@@ -38,6 +39,11 @@ def add_commands(commands) -> None:
         metavar="KEY=VALUE",
         dest="overrides",
         help="override a config field, e.g. --set epochs=2 (repeatable)",
+    )
+    train.add_argument(
+        "--seeds",
+        metavar="0,1,2",
+        help="one run per seed (RUN_DIR-seedN) and RUN_DIR-seeds.json: accuracy mean and minimum",
     )
     train.set_defaults(run=_train)
 
@@ -88,9 +94,11 @@ def _train(args: argparse.Namespace) -> int:
         # Each process would pick its own timestamped folder; they must share one.
         raise VetLLMError("--output RUN_DIR is required when several processes train together")
     run_dir = args.output or default_output(cfg.name)
-    if is_main_process():  # the other ranks would see rank 0's "running" status
+    if is_main_process() and not args.seeds:  # other ranks would see rank 0's "running" status
         _check_output(run_dir, args.resume)
 
+    if args.seeds:
+        return _train_seeds(cfg, run_dir, args)
     if is_main_process():
         print(f"training {cfg.name} ({cfg.base_model}, {cfg.method}) into {run_dir}", flush=True)
     status = train(cfg, run_dir, resume=args.resume)
@@ -114,3 +122,22 @@ def _print_outcome(status: dict, run_dir: Path) -> None:
         config = run_dir / "config.yaml"
         line += f" | resume: vetllm train --config {config} --output {run_dir} --resume"
     print(line, flush=True)
+
+
+def _train_seeds(cfg, run_dir: Path, args: argparse.Namespace) -> int:
+    """`--seeds`: one run per seed, then the mean and minimum of their validation accuracy."""
+    from vetllm.engine.seeds import describe_summary, parse_seeds, seed_run_dir, train_seeds
+    from vetllm.engine.training import is_main_process
+
+    seeds = parse_seeds(args.seeds)
+    if is_main_process() and not args.resume:
+        for seed in seeds:
+            _check_output(seed_run_dir(run_dir, seed), resume=False)
+    if is_main_process():
+        print(f"training {cfg.name} with seeds {seeds} into {run_dir}-seedN", flush=True)
+    summary = train_seeds(cfg, run_dir, seeds, resume=args.resume)
+    if is_main_process():
+        for result in summary["seeds"]:
+            print(f"seed {result['seed']}: {result['state']} {result['run']}", flush=True)
+        print(f"{describe_summary(summary)} | {summary.get('path')}", flush=True)
+    return 0 if all(r["state"] in ("completed", "stopped") for r in summary["seeds"]) else 1
