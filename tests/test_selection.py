@@ -9,6 +9,8 @@ import pytest
 from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerControl
 
+from vetllm.analysis import analyse_losses, load_log_history
+from vetllm.cli.runs_commands import render_run_report
 from vetllm.config import TrainConfig, load_config
 from vetllm.data.records import Record
 from vetllm.data.synth import write_synthetic_dataset
@@ -144,12 +146,14 @@ def fake_validation(monkeypatch, accuracy_by_step, crash_at=None):
     monkeypatch.setattr(selection.GenerationEval, "__call__", scores)
 
 
-def assert_serves_checkpoint(run: RunDirectory, step: int, not_step: int) -> None:
-    served = load_file(run.model_dir / "model.safetensors")
-    best = load_file(run.checkpoints_dir / f"checkpoint-{step}" / "model.safetensors")
+def assert_serves_checkpoint(
+    run: RunDirectory, step: int, not_step: int, weights: str = "model.safetensors"
+) -> None:
+    served = load_file(run.model_dir / weights)
+    best = load_file(run.checkpoints_dir / f"checkpoint-{step}" / weights)
     assert served.keys() == best.keys()
     assert all((served[k] == best[k]).all() for k in served)
-    other = load_file(run.checkpoints_dir / f"checkpoint-{not_step}" / "model.safetensors")
+    other = load_file(run.checkpoints_dir / f"checkpoint-{not_step}" / weights)
     assert any((served[k] != other[k]).any() for k in served)
 
 
@@ -169,6 +173,9 @@ def test_a_run_whose_accuracy_falls_late_serves_the_earlier_step(data_dir, tmp_p
     assert [m["step"] for m in evals] == [6, 12, 18, 24] and evals[0]["eval_n"] == n_val
     assert "## Served model" in run.report_path.read_text()
     assert "best validation accuracy 0.900 at step 12" in run.report_path.read_text()
+    assert "best validation accuracy 0.900 at step 12" in render_run_report(run)  # vetllm report
+    eval_points = analyse_losses(load_log_history(run.metrics_path)).eval_points
+    assert eval_points[0]["n"] == n_val
 
 
 @pytest.mark.slow
@@ -185,6 +192,34 @@ def test_early_stopping_restores_the_best_step(data_dir, tmp_path, monkeypatch):
 def test_no_periodic_validation_serves_the_final_step(data_dir, tmp_path):
     status = train(quick_config(data_dir, eval_steps=None, max_steps=6), tmp_path / "run")
     assert status["served"]["summary"] == "final step 6: no validation during training"
+
+
+@pytest.mark.slow
+def test_a_lora_run_serves_the_best_steps_adapter(data_dir, tmp_path, monkeypatch):
+    from vetllm.catalogue import load_catalogue
+    from vetllm.data.prompts import ALPACA
+    from vetllm.data.synth import generate_records
+    from vetllm.engine.tiny import build_tiny_model, train_tokenizer
+
+    records = generate_records(n=100, seed=4)
+    texts = [ALPACA.format_prompt(r.note) + ALPACA.format_response(r.labels) for r in records]
+    tokenizer = train_tokenizer(texts, 500, labels=load_catalogue().labels)
+    base_cfg = TrainConfig(tiny_hidden_size=32, tiny_heads=2, max_length=256)
+    build_tiny_model(base_cfg, tokenizer).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    fake_validation(monkeypatch, FALLING)
+    cfg = quick_config(
+        data_dir,
+        base_model=str(tmp_path / "base"),
+        method="lora",
+        prompt_template="alpaca",
+        note_prefix="Clinical Note: ",
+        max_length=256,
+        learning_rate=1e-3,
+    )
+    run = RunDirectory(tmp_path / "run")
+    assert train(cfg, run.path)["served"]["step"] == 12
+    assert_serves_checkpoint(run, 12, not_step=24, weights="adapter_model.safetensors")
 
 
 KILL_SCRIPT = """

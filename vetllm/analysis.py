@@ -216,6 +216,8 @@ def _eval_point(entry: dict) -> dict:
     for key in ("eval_loss", *ACCURACY_KEYS):
         if is_number(entry.get(key)) and math.isfinite(entry[key]):
             point[key] = entry[key]
+    if _is_whole(entry.get("eval_n")):  # validation notes the accuracies are over
+        point["n"] = int(entry["eval_n"])
     return point
 
 

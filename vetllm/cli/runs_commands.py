@@ -199,7 +199,11 @@ def render_run_report(run) -> str:
         history, steps_per_epoch=steps_per_epoch or _steps_per_epoch(history), config=config
     )
     text = render_training_report(
-        analysis, plan=plan, stats=stats, evaluation=_read_json(run.eval_dir / "metrics.json")
+        analysis,
+        plan=plan,
+        stats=stats,
+        evaluation=_read_json(run.eval_dir / "metrics.json"),
+        served=run.read_status().get("served"),
     )
     atomic_write_text(run.report_path, text)
     return text

@@ -158,7 +158,8 @@ def _build_report(run_path: Path) -> str:
             evaluation = json.loads(metrics_file.read_text(encoding="utf-8"))
         except ValueError:
             evaluation = None
-    return render_training_report(analysis, evaluation=evaluation)
+    served = run.read_status().get("served")  # which step model/ holds, and why
+    return render_training_report(analysis, evaluation=evaluation, served=served)
 
 
 def refresh_choices(handlers: ChartHandlers):
