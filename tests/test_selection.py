@@ -23,6 +23,7 @@ from vetllm.engine.selection import (
     validation_subset,
 )
 from vetllm.engine.training import train, training_arguments
+from vetllm.errors import VetLLMError
 
 # Lenient accuracy the faked validation reports at each evaluated step: best at 12, falls after.
 FALLING = {6: 0.5, 12: 0.9, 18: 0.6, 24: 0.4}
@@ -65,6 +66,27 @@ def test_served_step_names_the_best_validation_step_and_why():
     final = served_step(_state([], None), periodic_eval=False)
     assert final["step"] == 720 and final["selected_by"] == "final_step"
     assert final["summary"] == "final step 720: no validation during training"
+
+
+def test_report_says_which_step_is_served():
+    from vetllm.analysis import SOURCE_LOSS_HISTORY
+    from vetllm.report import render_training_report
+
+    analysis = analyse_losses(SOURCE_LOSS_HISTORY)
+    served = {
+        "summary": "best validation accuracy 0.930 at step 400 of 603",
+        "strict_accuracy": 0.9,
+    }
+    text = render_training_report(analysis, served=served)
+    assert "## Served model\n\n- best validation accuracy 0.930 at step 400 of 603\n" in text
+    assert "strict accuracy at that step: 0.900" in text
+    assert "## Served model" not in render_training_report(analysis)
+
+
+def test_the_validation_cap_is_off_by_default_and_positive_when_set():
+    assert TrainConfig().eval_samples is None and TrainConfig(eval_samples=50).eval_samples == 50
+    with pytest.raises(VetLLMError, match="eval_samples: got 0"):
+        TrainConfig(eval_samples=0)
 
 
 def test_early_stopping_keeps_its_count_across_a_resume():

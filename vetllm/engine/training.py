@@ -180,6 +180,11 @@ def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, re
         f"of {params['total']:,} ({params['trainable_share']:.3%})"
     )
     eval_records = validation_subset(val_records, cfg.eval_samples)
+    if cfg.eval_steps and eval_records:
+        log(
+            f"validation every {cfg.eval_steps} steps on {len(eval_records)} of "
+            f"{len(val_records)} notes; the step with the best lenient accuracy is served"
+        )
     train_set = encode_records(
         tokenizer, template, train_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
     )
