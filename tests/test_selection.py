@@ -1,4 +1,4 @@
-"""The served checkpoint: best validation step kept, restored at the end, after early stop, after kill."""
+"""The served checkpoint: the best validation step is kept and restored, whatever ends training."""
 
 import json
 import subprocess

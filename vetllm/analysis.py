@@ -361,10 +361,9 @@ def _rising_loss_flags(a: LossAnalysis) -> list[dict]:
         active = [p for p in a.points if p["learning_rate"] > LR_DECAYED * peak]
     if not active:
         return []
-    low = min(active, key=lambda p: p["loss"])
-    if active[-1]["loss"] <= low["loss"] * rise:
+    low, last = min(active, key=lambda p: p["loss"]), active[-1]
+    if last["loss"] <= low["loss"] * rise:
         return []
-    last = active[-1]
     return [
         _flag("train_loss_rising", final=last["loss"], last_step=last["step"], low=low["loss"],
               step=low["step"])

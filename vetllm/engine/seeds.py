@@ -1,4 +1,4 @@
-"""Several seeds of one setting: one run per seed, and their validation accuracy as mean and minimum.
+"""Several seeds of one setting: one run per seed, and their validation accuracy (mean, minimum).
 
 `vetllm train --seeds 0,1,2 --output runs/x` trains runs/x-seed0, runs/x-seed1, runs/x-seed2 (each
 an ordinary run the app lists and compares) and writes runs/x-seeds.json. The accuracy of a seed

@@ -4,8 +4,8 @@ Everything goes through the HF Trainer: dynamic padding, micro-batch x accumulat
 schedule with warmup, checkpoints into RUN_DIR/checkpoints (resumed from the last one marked
 COMPLETE, never HF's "highest number" guess), and DDP when started by `accelerate launch` or
 `torchrun` (only rank 0 writes run files). Periodic validation adds strict and lenient accuracy of
-greedy generations to the eval loss; the step with the best lenient accuracy is the one saved as
-the run's model, and early stopping watches lenient accuracy (vetllm.engine.selection). Failures end as
+greedy generations to the eval loss; the step with the best lenient accuracy becomes the run's
+model, and early stopping watches lenient accuracy (vetllm.engine.selection). Failures end as
 status "failed" with a one-line cause (CUDA out of memory gets remedies); the traceback goes to
 train.log only.
 """
