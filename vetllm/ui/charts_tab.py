@@ -17,17 +17,26 @@ class ChartsTab:
     run: gr.Dropdown
 
 
+def _plot() -> gr.Plot:
+    """A chart without gradio's label chip ("Plot"): every figure carries its own title."""
+    return gr.Plot(show_label=False)
+
+
 def build_charts_tab(handlers: ChartHandlers) -> ChartsTab:
     gr.Markdown("### Compare runs")
     with gr.Row():
         runs = gr.Dropdown(label="Runs to compare", multiselect=True, choices=[], scale=3)
         smoothing = gr.Slider(0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA weight)")
-        reference = gr.Checkbox(value=True, label="Overlay the source analysis's published loss")
+        # Off by default: its loss covered the whole prompt, ours the answer only.
+        reference = gr.Checkbox(
+            value=False,
+            label="Overlay the source analysis's loss (not comparable: it covered the whole prompt)",
+        )
         x_axis = gr.Radio(["step", "epoch"], value="epoch", label="Loss x axis")
         refresh = gr.Button("Refresh", scale=0)
-    loss_plot = gr.Plot(label="Training loss")
+    loss_plot = _plot()
     with gr.Row():
-        eval_plot, lr_plot = gr.Plot(label="Validation"), gr.Plot(label="Learning rate")
+        eval_plot, lr_plot = _plot(), _plot()
     with gr.Accordion("Loss table with reductions", open=False):
         table = gr.Dataframe(headers=["run", "step", "epoch", "loss", "reduction from first"],
                              interactive=False)  # fmt: skip
@@ -36,11 +45,11 @@ def build_charts_tab(handlers: ChartHandlers) -> ChartsTab:
     run = gr.Dropdown(label="Run", choices=[])
     with gr.Row():
         plan_md = gr.Markdown()
-        coverage_plot = gr.Plot(label="Samples seen vs dropped")
+        coverage_plot = _plot()
     with gr.Row():
-        exposure_plot, leakage_plot = gr.Plot(), gr.Plot()
+        exposure_plot, leakage_plot = _plot(), _plot()
     with gr.Row():
-        labels_plot, species_plot = gr.Plot(), gr.Plot()
+        labels_plot, species_plot = _plot(), _plot()
     with gr.Accordion("Training-analysis report", open=True):
         report_file = gr.DownloadButton("Download report.md", visible=False)
         report_md = gr.Markdown()
