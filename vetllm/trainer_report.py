@@ -187,18 +187,22 @@ def analyse_run_files(
     steps_per_epoch: int | None = None,
     max_bytes: int | None = None,
     display_names: dict | None = None,
+    discover_args: bool = True,
 ) -> TrainerRunAnalysis:
     """Everything from files: the run (folder, checkpoint or state), arguments and data.
 
     Arguments come from `args_raw` (already read, e.g. by the CLI's opt-in unpickling), else
     `args_file`, else a training_args.json found next to the state; `overrides` (flags) win.
     `display_names` maps "run", "args", "data", "val" to the names used in messages (uploads).
+    `discover_args=False` looks for nothing next to the state (an upload's folder is not the run's).
     """
     from vetllm.data.loading import load_dataset_file
 
     names = display_names or {}
     limit = {"max_bytes": max_bytes} if max_bytes else {}
     files = find_trainer_state(run)
+    if not discover_args:
+        files.args_path = files.args_bin_path = None
     history, state = read_trainer_state(files.state_path, **limit)
     notes = list(files.notes)
     if args_raw is None and args_file is None and files.args_path is not None:
