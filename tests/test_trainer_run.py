@@ -285,3 +285,11 @@ def test_the_core_of_the_analysis_imports_neither_torch_nor_gradio():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_vetllm_run_folder_is_read_from_its_metrics_jsonl(tmp_path):
+    rows = [{"step": s, "epoch": s / 201, "loss": 3.0 / s} for s in range(10, 604, 10)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = analyse_run_files(tmp_path, samples=1602)
+    assert result.check.logged.candidates == [201]
+    assert result.name.endswith("metrics.jsonl")

@@ -102,6 +102,8 @@ def analyse_trainer_run(
     check = check_consistency(logged, declared, samples)
     single = logged.steps_per_epoch if len(logged.candidates) == 1 else None
     analysis = analyse_losses(history, steps_per_epoch=steps_per_epoch or single, config=config)
+    if not steps_per_epoch and single:
+        analysis.steps_per_epoch_source = "inferred from every logged step/epoch pair"
     stats = dataset_stats(train) if train else None
     unique = stats.n_unique_notes if stats else None
     plan, basis = _coverage_plan(check, samples, unique)

@@ -2,7 +2,8 @@
 
 `find_trainer_state` accepts what a Trainer user has at hand: an output folder (its own
 trainer_state.json, written by `trainer.save_state()`, or else its newest `checkpoint-N`), one
-checkpoint folder, or the trainer_state.json / metrics.jsonl file itself. `read_trainer_state`
+checkpoint folder, a vetllm run folder (its metrics.jsonl), or the trainer_state.json /
+metrics.jsonl file itself. `read_trainer_state`
 returns the loss history plus the state's own fields (global_step, max_steps, num_train_epochs,
 train_batch_size, logging_steps).
 
@@ -27,6 +28,7 @@ from vetllm.errors import VetLLMError
 STATE_NAME = "trainer_state.json"
 ARGS_JSON_NAME = "training_args.json"
 ARGS_BIN_NAME = "training_args.bin"
+METRICS_NAME = "metrics.jsonl"  # a vetllm run folder's log
 STATE_FIELDS = ("global_step", "max_steps", "num_train_epochs", "train_batch_size",
                 "logging_steps", "epoch", "save_steps", "eval_steps")  # fmt: skip
 MAX_ARGS_BYTES = 2 * 1024 * 1024
@@ -82,6 +84,8 @@ def find_trainer_state(path: str | Path) -> TrainerRunFiles:
         for p in path.iterdir()
         if (m := _CHECKPOINT.match(p.name)) and (p / STATE_NAME).is_file()
     )
+    if not checkpoints and (path / METRICS_NAME).is_file():  # a vetllm run folder
+        return TrainerRunFiles(path / METRICS_NAME, description=f"{path.name}/{METRICS_NAME}")
     if not checkpoints:
         raise VetLLMError(
             f"RUN: folder {path.name} has no {STATE_NAME} and no checkpoint-N folder with one; "

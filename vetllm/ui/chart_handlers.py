@@ -201,7 +201,7 @@ def _upload_figures(result, smoothing: float, show_reference: bool, x_axis: str)
 
 
 def _whole_or_none(value, label: str) -> int | None:
-    if value in (None, ""):
+    if value in (None, "", 0):  # an empty gr.Number sends 0: not given
         return None
     if not (isinstance(value, (int, float)) and float(value).is_integer() and value >= 1):
         raise VetLLMError(f"{label}: expected a whole number of at least 1, got {value!r}")

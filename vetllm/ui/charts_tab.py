@@ -120,7 +120,9 @@ def _build_upload_section() -> UploadSection:
                 ),
             ]
         with gr.Row():
-            samples = gr.Number(label="Training samples (when no data file)", precision=0)
+            samples = gr.Number(
+                label="Training samples (when no data file; 0 = unknown)", precision=0
+            )
             button = gr.Button("Analyse the uploaded run", variant="primary", scale=0)
         summary = gr.Markdown(elem_id="upload-summary")
     return UploadSection(files, samples, button, summary)
