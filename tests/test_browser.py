@@ -164,7 +164,7 @@ def test_charts_tab_analyses_an_uploaded_trainer_run(page, tmp_path):
     page.wait_for_timeout(1500)  # plotly draws the charts
     page.screenshot(path=str(ARTIFACTS / "08-charts-uploaded-run.png"), full_page=True)
     text = summary.inner_text()
-    assert "Yes: all 1,602 samples" in text and "1,602 training rows hold only" in text
+    assert "Yes: all 1,602 samples" in text and "1,602 training rows (training file) hold only" in text
     loss_chart = page.locator(".js-plotly-plot:visible", has_text="trainer_state.json (uploaded)")
     assert loss_chart.count() >= 1  # the loss chart shows the uploaded run
     assert page.locator(".toast-body.error").count() == 0

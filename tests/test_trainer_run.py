@@ -162,7 +162,7 @@ def test_data_join_counts_duplicates_exposures_conflicts_and_leakage(tmp_path):
     assert result.stats.n_conflicting_notes == 1
     assert result.leakage.n_leaked_notes == 20
     loss = result.answers["loss"]
-    assert "1,602 training rows hold only 444 distinct notes" in loss
+    assert "1,602 training rows (training file) hold only 444 distinct notes" in loss
     assert "10.8 times (4,806 exposures / 444 notes" in loss
     assert "of the validation notes (20 of " in loss
     report = render_trainer_run_report(result)
@@ -244,7 +244,7 @@ def test_a_real_trainer_output_folder_is_analysed(trainer_folder):
     assert check.logged.micro_batch == 4 and check.agrees is True
     assert result.plan.samples_dropped_per_epoch == 1
     assert result.answers["whole"].startswith("No: 1 of 37 samples are left out in each epoch")
-    assert "37 training rows hold only 30 distinct notes" in result.answers["loss"]
+    assert "37 training rows (training file) hold only 30 distinct notes" in result.answers["loss"]
     report = render_trainer_run_report(result)
     assert f"read checkpoint-{plan.total_steps}/trainer_state.json" in report
     assert "| 2 | 6-10 | 10 |" in report

@@ -42,8 +42,8 @@ def _why(result, config: dict | None) -> str:
     if stats is not None:
         most = max(result.copies_per_note or [1])
         text = (
-            f"the {stats.n_records:,} training rows hold only {stats.n_unique_notes:,} distinct "
-            f"notes (one repeated {most:,} times)"
+            f"the {stats.n_records:,} training rows (training file) hold only "
+            f"{stats.n_unique_notes:,} distinct notes (the most repeated {most:,} times)"
         )
         if plan is not None and plan.exposures_per_unique_note:
             text += (
@@ -51,7 +51,7 @@ def _why(result, config: dict | None) -> str:
                 f"times ({plan.exposures:,} exposures / {stats.n_unique_notes:,} notes, coverage "
                 "arithmetic)"
             )
-        reasons.append(text + " (training file)")
+        reasons.append(text)
     if result.leakage is not None:
         leak = result.leakage
         reasons.append(
@@ -65,7 +65,7 @@ def _why(result, config: dict | None) -> str:
             "why cannot be measured from the log alone: give the training file (duplicates, "
             "exposures per distinct note) and the validation file (leakage)"
         )
-    return "memorisation, not learning: " + "; ".join(reasons)
+    return "memorisation more than learning: " + "; ".join(reasons)
 
 
 def answer_whole_dataset_question(result) -> str:
