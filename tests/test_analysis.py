@@ -228,7 +228,7 @@ def test_real_trainer_state_json_is_read(tmp_path):
 
 def test_cli_analyze_json_and_report(tmp_path, capsys):
     assert main(["analyze", str(SEED_STATE), "--steps-per-epoch", "201", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)["analysis"]
     assert out["plateau"]["start_step"] == 200 and out["steps_per_epoch_source"] == "given"
     report = tmp_path / "out" / "report.md"
     assert main(["analyze", str(SEED_STATE), "--report", str(report)]) == 0

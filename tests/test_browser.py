@@ -133,3 +133,38 @@ def test_an_uploaded_file_with_bad_rows_lists_every_problem(page, tmp_path):
     table = page.locator("table", has_text="clinic-notes.jsonl").first
     assert table.get_by_text("clinic-notes.jsonl").count() >= 3  # one row per problem
     page.screenshot(path=str(ARTIFACTS / "07-upload-problems.png"), full_page=True)
+
+
+def test_charts_tab_analyses_an_uploaded_trainer_run(page, tmp_path):
+    """A run made elsewhere: upload its trainer_state.json, arguments and data in the browser."""
+    import json
+
+    from vetllm.data.synth import generate_records
+    from vetllm.data.writing import write_records
+
+    assets = Path(__file__).parent / "assets"
+    args = tmp_path / "training_args.json"
+    args.write_text(json.dumps({"per_device_train_batch_size": 4, "gradient_accumulation_steps": 8,
+                                "num_train_epochs": 3, "dataloader_drop_last": True}))  # fmt: skip
+    records = generate_records(n=600, seed=3)
+    train = tmp_path / "train.json"
+    write_records([records[i % 600] for i in range(1602)], train)  # 1,602 rows, repeated notes
+    page.get_by_role("tab", name="Charts").click()
+    page.get_by_text("Analyse a Trainer run made elsewhere").click()
+    page.locator("#upload-state input[type=file]").set_input_files(
+        str(assets / "seed_trainer_state.json")
+    )
+    page.locator("#upload-args input[type=file]").set_input_files(str(args))
+    page.locator("#upload-data input[type=file]").set_input_files(str(train))
+    page.wait_for_timeout(1000)  # the uploads finish before the click sends them
+    page.get_by_role("button", name="Analyse the uploaded run").click()
+    summary = page.locator("#upload-summary")
+    summary.get_by_text("Was the model trained on the whole dataset?").wait_for(timeout=60_000)
+    page.get_by_text("mismatch").first.wait_for()
+    page.wait_for_timeout(1500)  # plotly draws the charts
+    page.screenshot(path=str(ARTIFACTS / "08-charts-uploaded-run.png"), full_page=True)
+    text = summary.inner_text()
+    assert "Yes: all 1,602 samples" in text and "1,602 training rows (training file) hold only" in text
+    loss_chart = page.locator(".js-plotly-plot:visible", has_text="trainer_state.json (uploaded)")
+    assert loss_chart.count() >= 1  # the loss chart shows the uploaded run
+    assert page.locator(".toast-body.error").count() == 0

@@ -38,8 +38,16 @@ def test_smooth_ema_identity_constant_and_bias_corrected():
 def test_epoch_boundaries_are_the_steps_that_end_an_epoch_but_not_the_run():
     records = [{"step": s, "epoch": s / 4} for s in range(1, 13)]
     assert charts.epoch_boundaries(records) == [4.0, 8.0]
-    uneven = [{"step": s, "epoch": s / 201} for s in (10, 200, 210, 603)]
-    assert charts.epoch_boundaries(uneven) == [210.0]
+
+
+def test_epoch_lines_fall_on_the_true_boundary_not_the_next_logged_step():
+    # 201 steps per epoch, logged every 10: epoch 1 ends at step 201, not at the logged 210
+    logged = [{"step": s, "epoch": s / 201} for s in range(10, 603, 10)] + [
+        {"step": 603, "epoch": 3.0}
+    ]
+    assert charts.epoch_boundaries(logged) == pytest.approx([201.0, 402.0])
+    sparse = [{"step": s, "epoch": s / 201} for s in (10, 200, 210, 603)]
+    assert charts.epoch_boundaries(sparse) == pytest.approx([201.0, 402.0])
 
 
 def test_series_skips_missing_and_non_finite_values():
@@ -57,7 +65,7 @@ def test_loss_figure_has_raw_smoothed_reference_epochs_and_plateau():
     )
     names = [trace.name for trace in figure.data]
     assert names == ["a (raw)", "a (smoothed)", "b (raw)", "b (smoothed)",
-                     "source analysis (published)"]  # fmt: skip
+                     charts.REFERENCE_NAME]  # fmt: skip
     assert list(figure.data[-1].y) == [3.3359, 1.9347]
     dashed = [s for s in figure.layout.shapes if s.line.dash == "dash"]
     assert [s.x0 for s in dashed] == [12]
@@ -66,9 +74,44 @@ def test_loss_figure_has_raw_smoothed_reference_epochs_and_plateau():
     assert figure.layout.yaxis.type == "log"
 
 
+def test_source_overlay_is_labelled_not_comparable():
+    assert "not comparable: its loss covered the whole prompt" in charts.REFERENCE_NAME
+
+
+def test_log_axis_ticks_are_readable_numbers_each_shown_once():
+    figure = charts.loss_figure({"a": _history()}, reference=[(10, 0.05, 3.3359)])
+    axis = figure.layout.yaxis
+    labels = list(axis.ticktext)
+    assert len(labels) == len(set(labels))  # not "5, 2, 1, 5, 2, 0.1"
+    assert [float(t) for t in labels] == pytest.approx(list(axis.tickvals))
+    assert labels == ["0.1", "0.2", "0.5", "1", "2", "5"]  # losses 0.1 to 3.34
+    assert charts.log_ticks([1e-4, 5e3])[1][-2:] == ["1,000", "10,000"]  # decades only
+    exposure = charts.exposure_figure([1, 1, 47], epochs=3)
+    assert exposure.layout.yaxis.dtick == 1  # 1, 10, 100: no first-digit minor labels
+
+
+def test_plateau_labels_of_compared_runs_do_not_overlap():
+    figure = charts.loss_figure(
+        {"a": _history(), "b": _history(), "c": _history()},
+        plateau_steps={"a": 12, "b": 12, "c": 13},
+    )
+    labels = [a for a in figure.layout.annotations if a.text.startswith("plateau")]
+    assert len(labels) == 3
+    assert len({round(a.y, 3) for a in labels}) == 3  # one row per run
+
+
+def test_loss_smoothing_is_bias_corrected_and_ends_near_the_raw_loss():
+    # a loss that falls fast then stays at 0.18: the smoothed line must end at 0.18, not 0.5
+    losses = [3.0, 1.0, 0.4, 0.2] + [0.18] * 8
+    figure = charts.loss_figure({"a": [{"step": i + 1, "loss": v} for i, v in enumerate(losses)]})
+    smoothed = list(figure.data[1].y)
+    assert smoothed[0] == pytest.approx(3.0)  # no pull towards 0 at the start
+    assert smoothed[-1] == pytest.approx(0.18, abs=0.01)
+
+
 def test_loss_figure_accepts_dict_reference_and_empty_runs():
     figure = charts.loss_figure({"empty": []}, reference=[{"step": 1, "epoch": 0.1, "loss": 2.0}])
-    assert [t.name for t in figure.data] == ["source analysis (published)"]
+    assert [t.name for t in figure.data] == [charts.REFERENCE_NAME]
     empty = charts.loss_figure({"run": []})
     assert not empty.data and "no training loss" in empty.layout.annotations[0].text
 
@@ -79,6 +122,24 @@ def test_eval_figure_puts_accuracy_on_the_second_axis():
     assert by_name["run eval loss"].yaxis in (None, "y")
     assert by_name["run strict accuracy"].yaxis == "y2"
     assert list(by_name["run lenient accuracy"].y) == [0.8]
+    assert "not recorded" in figure.layout.title.text  # never implies a size it does not know
+
+
+def test_eval_figure_states_its_n_and_styles_loss_apart_from_accuracy():
+    history = _history()
+    history[-1]["eval_n"] = 64
+    figure = charts.eval_figure({"run": history})
+    assert "lenient accuracy on 64 validation notes" in figure.layout.title.text
+    by_name = {trace.name: trace for trace in figure.data}
+    loss, lenient = by_name["run eval loss"], by_name["run lenient accuracy on 64 notes"]
+    strict = by_name["run strict accuracy on 64 notes"]
+    assert loss.line.color != lenient.line.color
+    assert loss.line.dash not in (lenient.line.dash, strict.line.dash)
+    assert loss.marker.symbol != lenient.marker.symbol
+    other = _history()
+    other[-1]["eval_n"] = 217
+    both = charts.eval_figure({"a": history, "b": other})
+    assert "per run in the legend" in both.layout.title.text
 
 
 def test_learning_rate_figure_follows_the_schedule():

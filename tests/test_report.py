@@ -102,3 +102,15 @@ def test_long_history_table_is_thinned_but_keeps_key_points():
     assert 50 <= len(rows) <= 64
     assert rows[0].startswith("| 1 |") and rows[-1].startswith("| 1000 |")
     assert "of 1000 logged points shown" in table
+
+
+def test_epoch_table_lists_every_epoch_of_a_three_epoch_run():
+    # 3 epochs of 85 steps logged every 10: the log ends at step 250, inside epoch 3
+    history = [{"step": s, "epoch": s / 85, "loss": 2.0 / s} for s in range(10, 256, 10)]
+    analysis = analyse_losses(history)
+    assert analysis.steps_per_epoch == 85
+    assert [b["epoch"] for b in analysis.epoch_boundaries] == [1, 2, 3]
+    report = render_training_report(analysis)
+    table = report.split("## Epochs")[1].split("##")[0]
+    assert "| 3 | 171-255 | 250 |" in table
+    assert "| 1 | 1-85 | 80 |" in table

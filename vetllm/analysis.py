@@ -231,21 +231,28 @@ def _infer_steps_per_epoch(points: list[dict]) -> int | None:
 
 
 def _epoch_boundaries(points: list[dict], steps_per_epoch: int | None) -> list[dict]:
-    """Per completed epoch: its last step, the last loss logged in it and its mean loss."""
+    """Per epoch with logged losses: its step range, last loss logged in it and mean loss.
+
+    Every epoch the log reaches is listed, the last one too: a run of 3 x 85 steps logged every
+    10 steps ends its log at step 250, inside epoch 3 (steps 171-255), which is still epoch 3.
+    """
     if not steps_per_epoch:
         return []
     out = []
-    for epoch in range(1, points[-1]["step"] // steps_per_epoch + 1):
+    for epoch in range(1, math.ceil(points[-1]["step"] / steps_per_epoch) + 1):
         lo, hi = (epoch - 1) * steps_per_epoch, epoch * steps_per_epoch
-        inside = [p["loss"] for p in points if lo < p["step"] <= hi]
+        inside = [p for p in points if lo < p["step"] <= hi]
         if inside:
+            losses = [p["loss"] for p in inside]
             out.append(
                 {
                     "epoch": epoch,
+                    "first_step": lo + 1,
                     "step": hi,
-                    "last_loss": inside[-1],
-                    "mean_loss": statistics.fmean(inside),
-                    "n_logged": len(inside),
+                    "last_logged_step": inside[-1]["step"],
+                    "last_loss": losses[-1],
+                    "mean_loss": statistics.fmean(losses),
+                    "n_logged": len(losses),
                 }
             )
     return out

@@ -99,13 +99,14 @@ def _served_lines(served: dict | None) -> list[str]:
 
 def _epoch_table(a: LossAnalysis) -> list[str]:
     rows = [
-        f"| {b['epoch']} | {b['step']} | {b['last_loss']:.4f} | {b['mean_loss']:.4f} "
-        f"| {b['n_logged']} |"
+        f"| {b['epoch']} | {b.get('first_step', '?')}-{b['step']} "
+        f"| {b.get('last_logged_step', b['step'])} | {b['last_loss']:.4f} "
+        f"| {b['mean_loss']:.4f} | {b['n_logged']} |"
         for b in a.epoch_boundaries
     ]
     return [
-        "| epoch | last step | last loss | mean loss | logged points |",
-        "|---|---|---|---|---|",
+        "| epoch | steps | last logged step | last loss | mean loss | logged points |",
+        "|---|---|---|---|---|---|",
         *rows,
     ]
 

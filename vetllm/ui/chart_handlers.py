@@ -8,13 +8,14 @@ the figures come from `vetllm.ui.charts`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import gradio as gr
 
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts
-from vetllm.ui.guards import user_facing
+from vetllm.ui.guards import discard_upload, upload_path, user_facing
 from vetllm.ui.predict_handlers import write_temp_file
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.train_handlers import known_run_dir, per_epoch_bars
@@ -113,6 +114,104 @@ class ChartHandlers:
         return text, gr.DownloadButton(
             value=write_temp_file(text, f"report-{name}.md"), visible=True
         )
+
+    @user_facing
+    def analyse_upload(self, state, args, data, val, samples, smoothing, show_reference, x_axis):
+        """Charts and report of a Trainer run made elsewhere, from uploaded files.
+
+        Each upload is checked against the size limit and deleted from gradio's cache once read
+        (it would be served to anyone who knows its URL), whatever the outcome.
+        """
+        from vetllm.trainer_report import (
+            QUESTIONS,
+            analyse_run_files,
+            render_trainer_run_report,
+        )
+
+        uploads = {"run": state, "args": args, "data": data, "val": val}
+        try:
+            paths = self._checked_uploads(uploads)
+            if paths["run"] is None:
+                raise VetLLMError("trainer_state.json: upload the run's trainer_state.json first")
+            result = analyse_run_files(
+                paths["run"], args_file=paths["args"], data=paths["data"], val_data=paths["val"],
+                samples=_whole_or_none(samples, "training samples"), discover_args=False,
+                max_bytes=self.settings.max_upload_bytes,
+                display_names={k: p.name for k, p in paths.items() if p is not None},
+            )  # fmt: skip
+        finally:
+            for upload in uploads.values():
+                discard_upload(upload)
+        name = _safe_name(paths["run"].name)
+        result.name = f"{name} (uploaded)"
+        report = render_trainer_run_report(result)
+        figures = _upload_figures(result, float(smoothing), bool(show_reference), x_axis)
+        download = write_temp_file(report, f"report-{Path(name).stem}.md")
+        answers = [result.answers["loss"], result.answers["whole"]]
+        summary = "\n".join(f"- **{q}** {a}" for q, a in zip(QUESTIONS, answers, strict=True))
+        return (
+            f"**Analysed {name}.**\n\n{summary}", *figures, report,
+            gr.DownloadButton(value=download, visible=True), None, None, None, None,
+        )  # fmt: skip
+
+    def _checked_uploads(self, uploads: dict) -> dict:
+        paths, limit = {}, self.settings.max_upload_bytes
+        for key, upload in uploads.items():
+            path = upload_path(upload)
+            if path is not None and path.is_file() and path.stat().st_size > limit:
+                raise VetLLMError(
+                    f"{path.name}: {path.stat().st_size:,} bytes is over the upload limit of "
+                    f"{limit:,} bytes"
+                )
+            paths[key] = path
+        return paths
+
+
+def _upload_figures(result, smoothing: float, show_reference: bool, x_axis: str) -> tuple:
+    """The same charts as for the app's own runs: loss, eval, learning rate, table, coverage."""
+    from vetllm.analysis import SOURCE_LOSS_HISTORY
+    from vetllm.ui.train_handlers import per_epoch_bars
+
+    x_axis = x_axis if x_axis in ("step", "epoch") else "step"
+    runs, plateau = {result.name: result.history}, result.analysis.plateau or {}
+    key = "start_step" if x_axis == "step" else "start_epoch"
+    table = [[result.name, p["step"], round(p.get("epoch") or 0.0, 4), round(p["loss"], 4),
+              f"{p['reduction']:.1%}"] for p in result.analysis.points]  # fmt: skip
+    plan, stats = result.plan, result.stats.to_dict() if result.stats else None
+    leak = result.leakage.to_dict() if result.leakage else {}
+    return (
+        charts.loss_figure(runs, smoothing=smoothing, plateau_steps={result.name: plateau.get(key)},
+                           reference=SOURCE_LOSS_HISTORY if show_reference else None,
+                           x_axis=x_axis),  # fmt: skip
+        charts.eval_figure(runs),
+        charts.learning_rate_figure(runs),
+        table,
+        plan.to_markdown() if plan else "No coverage plan: give the training arguments and the "
+        "training data (or the number of training samples).",
+        charts.coverage_figure(*per_epoch_bars(plan), plan.epochs_started) if plan else None,
+        charts.exposure_figure(result.copies_per_note, plan.epochs_run if plan else 1.0)
+        if result.copies_per_note else None,
+        charts.distribution_figure(stats["label_counts"], "Training records per label")
+        if stats else None,
+        charts.distribution_figure(stats["species_counts"], "Training records per species")
+        if stats else None,
+        charts.leakage_figure(leak.get("n_other_notes", 0), leak.get("n_leaked_notes", 0))
+        if leak else None,
+    )  # fmt: skip
+
+
+def _whole_or_none(value, label: str) -> int | None:
+    if value in (None, "", 0):  # an empty gr.Number sends 0: not given
+        return None
+    if not (isinstance(value, (int, float)) and float(value).is_integer() and value >= 1):
+        raise VetLLMError(f"{label}: expected a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def _safe_name(name: str) -> str:
+    """An uploaded file's name reduced to plain characters (it lands in legends and a filename)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._ -]", "_", name)[:80].strip() or "trainer_state.json"
+    return cleaned
 
 
 def _analysis_or_none(history: list[dict], config_path: Path):

@@ -15,6 +15,10 @@ import plotly.graph_objects as go
 
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2")
 REFERENCE_COLOR = "#6b7280"
+# The source's loss covered the whole prompt, ours only the answer: shown, never compared.
+REFERENCE_NAME = "source analysis (not comparable: its loss covered the whole prompt)"
+PLATEAU_LABEL_GAP = 0.07  # paper units between the plateau labels of successive runs
+EVAL_N_KEYS = ("eval_n", "eval_n_notes", "eval_accuracy_n")  # notes behind eval accuracy
 _LAYOUT = {
     "template": "plotly_white",
     "height": 380,
@@ -29,6 +33,38 @@ def _color(index: int) -> str:
 
 def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def log_ticks(values: Sequence[float]) -> tuple[list[float], list[str]]:
+    """Tick values and labels for a log axis: 1-2-5 steps per decade over the data's range.
+
+    Plotly's own log ticks label the minor steps with their first digit only ("5, 2, 1, 5, 2,
+    0.1"); these labels are whole numbers ("0.05", "0.2", "1", "20"), each shown once. Decades
+    with only a few points get 1-2-5; a range over 4 decades gets the decades only.
+    """
+    positive = [float(v) for v in values if _finite(v) and v > 0]
+    if not positive:
+        return [], []
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    steps = (1,) if high - low > 4 else (1, 2, 5)
+    ticks = [m * 10.0**d for d in range(low, high + 1) for m in steps]
+    lo, hi = min(positive), max(positive)
+    # keep one tick either side of the data so the axis is labelled at both ends
+    below = [t for t in ticks if t <= lo][-1:]
+    above = [t for t in ticks if t >= hi][:1]
+    shown = below + [t for t in ticks if lo < t < hi] + above
+    return shown, [_tick_text(t) for t in shown]
+
+
+def _tick_text(value: float) -> str:
+    text = f"{value:.10f}".rstrip("0").rstrip(".")
+    return text if value < 1000 else f"{value:,.0f}"
+
+
+def _log_axis(figure: go.Figure, values: Sequence[float], axis: str = "y") -> None:
+    tickvals, ticktext = log_ticks(values)
+    update = figure.update_yaxes if axis == "y" else figure.update_xaxes
+    update(type="log", tickvals=tickvals or None, ticktext=ticktext or None)
 
 
 def series(
@@ -59,16 +95,23 @@ def smooth_ema(values: Sequence[float], weight: float = 0.6) -> list[float]:
 
 
 def epoch_boundaries(records: Sequence[Mapping]) -> list[float]:
-    """Steps at which an epoch ends (the logged epoch passes a whole number), except the last step."""
-    boundaries, last_epoch, last_step = [], None, None
+    """Steps at which an epoch ends, except at the last step, interpolated between logged points.
+
+    The logged epoch passes a whole number k between two logged steps; the boundary is where the
+    straight line through those two (step, epoch) points reaches k, not the next logged step
+    (with logging every 10 steps and 201 steps per epoch, epoch 1 ends at 201, not at 210).
+    """
+    boundaries, last = [], None
     for record in records:
         epoch, step = record.get("epoch"), record.get("step")
         if not (_finite(epoch) and _finite(step)):
             continue
-        if last_epoch is not None and math.floor(epoch + 1e-9) > math.floor(last_epoch + 1e-9):
-            boundaries.append(float(step))
-        last_epoch, last_step = epoch, step
-    return [b for b in boundaries if b != last_step]
+        if last is not None and epoch > last[1]:
+            for whole in range(math.floor(last[1] + 1e-9) + 1, math.floor(epoch + 1e-9) + 1):
+                share = (whole - last[1]) / (epoch - last[1])
+                boundaries.append(round(last[0] + share * (step - last[0]), 6))
+        last = (float(step), float(epoch))
+    return [b for b in boundaries if last is None or b < last[0] - 1e-9]
 
 
 def _reference_points(reference: Sequence, x_axis: str = "step") -> tuple[list[float], list[float]]:
@@ -83,11 +126,12 @@ def _reference_points(reference: Sequence, x_axis: str = "step") -> tuple[list[f
     return xs, losses
 
 
-def _add_run_loss(figure, name, records, color, smoothing, plateau, x_axis) -> None:
+def _add_run_loss(figure, name, records, index, smoothing, plateau, x_axis) -> None:
     """Raw and smoothed loss of one run, its epoch ends (dotted) and its plateau (dashed)."""
     xs, losses = series(records, "loss", x_axis)
     if not xs:
         return
+    color = _color(index)
     figure.add_scatter(
         x=xs, y=losses, mode="lines", name=f"{name} (raw)", opacity=0.35,
         line={"color": color, "width": 1},
@@ -102,9 +146,12 @@ def _add_run_loss(figure, name, records, color, smoothing, plateau, x_axis) -> N
     for boundary in ends:
         figure.add_vline(x=boundary, line={"color": color, "dash": "dot", "width": 1})
     if _finite(plateau):
-        figure.add_vline(
-            x=plateau, line={"color": color, "dash": "dash", "width": 2},
-            annotation_text=f"plateau ({name})", annotation_position="top right",
+        figure.add_vline(x=plateau, line={"color": color, "dash": "dash", "width": 2})
+        # one label row per run, so runs whose plateaus start close together stay readable
+        figure.add_annotation(
+            x=plateau, y=1 - PLATEAU_LABEL_GAP * index, xref="x", yref="paper",
+            text=f"plateau ({name})", showarrow=False, xanchor="left", yanchor="top",
+            font={"color": color, "size": 11}, bgcolor="rgba(255,255,255,0.8)",
         )  # fmt: skip
 
 
@@ -128,11 +175,13 @@ def loss_figure(
     figure = go.Figure()
     for index, (name, records) in enumerate(runs.items()):
         plateau = (plateau_steps or {}).get(name)
-        _add_run_loss(figure, name, records, _color(index), smoothing, plateau, x_axis)
+        _add_run_loss(figure, name, records, index, smoothing, plateau, x_axis)
+    all_losses = [v for records in runs.values() for v in series(records, "loss", x_axis)[1]]
     if reference:
         ref_x, ref_losses = _reference_points(reference, x_axis)
+        all_losses += ref_losses
         figure.add_scatter(
-            x=ref_x, y=ref_losses, mode="lines+markers", name="source analysis (published)",
+            x=ref_x, y=ref_losses, mode="lines+markers", name=REFERENCE_NAME,
             line={"color": REFERENCE_COLOR, "dash": "dash"},
         )  # fmt: skip
     figure.update_layout(
@@ -143,36 +192,70 @@ def loss_figure(
         figure.add_annotation(text="no training loss logged yet", showarrow=False,
                               xref="paper", yref="paper", x=0.5, y=0.5)  # fmt: skip
     elif log_scale:
-        figure.update_yaxes(type="log")
+        _log_axis(figure, all_losses)
     return figure
 
 
 def eval_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
-    """Eval loss (left axis) and validation strict / lenient accuracy (right axis) per step."""
+    """Eval loss (left axis, dashed squares in a darker shade) and validation strict / lenient
+    accuracy (right axis, solid / dotted circles) per step; names say how many notes were scored.
+    """
     figure = go.Figure()
+    sizes = []
     for index, (name, records) in enumerate(runs.items()):
         color = _color(index)
+        n = eval_notes(records)
+        sizes.append(n)
         steps, values = series(records, "eval_loss")
         if steps:
             figure.add_scatter(
                 x=steps, y=values, mode="lines+markers", name=f"{name} eval loss",
-                line={"color": color},
+                line={"color": _darken(color), "dash": "dash", "width": 1.5},
+                marker={"symbol": "square", "size": 7},
             )  # fmt: skip
         for key, dash in (("eval_strict_accuracy", "solid"), ("eval_lenient_accuracy", "dot")):
             steps, values = series(records, key)
             if steps:
                 label = key.removeprefix("eval_").replace("_", " ")
+                shown = f"{label} on {n:,} notes" if n else label
                 figure.add_scatter(
-                    x=steps, y=values, mode="lines+markers", name=f"{name} {label}",
-                    yaxis="y2", line={"color": color, "dash": dash},
+                    x=steps, y=values, mode="lines+markers", name=f"{name} {shown}",
+                    yaxis="y2", line={"color": color, "dash": dash, "width": 2.5},
+                    marker={"symbol": "circle", "size": 8},
                 )  # fmt: skip
     figure.update_layout(
-        title="Validation: eval loss and accuracy",
-        xaxis_title="optimizer step", yaxis_title="eval loss",
-        yaxis2={"title": "accuracy", "overlaying": "y", "side": "right", "range": [0, 1.02]},
+        title=_eval_title(sizes),
+        xaxis_title="optimizer step", yaxis_title="eval loss (dashed)",
+        yaxis2={"title": "accuracy (solid, dotted)", "overlaying": "y", "side": "right",
+                "range": [0, 1.02]},
         **_LAYOUT,
     )  # fmt: skip
     return figure
+
+
+def eval_notes(records: Sequence[Mapping]) -> int | None:
+    """How many validation notes the logged accuracy was computed on (the latest record's n)."""
+    for record in reversed(records):
+        for key in EVAL_N_KEYS:
+            value = record.get(key)
+            if _finite(value) and value >= 1:
+                return int(value)
+    return None
+
+
+def _eval_title(sizes: list[int | None]) -> str:
+    known = {n for n in sizes if n}
+    if len(known) == 1 and None not in sizes:
+        return f"Validation: eval loss and lenient accuracy on {known.pop():,} validation notes"
+    if known:
+        return "Validation: eval loss and accuracy (notes scored per run in the legend)"
+    return "Validation: eval loss and accuracy (number of validation notes not recorded)"
+
+
+def _darken(color: str, factor: float = 0.55) -> str:
+    """A darker shade of a #rrggbb colour (eval loss next to the same run's accuracy)."""
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return "#" + "".join(f"{int(c * factor):02x}" for c in (red, green, blue))
 
 
 def learning_rate_figure(runs: Mapping[str, Sequence[Mapping]]) -> go.Figure:
@@ -218,7 +301,7 @@ def exposure_figure(copies_per_note: Sequence[int], epochs: float = 1.0) -> go.F
         title=f"Exposures per unique note over {epochs:g} epoch(s) (duplicates)",
         xaxis_title="times the model sees the note", yaxis_title="unique notes", **_LAYOUT,
     )  # fmt: skip
-    figure.update_yaxes(type="log")
+    figure.update_yaxes(type="log", dtick=1)  # decades only: 1, 10, 100 (no "2, 5" minors)
     return figure
 
 
