@@ -119,6 +119,9 @@ def _bitsandbytes_installed() -> bool:
 def check_environment(cfg: TrainConfig, hardware: dict | None = None) -> dict:
     """Hardware facts plus the memory estimate and a verdict for training `cfg` here."""
     facts = dict(hardware if hardware is not None else detect_hardware())
+    if cfg.auto_micro_batch and facts.get("cuda"):  # judge the micro-batch that will run
+        cfg, plan = apply_batch_plan(cfg, facts.get("gpu_memory_gb"))
+        facts["batch_plan"] = plan.reason
     estimate = estimate_gpu_memory_gb(cfg)
     facts["memory_estimate_gb"] = estimate
     facts["runnable"], facts["verdict"] = _verdict(cfg, facts, estimate)

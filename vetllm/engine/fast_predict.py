@@ -14,6 +14,7 @@ memory and the key/value cache each note needs. Note text is never logged.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,11 +115,11 @@ def merge_adapters(model):
                 weight, dtype = _dense_weight(module)
                 _replace(model, name, _linear_from(weight, module.bias, dtype))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    for flag in ("is_loaded_in_4bit", "is_loaded_in_8bit"):
-        if getattr(base, flag, False):
-            setattr(base, flag, False)
-    if getattr(base, "quantization_method", None) is not None:
-        base.quantization_method = None  # a plain dense model now: transformers may .to() it
+    # A plain dense model now; these flags may be read-only properties of a from_pretrained model.
+    for flag, value in (("is_loaded_in_4bit", False), ("quantization_method", None)):
+        if getattr(base, flag, None):
+            with contextlib.suppress(AttributeError):
+                setattr(base, flag, value)
     return base.eval()
 
 
