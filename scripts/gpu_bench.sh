@@ -47,6 +47,7 @@ EOF
 
 echo "7B bench (limit 330 s)"
 timeout 330 python3 -m vetllm bench --gpu --shape llama-7b --steps 12 --notes 64 --json \
+  --save "$OUT/bench-7b-partial.json" \
   >"$OUT/bench-7b.json" 2>"$OUT/bench-7b.log"
 echo "bench rc=$? after $((SECONDS - started)) s"
 

@@ -29,6 +29,7 @@ def bench_run(tmp_path_factory):
                 n_batch=4,
                 work_dir=tmp_path_factory.mktemp("gpu-bench"),
                 variants=("source recipe", "fast", "fast + liger"),
+                save_to=tmp_path_factory.getbasetemp() / "gpu-bench.json",
             )
     finally:
         torch.set_num_threads(threads)
@@ -38,9 +39,10 @@ def bench_run(tmp_path_factory):
 pytestmark = pytest.mark.slow
 
 
-def test_stdout_stays_free_for_the_json(bench_run):
+def test_stdout_stays_free_for_the_json_and_the_saved_copy_is_complete(bench_run, tmp_path_factory):
     assert bench_run[1] == ""
-    json.dumps(bench_run[0])
+    saved = tmp_path_factory.getbasetemp() / "gpu-bench.json"
+    assert json.loads(saved.read_text()) == json.loads(json.dumps(bench_run[0]))
 
 
 def test_source_recipe_and_fast_path_side_by_side(bench_run):
@@ -94,7 +96,7 @@ def test_cli_passes_shape_and_steps(monkeypatch, capsys):
     monkeypatch.setattr(gpu_bench, "run_gpu_bench", fake)
     assert cli_main(["bench", "--gpu", "--shape", "tiny", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"shape": "tiny"}
-    assert calls == {"shape": "tiny", "steps": 12, "n_batch": 64}
+    assert calls == {"shape": "tiny", "steps": 12, "n_batch": 64, "save_to": None}
 
 
 def _cuda_and_bitsandbytes() -> bool:

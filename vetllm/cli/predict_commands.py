@@ -60,6 +60,9 @@ def add_commands(commands) -> None:
     bench.add_argument(
         "--shape", default="llama-7b", help="with --gpu: llama-7b (default), small or tiny (CPU)"
     )
+    bench.add_argument(
+        "--save", metavar="PATH", default=None, help="with --gpu: also write JSON after each part"
+    )
     bench.set_defaults(run=bench_command)
 
 
@@ -150,7 +153,9 @@ def _gpu_bench_command(args: argparse.Namespace) -> int:
     from vetllm.engine.gpu_bench import format_gpu_bench, run_gpu_bench
 
     # 12 steps per variant: the first is warm-up, 11 time a 7B step well enough.
-    result = run_gpu_bench(shape=args.shape, steps=args.steps or 12, n_batch=args.notes)
+    result = run_gpu_bench(
+        shape=args.shape, steps=args.steps or 12, n_batch=args.notes, save_to=args.save
+    )
     if args.json:
         _print_json(result)
     else:

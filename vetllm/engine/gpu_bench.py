@@ -57,8 +57,14 @@ def run_gpu_bench(
     n_batch: int = 64,
     work_dir: str | Path | None = None,
     variants: tuple[str, ...] | None = None,
+    save_to: str | Path | None = None,
 ) -> dict:
-    """Train every variant for `steps` steps, then time prediction; one JSON-ready dict."""
+    """Train every variant for `steps` steps, then time prediction; one JSON-ready dict.
+
+    Args:
+        save_to: also write the dict as JSON here after every part, so that a run stopped by a
+            time limit keeps what it measured.
+    """
     from vetllm.engine.bench import _bench_data, _check_counts, _environment
 
     if shape not in SHAPES:
@@ -75,15 +81,23 @@ def run_gpu_bench(
             base = write_base(work / f"random-{shape}", shape, train_file)
         result = {"environment": _environment(), "shape": shape, "steps": steps}
         result["model"] = _describe_model(base)
-        chosen = [v for v in VARIANTS if variants is None or v[0] in variants]
-        result["training"] = [
-            _train_variant(name, changes, base, train_file, work, steps) for name, changes in chosen
-        ]
-        result["summary"] = _summary(result["training"])
+        result["training"] = []
+        for name, changes in VARIANTS:
+            if variants is None or name in variants:
+                row = _train_variant(name, changes, base, train_file, work, steps)
+                result["training"].append(row)
+                result["summary"] = _summary(result["training"])
+                _save(result, save_to)
         fast_run = work / "runs" / "fast"
         if (fast_run / "model").is_dir():
             result["prediction"] = bench_prediction_paths(fast_run, val_file, n_single, n_batch)
+            _save(result, save_to)
     return result
+
+
+def _save(result: dict, path: str | Path | None) -> None:
+    if path is not None:
+        Path(path).write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _describe_model(base: Path) -> dict:
