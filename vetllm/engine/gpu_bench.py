@@ -238,10 +238,13 @@ def _timings(cfg, meter: _Meter, run_dir: Path) -> dict:
     }
     if torch.cuda.is_available():
         out["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
+        # Held before this variant began (a leak of the previous one would show here).
+        out["gpu_memory_at_start_gb"] = round(_AT_START[0] / 1e9, 2)
     return out
 
 
 _STARTED = [0.0]  # perf_counter() when the current variant began (set by _release)
+_AT_START = [0]  # bytes of GPU memory allocated then
 
 
 def _release() -> None:
@@ -252,6 +255,7 @@ def _release() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        _AT_START[0] = torch.cuda.memory_allocated()
     _STARTED[0] = time.perf_counter()
 
 
