@@ -9,7 +9,10 @@ Run from the repository root: `python scripts/gpu_check.py [--steps 40] [--out D
    decoding, and evaluates both;
 4. counts the trainable parameters of a 7B LLaMA shape built on the meta device with the source
    LoRA recipe (r=16 on q, k, v, o: expected 16,777,216);
-5. runs the bench's source-recipe-vs-default comparison for a few steps, and times prediction.
+5. runs the bench's source-recipe-vs-default comparison for a few steps, and times prediction;
+6. merges the trained adapter into a dense bf16 copy of the base (engine/fast_predict.py) and
+   checks that every validation note gets the same codes as with the 4-bit base, both decodings;
+7. runs the short version of `vetllm bench --gpu` (the small shape, a few steps per variant).
 Needs torch with CUDA, transformers, peft, accelerate, bitsandbytes; never imports gradio. Exit
 status 0 when every check passes, 1 otherwise (the JSON says which failed).
 """
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     if status.get("ok"):
         _step(report, "reload_predict_evaluate", check_reload_and_predict, work / "run", val_file)
         _step(report, "bench", _bench, base, train_file, val_file, work, args.bench_steps)
+        _step(report, "fast_predict", check_fast_predict, work / "run", val_file)
+    _step(report, "gpu_bench_short", gpu_bench_short, work / "gpu-bench", args.bench_steps)
     report["gradio_imported"] = "gradio" in sys.modules
     report["total_seconds"] = round(time.perf_counter() - started, 1)
     checks = [v for k, v in report.items() if isinstance(v, dict) and "ok" in v]
@@ -237,6 +242,44 @@ def _bench(base: Path, train_file: Path, val_file: Path, work: Path, steps: int)
     comparison = bench_gpu_recipes(str(base), train_file, work / "bench", steps)
     prediction = bench_prediction(work / "run", val_file, 32, (1, 16, 32))
     return {"ok": True, "gpu_comparison": comparison, "prediction": prediction}
+
+
+def check_fast_predict(run_dir: Path, val_file: Path) -> dict:
+    """Codes of the 4-bit base + adapter against the merged dense model, on the same notes."""
+    from vetllm.engine.evaluate import load_records
+    from vetllm.engine.fast_predict import make_fast
+    from vetllm.engine.predict import Predictor
+
+    predictor = Predictor.from_run(run_dir)
+    records, _, _ = load_records(val_file, predictor.catalogue, "validation")
+    notes = [r.note for r in records]
+    decodings = ("free", "constrained")
+    before = {d: [p.result.codes for p in predictor.predict(notes, d, 32)] for d in decodings}
+    fast = make_fast(predictor)
+    after = {d: [p.result.codes for p in fast.predictor.predict(notes, d, 32)] for d in decodings}
+    differing = {
+        d: sum(a != b for a, b in zip(before[d], after[d], strict=True)) for d in decodings
+    }
+    return {
+        "ok": fast.merged and not any(differing.values()),
+        "merged": fast.merged,
+        "reason": fast.reason,
+        "batch_size_from_free_memory": fast.batch_size,
+        "notes": len(notes),
+        "notes_with_different_codes": differing,
+    }
+
+
+def gpu_bench_short(work: Path, steps: int) -> dict:
+    """`vetllm bench --gpu` on the small shape: every variant trains, prediction is timed."""
+    from vetllm.engine.gpu_bench import run_gpu_bench
+
+    result = run_gpu_bench(shape="small", steps=steps, n_single=4, n_batch=32, work_dir=work)
+    failed = [row["name"] for row in result["training"] if "error" in row]
+    merged = result.get("prediction", {}).get("merged", {}).get("merged")
+    result["ok"] = bool(not failed and merged)
+    result["failed_variants"] = failed
+    return result
 
 
 if __name__ == "__main__":

@@ -75,6 +75,9 @@ def test_qlora_train_reload_predict_and_bench(tmp_path):
     checked = gpu_check.check_reload_and_predict(tmp_path / "run", val_file)
     assert checked["linear4bit_modules"] > 0 and checked["device"].startswith("cuda")
     assert checked["constrained"]["strict_accuracy"] == checked["constrained"]["lenient_accuracy"]
+    fast = gpu_check.check_fast_predict(tmp_path / "run", val_file)
+    assert fast["merged"] is True
+    assert fast["notes_with_different_codes"] == {"free": 0, "constrained": 0}
     bench = gpu_check._bench(base, train_file, val_file, tmp_path, 3)
     names = [v["name"] for v in bench["gpu_comparison"]["variants"]]
     assert names == ["source recipe", "default"]

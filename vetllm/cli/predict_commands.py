@@ -44,12 +44,25 @@ def add_commands(commands) -> None:
     bench.add_argument(
         "--run", dest="run_dir", metavar="RUN_DIR", default=None, help="predict with this run"
     )
-    bench.add_argument("--steps", type=int, default=30, help="training steps to time")
+    bench.add_argument(
+        "--steps", type=int, default=None, help="training steps to time (30; 12 with --gpu)"
+    )
     bench.add_argument("--notes", type=int, default=64, help="notes per prediction timing")
     bench.add_argument(
         "--base-model", default=None, help="CUDA only: base for the source-vs-default comparison"
     )
     bench.add_argument("--json", action="store_true", help="print JSON (for other tools)")
+    bench.add_argument(
+        "--gpu",
+        action="store_true",
+        help="source recipe vs fast path and 4-bit vs merged prediction on a random-weight model",
+    )
+    bench.add_argument(
+        "--shape", default="llama-7b", help="with --gpu: llama-7b (default), small or tiny (CPU)"
+    )
+    bench.add_argument(
+        "--save", metavar="PATH", default=None, help="with --gpu: also write JSON after each part"
+    )
     bench.set_defaults(run=bench_command)
 
 
@@ -121,11 +134,30 @@ def evaluate_command(args: argparse.Namespace) -> int:
 def bench_command(args: argparse.Namespace) -> int:
     from vetllm.engine.bench import format_bench, run_bench
 
+    if args.gpu:
+        return _gpu_bench_command(args)
     result = run_bench(
-        run_dir=args.run_dir, steps=args.steps, n_notes=args.notes, base_model=args.base_model
+        run_dir=args.run_dir,
+        steps=args.steps or 30,
+        n_notes=args.notes,
+        base_model=args.base_model,
     )
     if args.json:
         _print_json(result)
     else:
         print(format_bench(result))
+    return 0
+
+
+def _gpu_bench_command(args: argparse.Namespace) -> int:
+    from vetllm.engine.gpu_bench import format_gpu_bench, run_gpu_bench
+
+    # 12 steps per variant: the first is warm-up, 11 time a 7B step well enough.
+    result = run_gpu_bench(
+        shape=args.shape, steps=args.steps or 12, n_batch=args.notes, save_to=args.save
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(format_gpu_bench(result))
     return 0

@@ -112,6 +112,8 @@ def load_base_tokenizer(source: str, revision: str | None = None):
 def load_base_model(source: str, cfg: TrainConfig, *, quantize: bool):
     """The base causal LM, 4-bit NF4 with double quantisation when `quantize` (QLoRA)."""
     kwargs: dict = {"revision": cfg.base_revision, "local_files_only": hub_offline()}
+    if getattr(cfg, "attn_implementation", None):  # issue 10: sdpa / flash attention
+        kwargs["attn_implementation"] = cfg.attn_implementation
     if quantize:
         from transformers import BitsAndBytesConfig
 

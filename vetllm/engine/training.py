@@ -38,6 +38,7 @@ from vetllm.engine.selection import (
     served_step,
     validation_subset,
 )
+from vetllm.engine.speed import speed_arguments
 from vetllm.errors import VetLLMError
 
 OOM_REMEDY = (
@@ -81,9 +82,21 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False) -> dict:
 
     Raises VetLLMError (status "failed" with cause and remedy already written) on failure.
     """
+    if not resume:  # a resumed run keeps the micro-batch its config.yaml recorded
+        cfg = _planned(cfg)
     status = _train_and_record(cfg, run_dir, resume)
     _leave_process_group()  # after success only: a failed rank must not wait in a barrier
     return status
+
+
+def _planned(cfg: TrainConfig) -> TrainConfig:
+    """auto_micro_batch: the fastest micro-batch that fits this GPU's free memory (issue 10)."""
+    from vetllm.engine.environment import apply_batch_plan, gpu_free_memory_gb
+
+    planned, plan = apply_batch_plan(cfg, gpu_free_memory_gb() if cfg.auto_micro_batch else None)
+    if cfg.auto_micro_batch and is_main_process():
+        print(f"[{time.strftime('%H:%M:%S')}] auto_micro_batch: {plan.reason}", flush=True)
+    return planned
 
 
 def _leave_process_group() -> None:
@@ -237,6 +250,7 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
     if cfg.gradient_checkpointing:  # only passed when on: the argument name is being renamed
         extra["gradient_checkpointing"] = True
         extra["gradient_checkpointing_kwargs"] = {"use_reentrant": False}
+    extra.update(speed_arguments(cfg, on_cuda))  # length grouping, Liger kernels (issue 10)
     return TrainingArguments(
         **extra,
         output_dir=str(run.checkpoints_dir),
