@@ -13,12 +13,16 @@ prompt+answer sequences would recompute each note's prompt once per candidate. I
 
 The sum is the same log P(answer | prompt) as a full-sequence forward (tests/test_scoring.py
 compares the two); only the order of floating-point operations differs.
+
+`search_label_sets` builds answers with several labels on top of it: greedy, one label at a
+time, each step scoring complete answers (see its docstring).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -57,6 +61,104 @@ def candidate_log_probs(
             for column, c in enumerate(candidate_rows):
                 scores[i][c] = block[row][column]
     return scores
+
+
+def search_label_sets(
+    model,
+    prompts: list[list[int]],
+    labels: list[str],
+    encode: Callable[[tuple[str, ...]], list[int]],
+    pad_id: int,
+    max_labels: int = 4,
+    max_sequences: int = 256,
+) -> list[tuple[tuple[str, ...], dict[tuple[str, ...], float]]]:
+    """Label sets by greedy search over complete answers: after each label, another or the end.
+
+    Step 1 scores every one-label answer "PREFIX L<eos>" (exactly the single-label constrained
+    scores). Each later step scores every answer that adds one label to the current set,
+    "PREFIX L1, M<eos>", and keeps the best if it is more probable than the current answer;
+    otherwise the answer ends. A step is skipped when it provably cannot win: every extension's
+    tokens start with the tokens its extensions share ("PREFIX L1,"), so that prefix's
+    probability bounds them all; it is scored beside the answers of the step before, and when
+    it is below the current answer's probability the search stops without the extra forward.
+    The result equals the same greedy search without the bound (tests/test_scoring.py).
+
+    Args:
+        encode: label tuple -> token ids of the complete answer, EOS last.
+        max_labels: the most labels in one answer.
+    Returns:
+        Per prompt: (the chosen label tuple, {label tuple: log P(answer | prompt)} of every
+        complete answer scored).
+    """
+    ids_of = _AnswerIds(encode, labels)
+    chosen: list[tuple[str, ...]] = [() for _ in prompts]
+    best: list[float | None] = [None for _ in prompts]
+    scored: list[dict] = [{} for _ in prompts]
+    active = list(range(len(prompts)))
+    for _depth in range(max(1, min(max_labels, len(labels)))):
+        groups = defaultdict(list)
+        for i in active:
+            groups[chosen[i]].append(i)
+        active = []
+        for current, members in groups.items():
+            options = [current + (m,) for m in labels if m not in current]
+            bounds = [ids_of.bound(o) if len(o) < max_labels else None for o in options]
+            extra = [b for b in bounds if b]
+            rows = candidate_log_probs(
+                model,
+                [prompts[i] for i in members],
+                [ids_of.full(o) for o in options] + extra,
+                pad_id,
+                max_sequences=max_sequences,
+            )
+            bound_column = _bound_columns(bounds, len(options))
+            for i, row in zip(members, rows, strict=True):
+                scored[i].update(zip(options, row[: len(options)], strict=True))
+                top = max(range(len(options)), key=lambda k: row[k])
+                if best[i] is not None and row[top] <= best[i]:
+                    continue  # no extension beats the current answer: it ends here
+                chosen[i], best[i] = options[top], row[top]
+                column = bound_column.get(top)
+                if column is not None and row[column] > row[top]:
+                    active.append(i)
+        if not active:
+            break
+    return list(zip(chosen, scored, strict=True))
+
+
+def _bound_columns(bounds: list, n_options: int) -> dict[int, int]:
+    """option index -> column of its bound among the scored answers (bounds follow options)."""
+    columns, next_column = {}, n_options
+    for index, bound in enumerate(bounds):
+        if bound:
+            columns[index] = next_column
+            next_column += 1
+    return columns
+
+
+class _AnswerIds:
+    """Token ids of complete answers and of the prefix all extensions of an answer share."""
+
+    def __init__(self, encode: Callable[[tuple[str, ...]], list[int]], labels: list[str]):
+        self._encode = encode
+        self._labels = labels
+        self._ids: dict[tuple[str, ...], list[int]] = {}
+
+    def full(self, labels: tuple[str, ...]) -> list[int]:
+        if labels not in self._ids:
+            self._ids[labels] = list(self._encode(labels))
+        return self._ids[labels]
+
+    def bound(self, labels: tuple[str, ...]) -> list[int] | None:
+        """Tokens every one-label extension of `labels` starts with (EOS left off)."""
+        extensions = [self.full(labels + (m,))[:-1] for m in self._labels if m not in labels]
+        if not extensions:
+            return None
+        length = min(len(e) for e in extensions)
+        shared = 0
+        while shared < length and all(e[shared] == extensions[0][shared] for e in extensions):
+            shared += 1
+        return extensions[0][:shared] or None
 
 
 def _shared_prefix(answers: list[list[int]]) -> list[int]:

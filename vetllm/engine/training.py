@@ -26,6 +26,7 @@ from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.config import TINY_BASE, TrainConfig
 from vetllm.data.records import Record
 from vetllm.engine import modeling
+from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
 from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
 from vetllm.engine.runs import RunDirectory
@@ -193,6 +194,7 @@ def _finish(
     labels = {label for r in train_records for label in r.labels}
     card = modeling.build_run_card(cfg, source, params, data_files, labels, trainer.state)
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
+    calibrate_at_finish(run.path, cfg, val_records, log)  # before the evaluation uses it
     evaluation = None
     if cfg.final_eval and val_records:
         run.write_status(message="final evaluation")
