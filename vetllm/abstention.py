@@ -37,7 +37,8 @@ STOP_WORDS = frozenset(
     were be been being has have had do does did not no nor so as also very too can could
     should would may might will shall i me my we our you your he him his she her they them
     their there here what which who whom whose when where why how all any some each per
-    up down out off again just only own same such more most other both few""".split()
+    up down out off again just only own same such more most other both few now next last
+    first second one two three four five six seven eight nine ten several many""".split()
 )
 # General veterinary words a vet may write that the generator need not use.
 GENERAL_CLINICAL = frozenset(
@@ -70,7 +71,10 @@ GENERAL_CLINICAL = frozenset(
     odour odor profuse mild moderate severe acute chronic intermittent persistent sudden
     onset progressive high low body condition score poor good thirst drinking eating off
     feed water milk yield production drop decreased reduced increased retained placenta
-    calving kidding lambing pregnant pregnancy birth newborn young adult female male""".split()
+    calving kidding lambing lambed calved kidded pregnant pregnancy birth newborn young adult
+    female male left right flank distended distension grazed lush legume clover aggressive
+    aggression swallowing sunken losing lost quarter quarters claw claws hoof muscle muscles
+    thigh shoulder hindquarter crepitation crepitant gas bloated enlarged""".split()
 )
 
 

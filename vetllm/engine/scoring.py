@@ -21,6 +21,7 @@ time, each step scoring complete answers (see its docstring).
 from __future__ import annotations
 
 import inspect
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
@@ -72,30 +73,28 @@ def search_label_sets(
     max_labels: int = 4,
     max_sequences: int = 256,
 ) -> list[tuple[tuple[str, ...], dict[tuple[str, ...], float]]]:
-    """Label sets by greedy search over complete answers: after each label, another or the end.
+    """Label sets by greedy search, one label at a time: after each label, another or the end.
 
-    Step 1 scores every one-label answer "PREFIX L<eos>" (exactly the single-label constrained
-    scores). Each later step scores every answer that adds one label to the current set,
-    "PREFIX L1, M<eos>", and keeps the best if it is more probable than the current answer;
-    otherwise the answer ends. A step is skipped when it provably cannot win: every extension's
-    tokens start with the tokens its extensions share ("PREFIX L1,"), so that prefix's
-    probability bounds them all; it is scored beside the answers of the step before, and when
-    it is below the current answer's probability the search stops without the extra forward.
-    The result equals the same greedy search without the bound (tests/test_scoring.py).
+    Greedy decoding at the level of labels. For the current labels S and each candidate M, two
+    sequences are scored: the complete answer "PREFIX S, M<eos>" and the tokens that every
+    longer answer starting with S, M shares ("PREFIX S, M," - its bound). Their probabilities
+    add up to P(the answer's next label is exactly M), which picks M; then the answer ends at
+    S, M when the end is more probable than going on, else the search goes on from S, M. A note
+    whose answer ends after one label costs one step, as single-label scoring did (with twice
+    the candidate sequences, all on the one cached prompt).
 
     Args:
         encode: label tuple -> token ids of the complete answer, EOS last.
         max_labels: the most labels in one answer.
     Returns:
-        Per prompt: (the chosen label tuple, {label tuple: log P(answer | prompt)} of every
-        complete answer scored).
+        Per prompt: (the chosen label tuple, {label tuple: log P(answer<eos> | prompt)} of
+        every complete answer scored).
     """
     ids_of = _AnswerIds(encode, labels)
     chosen: list[tuple[str, ...]] = [() for _ in prompts]
-    best: list[float | None] = [None for _ in prompts]
     scored: list[dict] = [{} for _ in prompts]
     active = list(range(len(prompts)))
-    for _depth in range(max(1, min(max_labels, len(labels)))):
+    while active:
         groups = defaultdict(list)
         for i in active:
             groups[chosen[i]].append(i)
@@ -103,37 +102,48 @@ def search_label_sets(
         for current, members in groups.items():
             options = [current + (m,) for m in labels if m not in current]
             bounds = [ids_of.bound(o) if len(o) < max_labels else None for o in options]
-            extra = [b for b in bounds if b]
             rows = candidate_log_probs(
                 model,
                 [prompts[i] for i in members],
-                [ids_of.full(o) for o in options] + extra,
+                [ids_of.full(o) for o in options] + [b for b in bounds if b],
                 pad_id,
                 max_sequences=max_sequences,
             )
-            bound_column = _bound_columns(bounds, len(options))
             for i, row in zip(members, rows, strict=True):
-                scored[i].update(zip(options, row[: len(options)], strict=True))
-                top = max(range(len(options)), key=lambda k: row[k])
-                if best[i] is not None and row[top] <= best[i]:
-                    continue  # no extension beats the current answer: it ends here
-                chosen[i], best[i] = options[top], row[top]
-                column = bound_column.get(top)
-                if column is not None and row[column] > row[top]:
+                ends, goes_on = _end_and_continue(row, options, bounds, ids_of)
+                scored[i].update(zip(options, ends, strict=True))
+                top = max(range(len(options)), key=lambda k: _log_add(ends[k], goes_on[k]))
+                chosen[i] = options[top]
+                if goes_on[top] > ends[top]:
                     active.append(i)
-        if not active:
-            break
     return list(zip(chosen, scored, strict=True))
 
 
-def _bound_columns(bounds: list, n_options: int) -> dict[int, int]:
-    """option index -> column of its bound among the scored answers (bounds follow options)."""
-    columns, next_column = {}, n_options
-    for index, bound in enumerate(bounds):
-        if bound:
-            columns[index] = next_column
-            next_column += 1
-    return columns
+def _end_and_continue(row: list[float], options: list, bounds: list, ids_of) -> tuple:
+    """Per option: log P(it is the whole answer), log P(more labels follow it)."""
+    ends = row[: len(options)]
+    goes_on, column = [], len(options)
+    for option, end, bound in zip(options, ends, bounds, strict=True):
+        if not bound:
+            goes_on.append(-math.inf)
+            continue
+        value, column = row[column], column + 1
+        own = ids_of.full(option)[:-1]
+        if len(bound) <= len(own) and own[: len(bound)] == bound:
+            # The tokenizer merged the separator into the label: the bound's event holds the
+            # complete answer too, so take it out (what is left may include other labels
+            # spelled alike; a rare over-estimate of going on).
+            value = value + math.log1p(-math.exp(min(end - value, 0.0))) if value > end else -math.inf
+        goes_on.append(value)
+    return ends, goes_on
+
+
+def _log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow."""
+    if a == -math.inf:
+        return b
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))
 
 
 class _AnswerIds:
