@@ -79,7 +79,9 @@ def test_real_template_and_bundled_notes_never_abstain(policy):
     notes = []
     for path in bundled_examples():
         notes += [row["input"] for row in json.loads(path.read_text("utf-8"))]
-    notes += [row["note"] for row in json.loads(bundled_examples()[0].with_name("notes.json").read_text())]
+    notes += [
+        row["note"] for row in json.loads(bundled_examples()[0].with_name("notes.json").read_text())
+    ]
     flagged = [n for n in notes if policy.reason(n, ["1679004"], 0.3, "free") is not None]
     assert flagged == []
 

@@ -65,7 +65,9 @@ def test_temperature_sharpens_shy_confidences_and_keeps_the_order():
     temperature = fit_temperature(confidences, correct)
     assert temperature < 1.0
     scaled = [scale_confidence(c, temperature) for c in confidences]
-    assert sorted(range(6), key=lambda i: scaled[i]) == sorted(range(6), key=lambda i: confidences[i])
+    assert sorted(range(6), key=lambda i: scaled[i]) == sorted(
+        range(6), key=lambda i: confidences[i]
+    )
 
 
 def test_nothing_to_fit_gives_temperature_one():

@@ -82,6 +82,15 @@ ANSWERS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # torch's thread pool spins when other processes share the cores (10x slower, measured)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():
     return sharp_llama()

@@ -78,6 +78,21 @@ GENERAL_CLINICAL = frozenset(
 )
 
 
+# reason kind -> words only that kind's reason holds (evaluations count abstentions by kind)
+REASON_KINDS = {
+    "empty after cleaning": "no words after cleaning",
+    "out of scope": "(out of scope",
+    "possibly out of scope": "possibly out of scope",
+    "no catalogue code": "names no catalogue code",
+    "below the confidence threshold": "below this run's threshold",
+}
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of an abstention reason (a key of REASON_KINDS), "other" if none matches."""
+    return next((kind for kind, words in REASON_KINDS.items() if words in reason), "other")
+
+
 def note_words(text: str) -> list[str]:
     """Content words of a note: runs of 2+ letters, lower-case, function words left out."""
     return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS]
@@ -140,9 +155,7 @@ class AbstentionPolicy:
             return f"{REFER} (the note has no words after cleaning: only numbers or symbols)"
         known = f"{scope.n_known} of {scope.n_words} words"
         if scope.known_share < MIN_KNOWN_SHARE:
-            return (
-                f"{REFER} (out of scope: only {known} are clinical vocabulary this model knows)"
-            )
+            return f"{REFER} (out of scope: only {known} are clinical vocabulary this model knows)"
         if scope.known_share < SURE_KNOWN_SHARE and confidence < SURE_CONFIDENCE:
             return (
                 f"{REFER} (possibly out of scope: {known} are known clinical vocabulary and the "

@@ -133,7 +133,9 @@ def _end_and_continue(row: list[float], options: list, bounds: list, ids_of) -> 
             # The tokenizer merged the separator into the label: the bound's event holds the
             # complete answer too, so take it out (what is left may include other labels
             # spelled alike; a rare over-estimate of going on).
-            value = value + math.log1p(-math.exp(min(end - value, 0.0))) if value > end else -math.inf
+            value = (
+                value + math.log1p(-math.exp(min(end - value, 0.0))) if value > end else -math.inf
+            )
         goes_on.append(value)
     return ends, goes_on
 
