@@ -206,8 +206,9 @@ def common_prefix(rows: list[list[int]]) -> list[int]:
 def reference_search(model, prompt, labels, encode, max_labels=4):
     """Greedy label-set search written plainly: one unpadded forward per sequence, no cache.
 
-    At each step, P(next label is M) = P("..., M<eos>") + P("..., M," + anything); pick the
-    best M, stop when ending there is more probable than going on.
+    At each step, P(next label is M) = P("..., M<eos>") + P("..., M" + separator), the
+    separator being the token every longer answer puts after M; pick the best M, stop when
+    the EOS is more probable than the separator.
     """
     current, scored = (), {}
     while True:
@@ -215,10 +216,20 @@ def reference_search(model, prompt, labels, encode, max_labels=4):
         ends = reference_log_probs(model, [prompt], [encode(o) for o in options])[0]
         scored.update(zip(options, ends, strict=True))
         goes_on = []
-        for option in options:
+        for option, end in zip(options, ends, strict=True):
             rest = [encode(option + (m,))[:-1] for m in labels if m not in option]
-            bound = common_prefix(rest) if rest and len(option) < max_labels else []
-            goes_on.append(reference_log_probs(model, [prompt], [bound])[0][0] if bound else None)
+            shared = common_prefix(rest) if rest and len(option) < max_labels else []
+            own = encode(option)[:-1]
+            if len(shared) > len(own) and shared[: len(own)] == own:
+                bound = own + [shared[len(own)]]
+                goes_on.append(reference_log_probs(model, [prompt], [bound])[0][0])
+            elif shared and own[: len(shared)] == shared:  # holds the answer itself: take it out
+                value = reference_log_probs(model, [prompt], [shared])[0][0]
+                goes_on.append(math.log(math.exp(value) - math.exp(end)) if value > end else None)
+            elif shared:  # spelled apart from the answer (a merged separator): disjoint
+                goes_on.append(reference_log_probs(model, [prompt], [shared])[0][0])
+            else:
+                goes_on.append(None)
         total = [
             e if g is None else math.log(math.exp(e) + math.exp(g))
             for e, g in zip(ends, goes_on, strict=True)
@@ -241,13 +252,25 @@ def encode_labels(labels: tuple[str, ...]) -> list[int]:
     return ids + [EOS]
 
 
-@pytest.mark.parametrize("max_labels", [1, 4])
-def test_label_set_search_equals_the_plain_greedy_reference(model, max_labels):
+def encode_merged(labels: tuple[str, ...]) -> list[int]:
+    """As encode_labels, but a label followed by more is spelled with other tokens (as a BPE
+    tokenizer may merge "label," into one token): no separator token follows the label."""
+    ids = [10, 11]
+    for index, label in enumerate(labels):
+        last = index == len(labels) - 1
+        ids += LABEL_TOKENS[label] if last else [t + 20 for t in LABEL_TOKENS[label]]
+    return ids + [EOS]
+
+
+@pytest.mark.parametrize(
+    ("max_labels", "encode"), [(1, encode_labels), (4, encode_labels), (4, encode_merged)]
+)
+def test_label_set_search_equals_the_plain_greedy_reference(model, max_labels, encode):
     labels = sorted(LABEL_TOKENS)
     prompts = random_prompts(6, seed=max_labels)
-    found = search_label_sets(model, prompts, labels, encode_labels, PAD, max_labels=max_labels)
+    found = search_label_sets(model, prompts, labels, encode, PAD, max_labels=max_labels)
     for prompt, (chosen, scored) in zip(prompts, found, strict=True):
-        want, want_scored = reference_search(model, prompt, labels, encode_labels, max_labels)
+        want, want_scored = reference_search(model, prompt, labels, encode, max_labels)
         assert chosen == want
         assert set(scored) == set(want_scored)
         for answer, value in want_scored.items():

@@ -32,6 +32,7 @@ from vetllm.calibration import scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
 from vetllm.data.validation import MAX_NOTE_CHARS  # the same limit as notes in data files
+from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
 
@@ -155,6 +156,7 @@ class Predictor:
         self.candidates = known or list(self.catalogue.labels)
         self.encoder = _Encoder(tokenizer)
         self._candidate_ids: list[list[int]] | None = None
+        self._answer_ids = None  # scoring.AnswerIds, built on the first constrained call
         limit = max_length or getattr(model.config, "max_position_embeddings", 2048)
         self.max_length = int(limit)
         self.max_new_tokens = max_new_tokens or self._default_new_tokens()
@@ -244,17 +246,23 @@ class Predictor:
         return prompts, warnings
 
     def _predict_constrained(self, notes: list[str]) -> list[Prediction]:
-        from vetllm.engine.scoring import search_label_sets
+        from vetllm.engine.scoring import AnswerIds, search_label_sets
 
         prompts, warnings = self._prompts(notes)
+        if self._answer_ids is None:  # encodings of answers with 1-2 labels, kept: ~N^2 calls
+            self._answer_ids = AnswerIds(
+                lambda labels: self.encoder.response_ids(self.template, list(labels)),
+                self.candidates,
+            )
         searched = search_label_sets(
             self.model,
             prompts,
             self.candidates,
-            lambda labels: self.encoder.response_ids(self.template, list(labels)),
+            self._answer_ids.encode,
             self.encoder.pad_id,
             max_labels=self.max_labels,
             max_sequences=MAX_SEQUENCES_PER_FORWARD,
+            answer_ids=self._answer_ids,
         )
         predictions = []
         for (chosen, scored), note_warnings in zip(searched, warnings, strict=True):
@@ -279,13 +287,13 @@ class Predictor:
 
     def _predict_free(self, notes: list[str]) -> list[Prediction]:
         prompts, warnings = self._prompts(notes)
-        generated = _generate_greedy(self, prompts)
+        generated = generate_greedy(self, prompts)
         predictions, needs_fallback = [], []
         for index, (text, token_ends, token_probs) in enumerate(generated):
             result = postprocess(text, self.catalogue)
             confidences = {}
             for code in result.codes:
-                spelled = _spelled_probability(text, code, token_ends, token_probs)
+                spelled = spelled_probability(text, code, token_ends, token_probs)
                 if spelled is None:
                     needs_fallback.append(index)
                 else:
@@ -308,22 +316,6 @@ def _softmax(scores: dict) -> dict:
     weights = {key: math.exp(value - top) for key, value in scores.items()}
     total = sum(weights.values())
     return {key: weight / total for key, weight in weights.items()}
-
-
-def _spelled_probability(
-    text: str, code: str, token_ends: list[int], token_probs: list[float]
-) -> float | None:
-    """Product of the probabilities of the generated tokens that spell `code`, if it is there."""
-    start = text.find(code)
-    if start < 0 or not token_ends:
-        return None
-    end = start + len(code)
-    log_p, previous_end = 0.0, 0
-    for token_end, prob in zip(token_ends, token_probs, strict=True):
-        if token_end > start and previous_end < end:
-            log_p += math.log(max(prob, 1e-12))
-        previous_end = token_end
-    return math.exp(log_p)
 
 
 def _template_of(cfg) -> PromptTemplate:
@@ -380,40 +372,6 @@ class _Encoder:
         if len(full) <= budget:
             return list(full), False
         return list(encode_prompt(self.tokenizer, template, note, budget)), True
-
-
-def _generate_greedy(predictor: Predictor, prompts: list[list[int]]) -> list[tuple]:
-    """(text, end offset of each token in the text, each token's probability) per prompt."""
-    import torch
-
-    from vetllm.engine.scoring import device_of, left_pad
-
-    model, enc = predictor.model, predictor.encoder
-    ids, mask = left_pad(prompts, enc.pad_id, device_of(model))
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=predictor.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=enc.pad_id,
-            eos_token_id=enc.eos_id,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
-        probs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-    new_tokens = out.sequences[:, ids.shape[1] :].tolist()
-    probs = probs.float().exp().tolist()
-    results = []
-    for tokens, token_probs in zip(new_tokens, probs, strict=True):
-        if enc.eos_id in tokens:
-            tokens = tokens[: tokens.index(enc.eos_id)]
-        decode = predictor.tokenizer.decode
-        ends = [len(decode(tokens[: i + 1], skip_special_tokens=True)) for i in range(len(tokens))]
-        text = decode(tokens, skip_special_tokens=True)
-        results.append((text, ends, token_probs[: len(tokens)]))
-    return results
 
 
 def _candidate_probabilities(predictor: Predictor, prompts: list[list[int]]) -> list[list[float]]:
