@@ -140,7 +140,8 @@ class PredictHandlers:
             note: the clinical note (at most 5,000 characters).
             decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
         Returns:
-            codes (code, name, valid_sctid, confidence), raw_output, repairs, run.
+            codes (code, name, valid_sctid, confidence), raw_output, repairs, run;
+            abstained and reason ("no code: refer to a veterinarian (...)") when it declines.
         """
         return self.predict_json(note, decoding)
 
