@@ -87,10 +87,24 @@ def test_evaluate_writes_consistent_files(trained, tmp_path, decoding):
     assert on_disk["truncated_notes"] == 0  # the synthetic notes fit the 128-token budget
     summary = (tmp_path / "summary.md").read_text()
     assert "## Baselines" in summary and decoding in summary
+    # abstentions count as wrong in the accuracies; coverage and accuracy-on-answered beside
+    answered = [r for r in rows if not r["abstained"]]
+    assert metrics["answered"] == len(answered) and metrics["coverage"] == len(answered) / 40
+    assert all(not r["lenient_correct"] and r["codes"] == [] for r in rows if r["abstained"])
+    if answered:
+        right = sum(r["lenient_correct"] for r in answered)
+        assert metrics["accuracy_on_answered"] == pytest.approx(right / len(answered))
+    assert metrics["distinct_notes"]["n_records"] == 40
+    assert 0.0 <= metrics["expected_calibration_error"] <= 1.0
+    assert metrics["selective"][0]["coverage"] == 1.0
+    assert sum(row["n"] for row in metrics["reliability"]) == 40
+    assert any("40 distinct notes" in w or "distinct notes" in w for w in metrics["warnings"])
+    assert metrics["baseline_verdict"]["sentence"] in summary
+    assert "## Accuracy vs coverage" in summary and "## Distinct notes" in summary
     if decoding == "constrained":
         assert metrics["strict_accuracy"] == metrics["lenient_accuracy"]
         assert metrics["format_valid_rate"] == 1.0
-        assert all(len(r["codes"]) == 1 for r in rows)
+        assert all(len(r["model_codes"]) == 1 for r in rows)
 
 
 def test_evaluate_counts_skipped_rows(trained, tmp_path):
@@ -146,3 +160,31 @@ def test_cli_predict_empty_note_exits_2(trained, capsys):
 def test_cli_predict_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     assert cli_main(["predict", "--run", str(tmp_path), "Cow, fever"]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_training_calibrated_the_run_and_cli_calibrate_refits(trained, capsys):
+    run_dir, val_path = trained
+    calibration = json.loads((run_dir / "calibration.json").read_text())
+    assert set(calibration["temperatures"]) == {"free"}  # the served default, at training end
+    assert calibration["thresholds"] == {"free": None}  # off by default
+    code = cli_main(
+        ["calibrate", "--run", str(run_dir), "--target-accuracy", "0.9", "--json"]
+        + ["--decoding", "constrained", "--data", str(val_path)]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["target_accuracy"] == 0.9 and out["n_notes"] == 40
+    assert "ece_before" in out["decodings"]["constrained"]
+    assert cli_main(["calibrate", "--run", str(run_dir), "--decoding", "free"]) == 0
+    assert "ECE" in capsys.readouterr().out
+
+
+def test_cli_predict_json_says_abstained_with_the_reason(trained, capsys):
+    notes = ["Cow, high fever, nasal discharge", "lorem ipsum dolor sit amet"]
+    assert cli_main(["predict", "--run", str(trained[0]), *notes, "--json"]) == 0
+    real, nonsense = json.loads(capsys.readouterr().out)
+    assert real["abstained"] is False and real["reason"] is None
+    assert nonsense["abstained"] is True and nonsense["codes"] == []
+    assert nonsense["reason"].startswith("no code: refer to a veterinarian")
+    assert cli_main(["predict", "--run", str(trained[0]), *notes]) == 0
+    assert "abstained: no code: refer to a veterinarian" in capsys.readouterr().out

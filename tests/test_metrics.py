@@ -173,3 +173,21 @@ def test_load_prediction_items_file_problems(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00\x81garbage")
     with pytest.raises(VetLLMError, match="UTF-8"):
         load_prediction_items(binary)
+
+
+def test_coverage_scores_count_abstentions_beside_the_accuracies():
+    from vetllm.metrics import coverage_scores, format_scores_markdown
+
+    correct = [True, True, False, False, False]  # the last two abstained, so wrong
+    answered = [True, True, True, False, False]
+    scores = coverage_scores(correct, answered)
+    assert scores["coverage"] == 0.6 and scores["answered"] == 3 and scores["abstained"] == 2
+    assert scores["accuracy_on_answered"] == pytest.approx(2 / 3)
+    assert scores["accuracy_on_answered_ci"] == list(wilson_interval(2, 3))
+    table = score_predictions([("Diagnosed conditions: 72934000", ["72934000"])]).to_dict()
+    text = format_scores_markdown({**table, **scores})
+    assert "| coverage (notes given a code) | 60.0% |" in text
+    assert "| lenient accuracy on answered notes | 66.7% |" in text
+    assert coverage_scores([False], [False])["accuracy_on_answered"] is None
+    with pytest.raises(VetLLMError, match="2 verdicts but 1 answer flags"):
+        coverage_scores([True, False], [True])

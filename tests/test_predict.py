@@ -119,11 +119,12 @@ def test_constrained_strict_equals_lenient_and_beats_chance(predictor, tiny_run)
     assert scores.strict_accuracy == scores.lenient_accuracy
     assert scores.format_valid_rate == 1.0
     for prediction in predictions:
-        (code,) = prediction.result.codes
+        (code,) = prediction.result.codes  # trained on one label per note: one label back
         assert code in predictor.candidates
-        assert 0.0 < prediction.confidences[code] <= 1.0
+        assert 0.0 < prediction.confidence <= prediction.confidences[code] <= 1.0
         ranked = [p for _, p in prediction.alternatives]
-        assert ranked == sorted(ranked, reverse=True) and ranked[0] == prediction.confidences[code]
+        assert ranked == sorted(ranked, reverse=True) and prediction.confidence <= ranked[0]
+        assert not prediction.abstained and prediction.codes == [code]
     # 12 candidate labels: chance is ~8%; the trained model must do far better.
     assert scores.lenient_accuracy > 0.5
 
@@ -238,3 +239,71 @@ def test_prediction_prints_no_note_text(predictor, capsys):
     predictor.predict(["Buffalo SECRET-OWNER-NAME with neck swelling"], decoding="free")
     captured = capsys.readouterr()
     assert "SECRET-OWNER-NAME" not in captured.out + captured.err
+
+
+# Nonsense written apart from the notes the out-of-scope check was designed on
+# (tests/test_abstention.py): the check must hold on text it has not seen.
+NONSENSE = [
+    "zzzz",
+    "Invoice 4471: 3 bags of cement, 2 shovels, total 250 USD",
+    "Roses are red, violets are blue, sugar is sweet",
+    "Call me back when you get a chance, thanks",
+    "qwerty uiop asdf ghjk",
+    "El perro come carne y duerme mucho",
+    "https://example.com/login?user=admin&pass=1234",
+    "The stock market fell sharply today amid inflation fears",
+    "Bake at 180 degrees for 25 minutes until golden",
+    "-- ... ,,, 42 %%",
+]
+
+
+@pytest.mark.parametrize("decoding", ["free", "constrained"])
+def test_nonsense_abstains_and_real_notes_do_not(predictor, tiny_run, decoding):
+    nonsense = predictor.predict(NONSENSE, decoding=decoding)
+    abstained = [p for p in nonsense if p.abstained]
+    assert len(abstained) >= 9
+    for prediction in abstained:
+        api = prediction.to_api_dict(predictor.catalogue)
+        assert api["abstained"] is True and api["codes"] == []
+        assert api["reason"].startswith("no code: refer to a veterinarian")
+    real = predictor.predict([r.note for r in tiny_run[1]], decoding=decoding)
+    assert [p.reason for p in real if p.abstained] == []
+
+
+def test_temperature_and_threshold_are_applied(predictor, tiny_run):
+    from vetllm.calibration import scale_confidence
+
+    notes = [r.note for r in tiny_run[1][:6]]
+    plain = predictor.predict(notes, decoding="constrained")
+    saved = predictor.temperatures, dict(predictor.policy.thresholds)
+    try:
+        predictor.temperatures = {"constrained": 2.0}
+        softened = predictor.predict(notes, decoding="constrained")
+        for a, b in zip(plain, softened, strict=True):
+            assert b.confidence == pytest.approx(scale_confidence(a.confidence, 2.0))
+            assert b.result.codes == a.result.codes  # calibration never changes the answer
+        predictor.policy.thresholds = {"constrained": 0.999999}
+        (strict,) = predictor.predict(notes[:1], decoding="constrained")
+        assert strict.abstained and "below this run's threshold" in strict.reason
+        assert strict.codes == [] and strict.result.codes == plain[0].result.codes
+    finally:
+        predictor.temperatures, predictor.policy.thresholds = saved
+
+
+def test_calibrate_run_writes_the_file_that_from_run_applies(tiny_run):
+    from vetllm.engine.calibrate import CALIBRATION_FILE, calibrate_run
+
+    run_dir, held_out = tiny_run
+    result = calibrate_run(run_dir, held_out, target_accuracy=0.9, decodings=("constrained",))
+    report = result["decodings"]["constrained"]
+    assert report["nll_after"] <= report["nll_before"] + 1e-12  # the fit never makes NLL worse
+    assert {"ece_before", "ece_after_cross_fitted", "reliability_after", "selective"} <= set(report)
+    assert result["warnings"] and "distinct notes" in result["warnings"][0]  # 40 notes: too few
+    saved = json.loads((run_dir / CALIBRATION_FILE).read_text())
+    assert saved["temperatures"]["constrained"] == pytest.approx(report["temperature"])
+    loaded = Predictor.from_run(run_dir)
+    assert loaded.temperatures == saved["temperatures"]
+    assert loaded.policy.thresholds == {
+        k: v for k, v in saved["thresholds"].items() if v is not None
+    }
+    (run_dir / CALIBRATION_FILE).unlink()  # the other tests use the uncalibrated run

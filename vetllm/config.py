@@ -94,6 +94,9 @@ class TrainConfig:
     group_by_length: bool = False  # draw batches of similar length (less padding per batch)
     attn_implementation: str | None = None  # sdpa | flash_attention_2 | eager; None = default
     use_liger_kernel: bool = False  # CUDA: fused Liger kernels when liger-kernel is installed
+    # abstention (issue 7): answers below a confidence chosen on validation for this accuracy
+    # get no code ("refer to a veterinarian"); None = off (out-of-scope notes always abstain)
+    abstain_target_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         problems = _type_problems(self) or _value_problems(self)
@@ -310,6 +313,7 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         for name in _POSITIVE_OR_OFF
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
     ]
+    problems += _check_abstain(cfg)
     return problems + _check_speed(cfg)
 
 
@@ -332,6 +336,16 @@ def _check_speed(cfg: TrainConfig) -> list[str]:
             "changing the micro-batch keeps the optimizer step count"
         )
     return problems
+
+
+def _check_abstain(cfg: TrainConfig) -> list[str]:
+    target = cfg.abstain_target_accuracy
+    if target is None or (math.isfinite(target) and 0 < target < 1):
+        return []
+    return [
+        f"abstain_target_accuracy: got {target!r}; use a share above 0 and below 1 "
+        "(e.g. 0.95) or null (off)"
+    ]
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -145,6 +145,26 @@ def score_predictions(
     )
 
 
+def coverage_scores(correct: list[bool], answered: list[bool]) -> dict:
+    """Coverage (share of notes given a code) and accuracy on the answered notes, with CI.
+
+    `strict_accuracy` and `lenient_accuracy` stay defined on all notes (an abstention counts
+    as wrong, so they compare with the baselines); these two say what the answers given are
+    worth.
+    """
+    if len(correct) != len(answered):
+        raise VetLLMError(f"coverage: {len(correct)} verdicts but {len(answered)} answer flags")
+    n, given = len(correct), sum(answered)
+    right = sum(ok for ok, a in zip(correct, answered, strict=True) if a)
+    return {
+        "coverage": given / n if n else 0.0,
+        "answered": given,
+        "abstained": n - given,
+        "accuracy_on_answered": right / given if given else None,
+        "accuracy_on_answered_ci": list(wilson_interval(right, given)),
+    }
+
+
 def _validated_items(items) -> list[tuple[str, list[str]]]:
     problems, pairs = [], []
     for index, item in enumerate(items):
@@ -325,6 +345,7 @@ def format_scores_markdown(scores: dict) -> str:
         line("format-valid rate", "format_valid_rate"),
         line("micro F1", "micro_f1", as_share=False),
         line("macro F1", "macro_f1", as_share=False),
+        *_coverage_lines(scores),
         "",
         "| code | disease | valid SCTID | support | predicted | precision | recall | F1 |",
         "|---|---|---|---|---|---|---|---|",
@@ -336,3 +357,17 @@ def format_scores_markdown(scores: dict) -> str:
             f"{row['predicted']} | {row['precision']:.2f} | {row['recall']:.2f} | {row['f1']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _coverage_lines(scores: dict) -> list[str]:
+    """Coverage and accuracy-on-answered rows, when the scores have them."""
+    if "coverage" not in scores:
+        return []
+    lines = [f"| coverage (notes given a code) | {scores['coverage']:.1%} | |"]
+    if scores.get("accuracy_on_answered") is not None:
+        low, high = scores["accuracy_on_answered_ci"]
+        lines.append(
+            f"| lenient accuracy on answered notes | {scores['accuracy_on_answered']:.1%} | "
+            f"{low:.1%} - {high:.1%} |"
+        )
+    return lines

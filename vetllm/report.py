@@ -62,7 +62,20 @@ def report_concerns(analysis: LossAnalysis, plan=None, stats=None, evaluation=No
     strict = evaluation.get("strict_accuracy")
     if is_number(strict) and majority is not None and strict <= majority:
         flags.append(_concern("below_majority_baseline", accuracy=strict, majority=majority))
+    flags += [concern for concern in [baseline_concern(evaluation)] if concern]
     return flags
+
+
+def baseline_concern(evaluation: dict) -> dict | None:
+    """A warning when the evaluation found the model does not clearly beat bag-of-words."""
+    verdict = evaluation.get("baseline_verdict")
+    if not isinstance(verdict, dict) or verdict.get("beats_bag_of_words", True):
+        return None
+    return {
+        "code": "not_better_than_bag_of_words",
+        "severity": "warning",
+        "message": str(verdict.get("sentence", "the model does not beat bag-of-words")),
+    }
 
 
 def render_training_report(

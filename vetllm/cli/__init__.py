@@ -11,6 +11,7 @@ import sys
 
 from vetllm.cli import (
     analyze_commands,
+    calibrate_commands,
     core_commands,
     coverage_commands,
     data_commands,
@@ -28,6 +29,7 @@ GROUPS = (
     runs_commands,
     predict_commands,
     analyze_commands,
+    calibrate_commands,
 )
 
 

@@ -1,7 +1,8 @@
 """CLI for using a trained run: `vetllm predict`, `vetllm evaluate`, `vetllm bench`.
 
 `--json` output is a contract for other tools: predict -> a list of the app's API dicts
-(`codes`, `raw_output`, `repairs`, `unknown_codes`, `decoding`); evaluate -> metrics.json
+(`codes`, `raw_output`, `repairs`, `unknown_codes`, `decoding`, `abstained`, `reason`,
+`confidence`); evaluate -> metrics.json
 (`n`, `strict_accuracy`, `lenient_accuracy`, `format_valid_rate`, `micro_f1`, `macro_f1`,
 `baselines`, ...); bench -> the benchmark dict. Note text is never echoed: predictions are
 reported by note number.
@@ -93,7 +94,9 @@ def predict_command(args: argparse.Namespace) -> int:
         for code in answer["codes"]:
             flag = "" if code["valid_sctid"] else f"  [{code['sctid_problem']}]"
             print(f"  {code['code']}  {code['name']}  confidence {code['confidence']}{flag}")
-        if not answer["codes"]:
+        if answer.get("abstained"):
+            print(f"  abstained: {answer['reason']}")
+        elif not answer["codes"]:
             print("  no catalogue code found")
         print(f"  raw output: {answer['raw_output']!r}")
         for line in answer["repairs"] + answer["warnings"]:
@@ -121,8 +124,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
     print(
         f"  {'micro_f1':<20} {metrics['micro_f1']:.3f}\n  {'macro_f1':<20} {metrics['macro_f1']:.3f}"
     )
+    if metrics.get("accuracy_on_answered") is not None:
+        print(
+            f"  {'coverage':<20} {metrics['coverage']:.1%} (abstained: {metrics['abstained']})\n"
+            f"  {'accuracy_on_answered':<20} {metrics['accuracy_on_answered']:.1%}"
+        )
     for name, result in metrics.get("baselines", {}).items():
         print(f"  baseline {name:<20} {result['accuracy']:.1%}")
+    if metrics.get("baseline_verdict"):
+        print(metrics["baseline_verdict"]["sentence"])
+    for warning in metrics.get("warnings", []):
+        print(f"warning: {warning}")
     print(
         "files written to "
         + (args.out or "RUN_DIR/eval")

@@ -49,7 +49,8 @@ def evaluate_run(
         The content of metrics.json (scores, baselines, timing, file names).
     """
     from vetllm.engine.predict import Predictor
-    from vetllm.metrics import score_predictions
+    from vetllm.evaluation_checks import baseline_verdict
+    from vetllm.metrics import coverage_scores, score_predictions
 
     run_path = Path(run_dir)
     cfg = _run_config(run_path)
@@ -59,10 +60,12 @@ def evaluate_run(
     started = time.perf_counter()
     predictions = predictor.predict([r.note for r in records], decoding, batch_size=batch_size)
     elapsed_s = time.perf_counter() - started
+    pairs = list(zip(predictions, records, strict=True))
+    # An abstention is a wrong answer here, so the accuracies compare with the baselines.
     scores = score_predictions(
-        [(p.raw_output, list(r.labels)) for p, r in zip(predictions, records, strict=True)],
-        catalogue,
+        [("" if p.abstained else p.raw_output, list(r.labels)) for p, r in pairs], catalogue
     )
+    answers = score_predictions([(p.raw_output, list(r.labels)) for p, r in pairs], catalogue)
     metrics = {
         "run": run_path.name,
         "data": data_name or default_name,
@@ -74,8 +77,23 @@ def evaluate_run(
         "truncated_notes": sum(bool(p.warnings) for p in predictions),
         **scores.to_dict(),
     }
+    # The output format is the model's, judged before abstaining ("" is not its answer).
+    metrics["format_valid"] = answers.format_valid
+    metrics["format_valid_rate"] = answers.format_valid_rate
+    metrics.update(
+        coverage_scores(
+            [o.lenient_correct for o in scores.outcomes], [not p.abstained for p in predictions]
+        )
+    )
+    metrics.update(_selective_numbers(predictions, answers, records))
     if with_baselines and cfg is not None:
         metrics.update(_baselines_beside(cfg, records, catalogue))
+    metrics["warnings"] = _warnings(metrics, records)
+    bag_of_words = metrics.get("baselines", {}).get("bag_of_words")
+    if bag_of_words:
+        metrics["baseline_verdict"] = baseline_verdict(
+            metrics["lenient_accuracy"], metrics["lenient_ci"], bag_of_words
+        )
     target = Path(out_dir) if out_dir else run_path / "eval"
     target.mkdir(parents=True, exist_ok=True)
     _write_predictions(target / "predictions.jsonl", records, predictions, scores.outcomes)
@@ -83,6 +101,53 @@ def evaluate_run(
     _write_atomic(target / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
     _write_atomic(target / "summary.md", render_summary(metrics))
     return metrics
+
+
+def _selective_numbers(predictions, answers, records) -> dict:
+    """Calibration and accuracy-vs-coverage of the model's answers, and distinct-note accuracy.
+
+    Calibration is judged on the answers the model would give (before abstaining), against
+    their own verdicts; accuracy over distinct notes counts abstentions as wrong, as the
+    headline accuracies do.
+    """
+    from vetllm.calibration import expected_calibration_error, reliability_table, selective_table
+    from vetllm.data.records import note_key
+    from vetllm.evaluation_checks import grouped_accuracy
+
+    confidences = [p.confidence or 0.0 for p in predictions]
+    correct = [o.lenient_correct for o in answers.outcomes]
+    verdicts = [
+        ok and not p.abstained for p, ok in zip(predictions, correct, strict=True)
+    ]  # abstained: wrong
+    return {
+        "expected_calibration_error": expected_calibration_error(confidences, correct),
+        "reliability": reliability_table(confidences, correct),
+        "selective": selective_table(confidences, correct),
+        "abstain_reasons": _reason_counts(predictions),
+        "distinct_notes": grouped_accuracy([note_key(r.note) for r in records], verdicts),
+    }
+
+
+def _reason_counts(predictions) -> dict:
+    """How many notes abstained for each kind of reason."""
+    from vetllm.abstention import reason_kind
+
+    counts: dict[str, int] = {}
+    for prediction in predictions:
+        if prediction.abstained and prediction.reason:
+            kind = reason_kind(prediction.reason)
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _warnings(metrics: dict, records: list[Record]) -> list[str]:
+    from vetllm.data.records import note_key
+    from vetllm.evaluation_checks import dominance_warning, small_validation_warning
+
+    warnings = [dominance_warning([note_key(r.note) for r in records])]
+    warnings.append(small_validation_warning(metrics["distinct_notes"]["n_distinct"]))
+    warnings += metrics.pop("label_warnings", [])
+    return [w for w in warnings if w]
 
 
 def _run_config(run_path: Path):
@@ -124,6 +189,7 @@ def _baselines_beside(cfg, records: list[Record], catalogue: Catalogue) -> dict:
     """Baselines fitted on the run's training data, plus how many eval notes that data holds."""
     from vetllm.baselines import run_baselines
     from vetllm.data.records import note_key
+    from vetllm.evaluation_checks import label_support_warnings
 
     try:
         train, train_name, _ = load_records(cfg.data, catalogue, "training")
@@ -135,7 +201,9 @@ def _baselines_beside(cfg, records: list[Record], catalogue: Catalogue) -> dict:
         return {"baselines": {}, "baselines_error": f"baselines need {error.name}; install it"}
     seen = {note_key(r.note) for r in train}
     leaked = sum(note_key(r.note) in seen for r in records)
+    label_warnings = label_support_warnings([r.labels for r in records], [r.labels for r in train])
     return {
+        "label_warnings": label_warnings,
         "baselines": {
             name: {k: v for k, v in result.items() if k != "predictions"}
             for name, result in results.items()
@@ -156,17 +224,27 @@ def _write_predictions(path: Path, records, predictions, outcomes) -> None:
             "note": record.note,
             "gold": list(record.labels),
             "raw_output": prediction.raw_output,
-            "codes": list(prediction.result.codes),
+            "codes": prediction.codes,
             "strict_correct": outcome.strict_correct,
             "lenient_correct": outcome.lenient_correct,
             "format_valid": prediction.result.format_valid,
-            "confidence": {k: round(v, 4) for k, v in prediction.confidences.items()},
+            "confidence": {
+                k: round(v, 4) for k, v in prediction.confidences.items() if k in prediction.codes
+            },
+            "answer_confidence": _rounded(prediction.confidence),
+            "abstained": prediction.abstained,
+            "reason": prediction.reason,
+            "model_codes": list(prediction.result.codes),  # what it would have answered
             "repairs": list(prediction.result.repairs),
             "unknown_codes": list(prediction.result.unknown_codes),
             "decoding": prediction.decoding,
         }
         lines.append(json.dumps(row, ensure_ascii=False))
     _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -180,8 +258,14 @@ def render_summary(metrics: dict) -> str:
     from vetllm.baselines import format_baselines_markdown
     from vetllm.metrics import format_scores_markdown
 
+    verdict = metrics.get("baseline_verdict")
     parts = [
         f"# Evaluation of run `{metrics['run']}`\n",
+        *(
+            [f"**{verdict['sentence']}**\n"]
+            if verdict and not verdict["beats_bag_of_words"]
+            else []
+        ),
         f"Data: {metrics['data']} ({metrics['n']} notes, {metrics['skipped_rows']} rows skipped). "
         f"Decoding: **{metrics['decoding']}**. Speed: {metrics['notes_per_s']} notes/s.\n",
         format_scores_markdown(metrics),
@@ -191,15 +275,18 @@ def render_summary(metrics: dict) -> str:
             "Constrained decoding can only produce catalogue labels, so strict equals lenient "
             "by construction.\n"
         )
+    parts += honest_sections(metrics)
     if metrics.get("baselines"):
         parts.append(f"\n## Baselines (fitted on {metrics['baselines_trained_on']})\n")
         parts.append(format_baselines_markdown(metrics["baselines"]))
         best = max(metrics["baselines"].items(), key=lambda item: item[1]["accuracy"])
-        verdict = "beats" if metrics["lenient_accuracy"] > best[1]["accuracy"] else "does not beat"
+        beats = "beats" if metrics["lenient_accuracy"] > best[1]["accuracy"] else "does not beat"
         parts.append(
-            f"\nThe model ({metrics['lenient_accuracy']:.1%} lenient) {verdict} the best "
+            f"\nThe model ({metrics['lenient_accuracy']:.1%} lenient) {beats} the best "
             f"baseline ({best[0]}, {best[1]['accuracy']:.1%}).\n"
         )
+        if verdict:
+            parts.append(verdict["sentence"] + "\n")
         share = metrics.get("share_in_training_data", 0.0)
         if share:
             parts.append(
@@ -209,3 +296,45 @@ def render_summary(metrics: dict) -> str:
     elif metrics.get("baselines_error"):
         parts.append(f"\nBaselines not computed: {metrics['baselines_error']}\n")
     return "\n".join(parts)
+
+
+def honest_sections(metrics: dict) -> list[str]:
+    """Markdown: warnings, distinct-note accuracy, accuracy vs coverage, reliability."""
+    parts = []
+    if metrics.get("warnings"):
+        parts.append("\n## Warnings\n")
+        parts += [f"- {warning}" for warning in metrics["warnings"]]
+    distinct = metrics.get("distinct_notes") or {}
+    if distinct.get("n_distinct"):
+        low, high = distinct["distinct_ci"]
+        r_low, r_high = distinct["record_ci"]
+        parts.append(
+            f"\n## Distinct notes\n\n{distinct['n_records']} records are "
+            f"{distinct['n_distinct']} distinct notes. Lenient accuracy over distinct notes "
+            f"(each counted once): **{distinct['distinct_accuracy']:.1%}** "
+            f"({low:.1%} - {high:.1%}); over records {distinct['record_accuracy']:.1%} with a "
+            f"note-grouped bootstrap interval of {r_low:.1%} - {r_high:.1%}.\n"
+        )
+    if metrics.get("selective"):
+        parts.append(
+            "\n## Accuracy vs coverage\n\nThe model's answers before abstaining, keeping only the "
+            "most confident.\n\n"
+            "| coverage | answered | confidence at least | lenient accuracy |\n|---|---|---|---|"
+        )
+        parts += [
+            f"| {row['coverage']:.0%} | {row['answered']} | {row['threshold']:.3f} | "
+            f"{row['accuracy']:.1%} |"
+            for row in metrics["selective"]
+        ]
+    if metrics.get("reliability"):
+        parts.append(
+            f"\n## Calibration\n\nExpected calibration error: "
+            f"{metrics['expected_calibration_error']:.3f}.\n\n"
+            "| confidence | answers | mean confidence | accuracy |\n|---|---|---|---|"
+        )
+        parts += [
+            f"| {row['low']:.1f} - {row['high']:.1f} | {row['n']} | "
+            f"{row['mean_confidence']:.3f} | {row['accuracy']:.1%} |"
+            for row in metrics["reliability"]
+        ]
+    return parts

@@ -9,6 +9,14 @@ equals lenient by construction. Confidences: constrained uses a softmax over the
 scores; free uses the product of the probabilities of the tokens that spell the code (or, for a
 code post-processing had to repair, that label's constrained probability).
 
+Constrained decoding returns a set: after each label the candidates are another label or the
+end (engine/scoring.search_label_sets), so multi-label notes can be right in that mode too; a
+code's confidence there is its share of the probability of the answers scored, the answer's
+confidence the chosen answer's share. Each answer then passes the run's calibration (a
+temperature per decoding, vetllm.calibration) and the abstention policy (vetllm.abstention):
+out-of-scope notes and, when the run sets a threshold, low-confidence answers get no code,
+`abstained` true and the reason.
+
 Note text is clinical data: nothing here logs or prints it.
 """
 
@@ -19,9 +27,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vetllm.abstention import AbstentionPolicy
+from vetllm.calibration import scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
 from vetllm.data.validation import MAX_NOTE_CHARS  # the same limit as notes in data files
+from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
 
@@ -30,6 +41,8 @@ MAX_NOTES_PER_CALL = 10_000
 # (note, candidate) rows per forward in constrained mode: each row holds a copy of its note's
 # key/value cache, so this bounds memory, not speed.
 MAX_SEQUENCES_PER_FORWARD = 256
+MAX_LABELS = 4  # most labels in one constrained answer
+LOW_CONFIDENCE_FACTOR = 2.0  # below this many times a uniform guess, the answer is flagged
 
 
 @dataclass
@@ -42,14 +55,23 @@ class Prediction:
     decoding: str
     alternatives: list[tuple[str, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    confidence: float | None = None  # the whole answer's (calibrated) confidence
+    abstained: bool = False
+    reason: str | None = None  # why no code was given (abstained answers only)
+
+    @property
+    def codes(self) -> list[str]:
+        """The codes given: none when the model abstained."""
+        return [] if self.abstained else list(self.result.codes)
 
     def to_api_dict(self, catalogue: Catalogue | None = None) -> dict:
         """The JSON-ready answer the app and the CLI show."""
         catalogue = catalogue or load_catalogue()
         return {
-            "codes": [
-                _code_entry(c, self.confidences.get(c), catalogue) for c in self.result.codes
-            ],
+            "codes": [_code_entry(c, self.confidences.get(c), catalogue) for c in self.codes],
+            "abstained": self.abstained,
+            "reason": self.reason,
+            "confidence": None if self.confidence is None else round(self.confidence, 4),
             "raw_output": self.raw_output,
             "repairs": list(self.result.repairs),
             "unknown_codes": list(self.result.unknown_codes),
@@ -63,8 +85,8 @@ class Prediction:
 
 
 def _name(label: str, catalogue: Catalogue) -> str | None:
-    disease = catalogue.by_label(label)
-    return disease.name if disease else None
+    names = [catalogue.by_label(part.strip()) for part in label.split(",")]
+    return " + ".join(d.name for d in names) if all(names) else None
 
 
 def _code_entry(label: str, confidence: float | None, catalogue: Catalogue) -> dict:
@@ -122,6 +144,9 @@ class Predictor:
         catalogue: Catalogue | None = None,
         max_length: int | None = None,
         max_new_tokens: int | None = None,
+        temperatures: dict[str, float] | None = None,
+        policy: AbstentionPolicy | None = None,
+        max_labels: int = MAX_LABELS,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -131,25 +156,34 @@ class Predictor:
         self.candidates = known or list(self.catalogue.labels)
         self.encoder = _Encoder(tokenizer)
         self._candidate_ids: list[list[int]] | None = None
+        self._answer_ids = None  # scoring.AnswerIds, built on the first constrained call
         limit = max_length or getattr(model.config, "max_position_embeddings", 2048)
         self.max_length = int(limit)
         self.max_new_tokens = max_new_tokens or self._default_new_tokens()
+        self.temperatures = dict(temperatures or {})  # decoding -> T; missing: 1 (as trained)
+        self.policy = policy  # None: nothing abstains (used to fit the calibration itself)
+        self.max_labels = max_labels
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
         """Load a run's final model (base + adapter, 4-bit on CUDA for QLoRA) and its template."""
+        from vetllm.engine.calibrate import load_calibration, run_policy
         from vetllm.engine.modeling import load_trained
 
         run_path = Path(run_dir)
         model, tokenizer, cfg = load_trained(run_path, device=device)
+        calibration = load_calibration(run_path)
+        catalogue = _catalogue_of(cfg)
         return cls(
             model,
             tokenizer,
             template=_template_of(cfg),
             candidates=_training_labels(run_path, cfg),
-            catalogue=_catalogue_of(cfg),
+            catalogue=catalogue,
             max_length=getattr(cfg, "max_length", None),
             max_new_tokens=getattr(cfg, "max_new_tokens", None),
+            temperatures=calibration.get("temperatures"),
+            policy=run_policy(cfg, catalogue, calibration),
         )
 
     def _default_new_tokens(self) -> int:
@@ -174,7 +208,31 @@ class Predictor:
                 predictions.extend(self._predict_free(batch))
             else:
                 predictions.extend(self._predict_constrained(batch))
+        for note, prediction in zip(texts, predictions, strict=True):
+            self._finish(note, prediction)
         return predictions
+
+    def _finish(self, note: str, prediction: Prediction) -> None:
+        """Calibrate the confidences, then abstain or flag a near-guess answer."""
+        temperature = self.temperatures.get(prediction.decoding, 1.0)
+        raw = prediction.confidence
+        if raw is None:  # free decoding: the answer is every code, so their product
+            raw = math.prod(prediction.confidences.values()) if prediction.result.codes else 0.0
+        prediction.confidence = scale_confidence(raw, temperature)
+        prediction.confidences = {
+            code: scale_confidence(p, temperature) for code, p in prediction.confidences.items()
+        }
+        if self.policy is not None:
+            prediction.reason = self.policy.reason(
+                note, prediction.result.codes, prediction.confidence, prediction.decoding
+            )
+            prediction.abstained = prediction.reason is not None
+        guess = LOW_CONFIDENCE_FACTOR / max(len(self.candidates), 1)
+        if not prediction.abstained and prediction.confidence < guess:
+            prediction.warnings.append(
+                f"low confidence {prediction.confidence:.2f}: barely more than a guess among "
+                f"{len(self.candidates)} labels; have a veterinarian check it"
+            )
 
     def _prompts(self, notes: list[str]) -> tuple[list[list[int]], list[list[str]]]:
         budget = self.max_length - self.max_new_tokens
@@ -188,34 +246,54 @@ class Predictor:
         return prompts, warnings
 
     def _predict_constrained(self, notes: list[str]) -> list[Prediction]:
+        from vetllm.engine.scoring import AnswerIds, search_label_sets
+
         prompts, warnings = self._prompts(notes)
-        probabilities = _candidate_probabilities(self, prompts)
+        if self._answer_ids is None:  # encodings of answers with 1-2 labels, kept: ~N^2 calls
+            self._answer_ids = AnswerIds(
+                lambda labels: self.encoder.response_ids(self.template, list(labels)),
+                self.candidates,
+            )
+        searched = search_label_sets(
+            self.model,
+            prompts,
+            self.candidates,
+            self._answer_ids.encode,
+            self.encoder.pad_id,
+            max_labels=self.max_labels,
+            max_sequences=MAX_SEQUENCES_PER_FORWARD,
+            answer_ids=self._answer_ids,
+        )
         predictions = []
-        for row, note_warnings in zip(probabilities, warnings, strict=True):
-            ranked = sorted(zip(self.candidates, row, strict=True), key=lambda pair: -pair[1])
-            best, best_p = ranked[0]
-            raw = self.template.format_response([best])
+        for (chosen, scored), note_warnings in zip(searched, warnings, strict=True):
+            shares = _softmax(scored)
+            ranked = sorted(shares.items(), key=lambda pair: -pair[1])
+            raw = self.template.format_response(list(chosen))
+            marginals = {
+                code: sum(p for answer, p in shares.items() if code in answer) for code in chosen
+            }
             predictions.append(
                 Prediction(
                     raw_output=raw,
                     result=postprocess(raw, self.catalogue),
-                    confidences={best: best_p},
+                    confidences=marginals,
                     decoding="constrained",
-                    alternatives=ranked[:3],
+                    alternatives=[(", ".join(answer), p) for answer, p in ranked[:3]],
                     warnings=note_warnings,
+                    confidence=shares[chosen],
                 )
             )
         return predictions
 
     def _predict_free(self, notes: list[str]) -> list[Prediction]:
         prompts, warnings = self._prompts(notes)
-        generated = _generate_greedy(self, prompts)
+        generated = generate_greedy(self, prompts)
         predictions, needs_fallback = [], []
         for index, (text, token_ends, token_probs) in enumerate(generated):
             result = postprocess(text, self.catalogue)
             confidences = {}
             for code in result.codes:
-                spelled = _spelled_probability(text, code, token_ends, token_probs)
+                spelled = spelled_probability(text, code, token_ends, token_probs)
                 if spelled is None:
                     needs_fallback.append(index)
                 else:
@@ -233,20 +311,11 @@ class Predictor:
         return predictions
 
 
-def _spelled_probability(
-    text: str, code: str, token_ends: list[int], token_probs: list[float]
-) -> float | None:
-    """Product of the probabilities of the generated tokens that spell `code`, if it is there."""
-    start = text.find(code)
-    if start < 0 or not token_ends:
-        return None
-    end = start + len(code)
-    log_p, previous_end = 0.0, 0
-    for token_end, prob in zip(token_ends, token_probs, strict=True):
-        if token_end > start and previous_end < end:
-            log_p += math.log(max(prob, 1e-12))
-        previous_end = token_end
-    return math.exp(log_p)
+def _softmax(scores: dict) -> dict:
+    top = max(scores.values())
+    weights = {key: math.exp(value - top) for key, value in scores.items()}
+    total = sum(weights.values())
+    return {key: weight / total for key, weight in weights.items()}
 
 
 def _template_of(cfg) -> PromptTemplate:
@@ -303,40 +372,6 @@ class _Encoder:
         if len(full) <= budget:
             return list(full), False
         return list(encode_prompt(self.tokenizer, template, note, budget)), True
-
-
-def _generate_greedy(predictor: Predictor, prompts: list[list[int]]) -> list[tuple]:
-    """(text, end offset of each token in the text, each token's probability) per prompt."""
-    import torch
-
-    from vetllm.engine.scoring import device_of, left_pad
-
-    model, enc = predictor.model, predictor.encoder
-    ids, mask = left_pad(prompts, enc.pad_id, device_of(model))
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=predictor.max_new_tokens,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=enc.pad_id,
-            eos_token_id=enc.eos_id,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
-        probs = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-    new_tokens = out.sequences[:, ids.shape[1] :].tolist()
-    probs = probs.float().exp().tolist()
-    results = []
-    for tokens, token_probs in zip(new_tokens, probs, strict=True):
-        if enc.eos_id in tokens:
-            tokens = tokens[: tokens.index(enc.eos_id)]
-        decode = predictor.tokenizer.decode
-        ends = [len(decode(tokens[: i + 1], skip_special_tokens=True)) for i in range(len(tokens))]
-        text = decode(tokens, skip_special_tokens=True)
-        results.append((text, ends, token_probs[: len(tokens)]))
-    return results
 
 
 def _candidate_probabilities(predictor: Predictor, prompts: list[list[int]]) -> list[list[float]]:

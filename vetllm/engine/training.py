@@ -27,6 +27,7 @@ from vetllm.catalogue import load_catalogue
 from vetllm.config import TINY_BASE, TrainConfig
 from vetllm.data.records import Record
 from vetllm.engine import modeling
+from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
 from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
 from vetllm.engine.runs import RunDirectory
@@ -223,6 +224,7 @@ def _finish(
     card["served"] = served_step(trainer.state, trainer.args.load_best_model_at_end)
     log("served model: " + card["served"]["summary"])
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
+    calibrate_at_finish(run.path, cfg, val_records, log)  # before the evaluation uses it
     evaluation = None
     if cfg.final_eval and val_records:
         run.write_status(message="final evaluation")

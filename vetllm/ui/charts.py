@@ -367,3 +367,54 @@ def accuracy_comparison_figure(rows: Sequence[Mapping]) -> go.Figure:
     figure.update_layout(title="Accuracy with 95% intervals: model vs baselines",
                          yaxis={"title": "accuracy", "range": [0, 1.05]}, **_LAYOUT)  # fmt: skip
     return figure
+
+
+def reliability_figure(rows: Sequence[Mapping], title: str = "Reliability diagram") -> go.Figure:
+    """Accuracy against mean confidence per confidence bin; the diagonal is perfect calibration.
+
+    Rows as vetllm.calibration.reliability_table gives them: {"low", "high", "n",
+    "mean_confidence", "accuracy"}; marker size grows with the bin's number of answers.
+    """
+    figure = go.Figure()
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                       line={"color": REFERENCE_COLOR, "dash": "dash"})  # fmt: skip
+    counts = [int(row["n"]) for row in rows]
+    biggest = max(counts, default=1)
+    figure.add_scatter(
+        x=[float(row["mean_confidence"]) for row in rows],
+        y=[float(row["accuracy"]) for row in rows],
+        mode="lines+markers", name="model", line={"color": _color(0)},
+        marker={"size": [8 + 16 * math.sqrt(n / biggest) for n in counts]},
+        text=[f"{row['low']:.1f}-{row['high']:.1f}: {row['n']} answers" for row in rows],
+        hovertemplate="%{text}<br>confidence %{x:.3f}<br>accuracy %{y:.1%}<extra></extra>",
+    )  # fmt: skip
+    figure.update_layout(title=title, xaxis={"title": "mean confidence", "range": [0, 1.02]},
+                         yaxis={"title": "accuracy", "range": [0, 1.05]}, **_LAYOUT)  # fmt: skip
+    return figure
+
+
+def coverage_accuracy_figure(
+    rows: Sequence[Mapping], threshold: Mapping | None = None
+) -> go.Figure:
+    """Accuracy of the answers kept against the share of notes answered (selective prediction).
+
+    Rows as vetllm.calibration.selective_table gives them ({"coverage", "accuracy",
+    "threshold"}); `threshold`, when the run chose one, is marked ({"coverage", "accuracy"}).
+    """
+    ordered = sorted(rows, key=lambda row: float(row["coverage"]))
+    figure = go.Figure()
+    figure.add_scatter(
+        x=[float(row["coverage"]) for row in ordered],
+        y=[float(row["accuracy"]) for row in ordered],
+        mode="lines+markers", name="model", line={"color": _color(0)},
+        text=[f"confidence >= {float(row['threshold']):.3f}" for row in ordered],
+        hovertemplate="%{text}<br>coverage %{x:.1%}<br>accuracy %{y:.1%}<extra></extra>",
+    )  # fmt: skip
+    if threshold and _finite(threshold.get("coverage")) and _finite(threshold.get("accuracy")):
+        figure.add_scatter(x=[threshold["coverage"]], y=[threshold["accuracy"]], mode="markers",
+                           name="chosen threshold",
+                           marker={"color": _color(1), "size": 14, "symbol": "star"})  # fmt: skip
+    figure.update_layout(title="Accuracy vs coverage (most confident answers kept)",
+                         xaxis={"title": "coverage (share of notes answered)", "range": [0, 1.02]},
+                         yaxis={"title": "accuracy on answered notes"}, **_LAYOUT)  # fmt: skip
+    return figure

@@ -140,7 +140,8 @@ class PredictHandlers:
             note: the clinical note (at most 5,000 characters).
             decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
         Returns:
-            codes (code, name, valid_sctid, confidence), raw_output, repairs, run.
+            codes (code, name, valid_sctid, confidence), raw_output, repairs, run;
+            abstained and reason ("no code: refer to a veterinarian (...)") when it declines.
         """
         return self.predict_json(note, decoding)
 
@@ -148,12 +149,13 @@ class PredictHandlers:
     def predict_ui(self, run_name: str | None, note: str, decoding: str):
         """Outputs of the prediction panel: table of codes, raw output, repairs, full JSON."""
         answer = self.predict_json(note, decoding, run_name or None)
-        return (
-            views.prediction_rows(answer),
-            answer["raw_output"],
-            views.repairs_markdown(answer),
-            answer,
-        )
+        notes = views.repairs_markdown(answer)
+        if answer.get("abstained"):
+            notes = f"**Abstained: {views.cell(answer.get('reason') or '')}**\n\n{notes}"
+        verdict = baseline_sentence(self.settings.runs_dir / answer["run"])
+        if verdict:
+            notes += f"\n\n> {verdict}"
+        return (views.prediction_rows(answer), answer["raw_output"], notes, answer)
 
     # -- evaluation ----------------------------------------------------------------------------
     @user_facing
@@ -222,6 +224,9 @@ class PredictHandlers:
 
         # headline numbers only: the per-code table is shown as a sortable dataframe below
         headline = format_scores_markdown(metrics).split("\n| code |")[0]
+        verdict = metrics.get("baseline_verdict") or {}
+        if verdict and not verdict.get("beats_bag_of_words"):
+            headline = f"**{verdict['sentence']}**\n\n{headline}"
         if metrics.get("share_in_training_data"):
             headline += (
                 f"\n> {metrics['share_in_training_data']:.0%} of these notes are also in the run's "
@@ -270,6 +275,16 @@ def worst_cases(rows: list[dict], limit: int) -> list[list]:
         ]
         for r in wrong[:limit]
     ]
+
+
+def baseline_sentence(run_dir: Path) -> str | None:
+    """The run's "does not beat bag-of-words" sentence from its last evaluation, if it said so."""
+    try:
+        metrics = json.loads((run_dir / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        verdict = metrics["baseline_verdict"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if verdict.get("beats_bag_of_words") else verdict.get("sentence")
 
 
 def read_jsonl(path: Path) -> list[dict]:
