@@ -80,7 +80,7 @@ def _describe(status: dict[str, Any]) -> str:
     if status.get("last_checkpoint"):
         parts.append(f"last checkpoint {status['last_checkpoint']}")
     line = ", ".join(parts)
-    for key in ("message", "error", "remedy"):
+    for key in ("message", "error", "remedy", "note"):
         if status.get(key):
             line += f"\n  {key}: {status[key]}"
     return line

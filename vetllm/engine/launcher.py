@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import vetllm
+from vetllm.engine.run_faults import disk_full_cause, is_disk_full
 from vetllm.engine.runs import (
     ACTIVE_STATES,
+    FINAL_STATES,
     LAUNCHED_RUN_ENV,
     UNKNOWN_STATE,
     RunDirectory,
@@ -42,11 +44,13 @@ _KILL_WAIT_S = 10.0  # seconds to wait for the kernel to reap a SIGKILLed proces
 
 # Popen objects of the processes this process spawned, so they can be reaped (no zombies).
 _CHILDREN: dict[int, subprocess.Popen] = {}
+_EXIT_CODES: dict[int, int] = {}  # exit codes of reaped children (negative: killed by a signal)
 
 
 def _reap(pid: int | None) -> None:
     child = _CHILDREN.get(int(pid)) if pid else None
     if child is not None and child.poll() is not None:
+        _EXIT_CODES[int(pid)] = child.returncode
         _CHILDREN.pop(int(pid), None)
 
 
@@ -69,14 +73,62 @@ def _lock_guard(runs_root: Path) -> Iterator[None]:
 
 
 def current_lock_holder(runs_root: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The lock's content if a live process holds it, else None (a stale lock counts as free)."""
+    """Who holds the one-run lock of `runs_root`, or None when training may start.
+
+    The lock file names a process and its run. It is free when that process is gone or its run
+    already shows a final state (the process may need seconds to exit after "completed"). A
+    missing or corrupt lock file does not make it free: any run under `runs_root` that is
+    active with a live process holds it (issue 11, items 14 and 20).
+    """
+    root = Path(runs_root)
     try:
-        holder = json.loads((Path(runs_root) / LOCK_NAME).read_text(encoding="utf-8"))
+        holder = json.loads((root / LOCK_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        holder = None
+    if isinstance(holder, dict) and _alive(holder.get("pid"), holder.get("pid_start")):
+        if not _run_has_ended(holder.get("run_dir")):
+            return holder
+    return _active_run(root)
+
+
+def _run_has_ended(run_dir: object) -> bool:
+    if not isinstance(run_dir, str):
+        return False
+    return RunDirectory(run_dir).read_status().get("state") in FINAL_STATES
+
+
+def _active_run(root: Path) -> dict[str, Any] | None:
+    """A run under `root` whose status is active and whose process is alive, as a lock holder."""
+    try:
+        children = [child for child in root.iterdir() if child.is_dir()]
+    except OSError:
         return None
-    if not isinstance(holder, dict) or not _alive(holder.get("pid"), holder.get("pid_start")):
-        return None
-    return holder
+    for child in children:
+        status = RunDirectory(child).read_status()
+        pid, start = status.get("pid"), status.get("pid_start")
+        if status.get("state") in ACTIVE_STATES and isinstance(pid, int) and _alive(pid, start):
+            return {"pid": pid, "pid_start": start, "run_name": child.name, "run_dir": str(child)}
+    return None
+
+
+def acquire_training_lock(run_dir: str | os.PathLike[str]) -> None:
+    """Take the one-run lock for a training process started directly (`vetllm train`).
+
+    A process the launcher started already holds it. Raises VetLLMError when another live
+    process trains under the same runs folder, whatever started it.
+    """
+    run = RunDirectory(Path(run_dir).resolve())
+    if os.environ.get(LAUNCHED_RUN_ENV) == str(run.path):
+        return
+    root = run.path.parent
+    with _lock_guard(root):
+        holder = current_lock_holder(root)
+        if holder is not None and holder.get("pid") != os.getpid():
+            raise VetLLMError(
+                f"a run is already in progress: {holder.get('run_name')} (pid {holder.get('pid')})"
+                "; stop it or wait for it to finish before training another"
+            )
+        _take_lock(root, run, os.getpid())
 
 
 def _take_lock(runs_root: Path, run: RunDirectory, pid: int) -> None:
@@ -120,6 +172,17 @@ def launch_run(
             "training config (see configs/)"
         )
     root = Path(runs_root).resolve() if runs_root is not None else run.path.parent
+    try:
+        return _launch_locked(run, config, root, resume=resume, overrides=overrides)
+    except OSError as error:
+        if is_disk_full(error):
+            raise VetLLMError(f"{disk_full_cause(root)}; free space, then try again") from None
+        raise VetLLMError(f"could not launch '{run.name}': {error.strerror}") from None
+
+
+def _launch_locked(
+    run: RunDirectory, config: Path, root: Path, *, resume: bool, overrides: Sequence[str]
+) -> RunDirectory:
     with _lock_guard(root):
         holder = current_lock_holder(root)
         if holder is not None:
@@ -150,6 +213,9 @@ def _prepare_run_dir(
             )
         last = run.last_complete_checkpoint()
         start = f"from {last.name}" if last else "from the start (no complete checkpoint)"
+        damaged = run.damaged_checkpoints()  # marked complete, damaged since: skipped
+        if damaged:
+            start += "; skipped " + "; ".join(f"{name} ({why})" for name, why in damaged)
         run.clear_stop()
         run.write_status("queued", error=None, remedy=None, eta_s=None, message=f"resuming {start}")
         return
@@ -224,12 +290,19 @@ def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, 
     """The run's status, after marking an active run whose process vanished.
 
     A run that was training becomes "interrupted" (resumable); one that never got past "queued"
-    becomes "failed" with the end of train.log as its error.
+    becomes "failed" with the end of train.log as its error, unless it was killed by a signal or
+    left no error (then it is "interrupted" too). An unreadable status.json of a run whose
+    process still holds the lock reads as "running" (the trainer rewrites it). Never raises for
+    a disk that cannot take the update: the answer then says so.
     """
     run = _as_run(run_dir)
     status = run.read_status()
     state = status.get("state")
     if state == UNKNOWN_STATE and status.get("error") and run.config_path.exists():
+        holder = current_lock_holder(run.path.parent)
+        if holder is not None and holder.get("run_dir") == str(run.path):
+            message = f"{status['error']}; the training process is alive and rewrites it"
+            return {**status, "state": "running", "error": None, "message": message}
         # Unreadable status: report it as interrupted without overwriting the evidence.
         return {**status, "state": "interrupted", "remedy": _resume_remedy(run)}
     if state not in ACTIVE_STATES or not status.get("pid"):
@@ -237,21 +310,43 @@ def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, 
     if _alive(status.get("pid"), status.get("pid_start")):
         return status
     if state == "queued":
-        return run.write_status(
-            "failed",
-            eta_s=None,
-            error=_log_tail(run) or "the training process exited before training started",
-            remedy="read train.log, fix the cause, then launch again",
-        )
+        error = _launch_error(run, status.get("pid"))
+        if error is not None:
+            fields = {"error": error, "remedy": "read train.log, fix the cause, then launch again"}
+            return _record(run, "failed", eta_s=None, **fields)
+        message = "the training process ended before training began (no error in train.log)"
+        return _record(run, "interrupted", eta_s=None, message=message, remedy=_resume_remedy(run))
     if state == "stopping" or run.stop_requested():
         # The process honoured a stop and exited before anyone recorded the final state.
-        return run.write_status("stopped", eta_s=None, remedy=_resume_remedy(run))
-    return run.write_status(
+        return _record(run, "stopped", eta_s=None, remedy=_resume_remedy(run))
+    return _record(
+        run,
         "interrupted",
         eta_s=None,
         message=f"the training process (pid {status.get('pid')}) is gone",
         remedy=_resume_remedy(run),
     )
+
+
+def _record(run: RunDirectory, state: str, **fields: Any) -> dict[str, Any]:
+    """write_status, or on a disk that refuses the write, the same answer marked unrecorded."""
+    try:
+        return run.write_status(state, **fields)
+    except OSError as error:
+        why = disk_full_cause(run.path) if is_disk_full(error) else error.strerror
+        note = f"(not recorded in status.json: {why})"
+        return {**run.read_status(), **fields, "state": state, "note": note}
+
+
+def _launch_error(run: RunDirectory, pid: object) -> str | None:
+    """The error a process that died while queued left, or None if it was killed or left none."""
+    code = _EXIT_CODES.get(int(pid)) if isinstance(pid, int) else None
+    if code is not None and code < 0:
+        return None  # killed by a signal (SIGTERM, SIGKILL): nothing wrong with the run
+    tail = _log_tail(run)
+    if not tail:
+        return None if code is None else "the training process exited before training started"
+    return tail
 
 
 def _resume_remedy(run: RunDirectory) -> str:
@@ -262,12 +357,14 @@ def _resume_remedy(run: RunDirectory) -> str:
 
 
 def _log_tail(run: RunDirectory, lines: int = 5) -> str:
+    """The last lines written since the last launch banner ('=== <date>: launch ===')."""
     try:
         text = run.log_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(tail)
+    since = text.rsplit("\n=== ", 1)[-1].split("\n", 1)[-1] if "\n=== " in text else text
+    tail = [line for line in since.splitlines() if line.strip() and not line.startswith("=== ")]
+    return "\n".join(tail[-lines:])
 
 
 def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 30) -> dict:
