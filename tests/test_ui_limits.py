@@ -170,3 +170,74 @@ def test_a_poll_of_a_failed_run_hides_traceback_frames_when_public(tmp_path, pub
     assert "RuntimeError: boom" in failure
     hidden = ("secret_source_line" not in failure) and ('File "' not in failure)
     assert hidden is public  # the local owner still sees the whole tail
+
+
+# -- item 5: 64 concurrent predict clients ------------------------------------------------------
+class _SlowPredictor:
+    """Stands in for Predictor: records batches, each taking `seconds`, until released."""
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds, self.batches = seconds, []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def predict(self, notes, decoding, batch_size=1):
+        self.gate.wait(20)
+        time.sleep(self.seconds)
+        self.batches.append(list(notes))
+        return [f"codes for {note}" for note in notes]
+
+
+def test_a_full_backlog_answers_busy_at_once_instead_of_queueing():
+    from vetllm.ui.batching import MicroBatcher, ServerBusy
+
+    predictor = _SlowPredictor()
+    predictor.gate.clear()  # the model is busy with a long batch
+    batcher = MicroBatcher(max_batch=4, max_wait_s=0.001, max_backlog=6)
+    workers = [
+        threading.Thread(target=batcher.predict, args=(predictor, f"n{i}", "free"), daemon=True)
+        for i in range(10)  # 4 taken into the running batch, 6 waiting: the backlog is full
+    ]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 10
+    while batcher.backlog() < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    with pytest.raises(ServerBusy, match="busy"):
+        batcher.predict(predictor, "one more", "free")
+    assert time.monotonic() - started < 5  # answered, not queued (bounded, not a speed goal)
+    predictor.gate.set()
+    for worker in workers:
+        worker.join(20)
+    assert sum(len(b) for b in predictor.batches) == 10  # everyone admitted was answered
+
+
+def test_requests_whose_client_gave_up_are_dropped_not_computed():
+    from vetllm.ui.batching import MicroBatcher, ServerBusy
+
+    predictor = _SlowPredictor()
+    predictor.gate.clear()
+    batcher = MicroBatcher(max_batch=1, max_wait_s=0.001, max_age_s=0.2)
+    first = threading.Thread(target=batcher.predict, args=(predictor, "first", "free"))
+    first.start()
+    errors = []
+
+    def late():
+        try:
+            batcher.predict(predictor, "abandoned", "free")
+        except ServerBusy as error:
+            errors.append(error)
+
+    second = threading.Thread(target=late)
+    second.start()
+    time.sleep(0.5)  # longer than max_age_s: its client's timeout has passed
+    predictor.gate.set()
+    first.join(20)
+    second.join(20)
+    assert [b for b in predictor.batches] == [["first"]] and len(errors) == 1
+
+
+def test_the_app_queue_holds_64_clients_and_predict_runs_them_concurrently():
+    settings = AppSettings(runs_dir="runs")
+    assert settings.queue_max_size >= 2 * 64 and settings.predict_concurrency >= 64

@@ -467,7 +467,7 @@ def list_runs(runs_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if child.name.startswith(".") or not child.is_dir() or not run.exists():
             continue
         status = refresh_status(run)
-        last = run.last_complete_checkpoint()
+        last = run.last_complete_checkpoint(check_files=False)  # cheap: called per request
         runs.append(
             {
                 **status,

@@ -361,11 +361,12 @@ class RunDirectory:
                 found.append((int(match.group(1)), child, (child / COMPLETE_MARKER).is_file()))
         return sorted(found)
 
-    def last_complete_checkpoint(self) -> Path | None:
+    def last_complete_checkpoint(self, check_files: bool = True) -> Path | None:
         """The highest-numbered checkpoint WITH a COMPLETE marker (HF's own pick ignores it)
-        whose files are still whole (see damaged_checkpoints)."""
+        whose files are still whole (see damaged_checkpoints; `check_files=False` trusts the
+        marker, for listings)."""
         for _, folder, done in reversed(self.checkpoints()):
-            if done and checkpoint_problem(folder) is None:
+            if done and (not check_files or checkpoint_problem(folder) is None):
                 return folder
         return None
 

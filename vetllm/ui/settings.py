@@ -23,9 +23,12 @@ MAX_NOTE_CHARS = (
     5_000  # longest note accepted, enforced in the handler (API callers skip the browser)
 )
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
-QUEUE_MAX_SIZE = 64  # waiting events; beyond this gradio answers "queue is full" at once
-# Predictions in flight at once; they wait in vetllm.ui.batching, which runs them as one batch.
-PREDICT_CONCURRENCY = 16
+# Waiting events of all kinds. 64 predict clients at once (issue 11, item 5) plus page events
+# must fit: beyond this gradio answers "queue is full" at once.
+QUEUE_MAX_SIZE = 256
+# Predictions in flight at once. They wait in vetllm.ui.batching (one model call per batch),
+# which answers "busy" at once past its backlog, so no client waits in gradio's queue for them.
+PREDICT_CONCURRENCY = 64
 POLL_SECONDS = 2.0  # how often the Train tab re-reads the run on disk
 # Reliability limits (issue 11): CPU one data check may take, and how long an upload that is
 # never checked stays on disk (gradio serves its cache to anyone who knows a file's URL).
