@@ -364,3 +364,14 @@ def test_bootstrap_leaves_a_stopped_run_alone_and_starts_nothing(tmp_path, monke
     calls = []
     monkeypatch.setattr(launcher, "launch_run", lambda *a, **k: calls.append(a))
     assert ensure_default_run(AppSettings(runs_dir=tmp_path / "runs")) is None and calls == []
+
+
+def test_vetllm_report_tolerates_a_junk_metrics_line(tmp_path, capsys):
+    run = RunDirectory(tmp_path / "run")
+    run.write_status("completed")
+    for step in range(10, 60, 10):
+        run.append_metrics({"step": step, "epoch": step / 50, "loss": 3.0 - step / 100})
+    with open(run.metrics_path, "a") as handle:
+        handle.write("{junk\n")
+    assert cli_main(["report", "--run", str(run.path)]) == 0
+    assert run.report_path.is_file()
