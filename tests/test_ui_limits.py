@@ -241,3 +241,25 @@ def test_requests_whose_client_gave_up_are_dropped_not_computed():
 def test_the_app_queue_holds_64_clients_and_predict_runs_them_concurrently():
     settings = AppSettings(runs_dir="runs")
     assert settings.queue_max_size >= 2 * 64 and settings.predict_concurrency >= 64
+
+
+@pytest.mark.parametrize(
+    "peer, forwarded, expected",
+    [
+        ("93.184.216.34", "", "93.184.216.34"),
+        ("93.184.216.34", "1.1.1.1", "93.184.216.34"),  # a direct client cannot pick its address
+        ("10.0.0.2", "6.6.6.6, 198.51.100.7", "198.51.100.7"),  # behind a proxy: its entry
+    ],
+)
+def test_the_client_behind_a_proxy_is_the_proxys_last_forwarded_entry(peer, forwarded, expected):
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    headers = {"x-forwarded-for": forwarded} if forwarded else {}
+    request = SimpleNamespace(client=SimpleNamespace(host=peer), headers=headers)
+    token = LocalContext.request.set(request)
+    try:
+        assert throttle.current_client() == expected
+    finally:
+        LocalContext.request.reset(token)

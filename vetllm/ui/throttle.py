@@ -10,6 +10,7 @@ when there is none).
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import deque
@@ -26,7 +27,11 @@ GLOBAL_LOCKOUT_S = 60.0  # ... for this long
 
 
 def current_client() -> str:
-    """The client of the gradio request being handled: its address, else its session."""
+    """The client of the gradio request being handled: its address, else its session.
+
+    Behind a reverse proxy (the peer is a private or loopback address, as on Spaces) the client
+    is the last X-Forwarded-For entry, the one that proxy added; earlier entries are whatever
+    the client sent, so they are never trusted."""
     try:
         from gradio.context import LocalContext
     except ImportError:  # pragma: no cover - gradio is installed with the UI
@@ -34,9 +39,19 @@ def current_client() -> str:
     request = LocalContext.request.get(None)
     if request is None:
         return "local"
-    forwarded = (request.headers or {}).get("x-forwarded-for", "") if request.headers else ""
-    host = forwarded.split(",")[0].strip() or getattr(request.client, "host", None)
+    host = getattr(getattr(request, "client", None), "host", None)
+    forwarded = (getattr(request, "headers", None) or {}).get("x-forwarded-for", "")
+    if forwarded and (host is None or _is_private(host)):
+        host = forwarded.split(",")[-1].strip() or host
     return host or str(getattr(request, "session_hash", None) or "local")
+
+
+def _is_private(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback
 
 
 class PasswordThrottle:
