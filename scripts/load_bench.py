@@ -4,9 +4,14 @@
     .venv/bin/python scripts/load_bench.py --url http://127.0.0.1:7860/   # an app already running
     .venv/bin/python scripts/load_bench.py --fresh                        # time to first prediction
 
-For each client count (default 8, 16, 32) every client sends `--requests` notes one after the
+For each client count (default 8, 32, 64) every client sends `--requests` notes one after the
 other through gradio_client; the script prints one JSON document with p50 / p95 / max latency
-(seconds), throughput (predictions per second) and errors per level. Bounded in count and time:
+(seconds), throughput (predictions per second) and errors per level ("busy" answers counted
+apart: the app refuses at once what it cannot serve soon). The load generator lowers its own
+priority (`--client-nice`, default 5) below the app it launched: on one shared machine the
+clients otherwise take the CPU the server needs to accept their requests (in real use they run
+elsewhere). `--http-timeout` sets gradio_client's HTTP timeout (default: httpx's 5 s; the
+browser's client has none). Bounded in count and time:
 at most 64 clients, 50 requests each, `--level-timeout` seconds per level; only loopback URLs.
 `--fresh` launches app.py on an empty runs folder and measures the seconds from launch until the
 first prediction succeeds (the app trains the CPU default in the background first).
@@ -82,13 +87,15 @@ def percentile(values: list[float], share: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
 
 
-def run_level(url: str, clients: int, requests: int, decoding: str, timeout_s: float) -> dict:
+def run_level(
+    url: str, clients: int, requests: int, decoding: str, timeout_s: float, http: dict
+) -> dict:
     """`clients` threads, each its own gradio_client, each sending `requests` notes in turn."""
     from gradio_client import Client
 
     latencies, errors, lock = [], [], threading.Lock()
     deadline = time.monotonic() + timeout_s
-    connections = [Client(url, verbose=False) for _ in range(clients)]
+    connections = [Client(url, verbose=False, httpx_kwargs=http) for _ in range(clients)]
 
     def worker(index: int) -> None:
         for number in range(requests):
@@ -100,7 +107,7 @@ def run_level(url: str, clients: int, requests: int, decoding: str, timeout_s: f
                                            api_name="/predict")  # fmt: skip
             except Exception as error:  # noqa: BLE001 - counted and reported
                 with lock:
-                    errors.append(type(error).__name__ + ": " + str(error)[:120])
+                    errors.append(type(error).__name__ + ": " + str(error)[:200])
                 continue
             with lock:
                 latencies.append(time.perf_counter() - started)
@@ -112,11 +119,13 @@ def run_level(url: str, clients: int, requests: int, decoding: str, timeout_s: f
     for thread in threads:
         thread.join(max(deadline - time.monotonic(), 0) + 5)
     wall = time.perf_counter() - wall_start
+    busy = [error for error in errors if "busy" in error]
     return {
         "clients": clients,
         "requests_sent": len(latencies) + len(errors),
         "ok": len(latencies),
-        "errors": len(errors),
+        "errors": len(errors) - len(busy),
+        "busy": len(busy),
         "error_examples": sorted(set(errors))[:3],
         "p50_s": _round(percentile(latencies, 0.50)),
         "p95_s": _round(percentile(latencies, 0.95)),
@@ -162,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running app on 127.0.0.1 (default: launch app.py)")
     parser.add_argument("--runs-dir", default="runs", help="runs folder for the launched app")
-    parser.add_argument("--clients", default="8,16,32", help="comma-separated client counts")
+    parser.add_argument("--clients", default="8,32,64", help="comma-separated client counts")
     parser.add_argument("--requests", type=int, default=5, help="requests per client per level")
     parser.add_argument("--decoding", choices=("free", "constrained"), default="free")
     parser.add_argument("--level-timeout", type=float, default=300.0, help="seconds per level")
+    parser.add_argument("--client-nice", type=int, default=5, help="niceness added to clients")
+    parser.add_argument("--http-timeout", type=float, help="seconds (default: httpx's 5 s)")
     parser.add_argument("--fresh", action="store_true", help="measure launch -> first prediction")
     parser.add_argument("--fresh-timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
@@ -189,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             "--url must be a loopback address (127.0.0.1): never load-test someone else's app"
         )
+    http = {} if args.http_timeout is None else {"timeout": args.http_timeout}
+    if args.client_nice:
+        os.nice(args.client_nice)  # after launching the app: it keeps the higher priority
     try:
         up_s = wait_until_up(url, 120)
         from gradio_client import Client
@@ -197,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         Client(url, verbose=False).predict(NOTES[0], args.decoding, api_name="/predict")
         warm_s = time.perf_counter() - warm_start
         results = [
-            run_level(url, n, args.requests, args.decoding, args.level_timeout) for n in levels
+            run_level(url, n, args.requests, args.decoding, args.level_timeout, http)
+            for n in levels
         ]
     finally:
         if process is not None:
@@ -205,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             process.wait(30)
     report = {
         "decoding": args.decoding,
+        "client_nice": args.client_nice,
+        "http_timeout_s": args.http_timeout,
         "requests_per_client": args.requests,
         "seconds_to_app_up": round(up_s, 2),
         "first_prediction_s": round(warm_s, 2),

@@ -57,3 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         # Output piped into `head` and closed early: not an error worth a traceback.
         sys.stderr.close()
         return 0
+    except OSError as error:  # a full or failing disk: one line, no traceback (issue 11)
+        print(f"error: {error.strerror or error}", file=sys.stderr)
+        return 1

@@ -95,6 +95,9 @@ def _train(args: argparse.Namespace) -> int:
         raise VetLLMError("--output RUN_DIR is required when several processes train together")
     run_dir = args.output or default_output(cfg.name)
     if is_main_process() and not args.seeds:  # other ranks would see rank 0's "running" status
+        from vetllm.engine.run_lock import acquire_training_lock
+
+        acquire_training_lock(run_dir)  # the app's lock: one training per runs folder
         _check_output(run_dir, args.resume)
 
     if args.seeds:

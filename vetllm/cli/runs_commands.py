@@ -80,7 +80,7 @@ def _describe(status: dict[str, Any]) -> str:
     if status.get("last_checkpoint"):
         parts.append(f"last checkpoint {status['last_checkpoint']}")
     line = ", ".join(parts)
-    for key in ("message", "error", "remedy"):
+    for key in ("message", "error", "remedy", "note"):
         if status.get(key):
             line += f"\n  {key}: {status[key]}"
     return line
@@ -185,14 +185,16 @@ def render_run_report(run) -> str:
     can still be read (the same report training writes at its end); otherwise they are left out
     with a note on stderr.
     """
-    from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+    from vetllm.analysis import analyse_losses, render_training_report
     from vetllm.engine.runs import atomic_write_text
 
-    if not run.metrics_path.is_file():
+    # read_metrics skips a damaged line, as training's own report does (issue 11, item 18)
+    history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]
+    if not history:
         raise VetLLMError(
-            f"RUN_DIR: '{run.name}' has no metrics.jsonl yet; wait for the first logging step"
+            f"RUN_DIR: '{run.name}' has no loss in metrics.jsonl yet; wait for the first "
+            "logging step"
         )
-    history = load_log_history(run.metrics_path)
     plan, stats, config = _plan_and_stats(run)
     steps_per_epoch = plan.to_dict().get("steps_per_epoch") if plan else None
     analysis = analyse_losses(

@@ -17,6 +17,8 @@ import io
 import json
 import os
 import re
+import stat
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,8 +26,8 @@ from pathlib import Path
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.records import Record
 from vetllm.data.validation import (
-    NonFinite,
     check_header,
+    json_decoder,
     kind_of,
     record_from_row,
     summarise_flags,
@@ -47,6 +49,28 @@ _BOMS = (
     (b"\xfe\xff", "utf-16", "UTF-16"),
 )
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_BUDGET_EVERY = 64  # rows between clock reads of the time budget
+
+
+class _Budget:
+    """A wall-clock limit on one check: the app gives anonymous uploads a few seconds each."""
+
+    def __init__(self, name: str, seconds: float | None):
+        self.name, self.seconds, self.count = name, seconds, 0
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def check(self, force: bool = False) -> None:
+        """Raise DataError once the limit has passed (the clock is read every few rows)."""
+        self.count += 1
+        if self.deadline is None or (self.count % _BUDGET_EVERY and not force):
+            return
+        if time.monotonic() > self.deadline:
+            raise DataError(
+                f"{self.name}: checking stopped at the time limit of {self.seconds:g} s; "
+                "split the file into smaller ones or check it with `vetllm data validate`"
+            )
+
+
 # A row as parsed: (line number, the raw object or CSV cells by header | the row's one problem).
 ParsedRow = tuple[int, dict | Problem]
 
@@ -83,6 +107,7 @@ def load_dataset_file(
     max_bytes: int = DEFAULT_MAX_BYTES,
     display_name: str | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    time_budget_s: float | None = None,
 ) -> LoadResult:
     """Read and validate one data file.
 
@@ -93,6 +118,7 @@ def load_dataset_file(
         catalogue: maps codes and disease names to labels (default: the bundled one).
         max_bytes / max_rows: limits that protect the app from accidental huge uploads.
         display_name: the name used in messages (an upload's original name, never a server path).
+        time_budget_s: stop with DataError after this many seconds (None: no limit).
     """
     if on_error not in ("reject", "skip"):
         raise VetLLMError(f"on_error: got {on_error!r}; use 'reject' or 'skip'")
@@ -104,12 +130,15 @@ def load_dataset_file(
             f"{name}: unsupported file type {Path(name).suffix or '(none)'!r}; "
             "use .json (a list of records), .jsonl (one record per line) or .csv"
         )
+    budget = _Budget(name, time_budget_s)
     text, notices = _decode(_read_limited(path, name, max_bytes), name)
+    budget.check(force=True)
     parse = {"json": _parse_json_list, "jsonl": _parse_jsonl, "csv": _parse_csv}[fmt]
-    rows = parse(text, name, max_rows)
+    rows = parse(text, name, max_rows, budget)
     catalogue = catalogue or load_catalogue()
     records, problems, flags, n_bad = [], [], Counter(), 0
     for index, (line, row) in enumerate(rows, start=1):
+        budget.check(force=index == 1)
         if isinstance(row, Problem):  # the parser already found this row unusable
             row_problems = [row]
         else:
@@ -149,7 +178,16 @@ def _check_usable(result: LoadResult, on_error: str) -> None:
 
 def _read_limited(path: Path, name: str, max_bytes: int) -> bytes:
     try:
-        with path.open("rb") as handle:
+        # O_NONBLOCK: opening a named pipe would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise DataError(
+                    f"{name}: is not a regular file (a pipe, device or socket); give a data file"
+                )
             raw = handle.read(max_bytes + 1)  # +1 byte tells "at the limit" from "over it"
     except FileNotFoundError:
         raise DataError(f"{name}: file not found") from None
@@ -223,11 +261,11 @@ class _LineCounter:
 
 
 def _decoder() -> json.JSONDecoder:
-    # NaN/Infinity are not JSON; keep them as a marker so the row check can name the field.
-    return json.JSONDecoder(parse_constant=NonFinite)
+    # NaN/Infinity, repeated keys and huge integers are kept as markers the row check names.
+    return json_decoder()
 
 
-def _parse_json_list(text: str, name: str, max_rows: int) -> list[ParsedRow]:
+def _parse_json_list(text: str, name: str, max_rows: int, budget: _Budget) -> list[ParsedRow]:
     """Walk the top-level list item by item so every record keeps its line number."""
     decoder, lines, rows = _decoder(), _LineCounter(text), []
     pos = _WHITESPACE.match(text, 0).end()
@@ -240,6 +278,7 @@ def _parse_json_list(text: str, name: str, max_rows: int) -> list[ParsedRow]:
             raise DataError(f"{name}: ends before the closing ']' (truncated file?)")
         if text[pos] == "]" and not rows:
             break
+        budget.check()
         try:
             item, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as error:
@@ -329,7 +368,7 @@ def _too_many_rows(name: str, max_rows: int) -> DataError:
     )
 
 
-def _parse_jsonl(text: str, name: str, max_rows: int) -> list[ParsedRow]:
+def _parse_jsonl(text: str, name: str, max_rows: int, budget: _Budget) -> list[ParsedRow]:
     if text.lstrip().startswith("["):
         raise DataError(
             f"{name}: starts with '[' like a JSON list; JSON Lines has one object per line: "
@@ -342,6 +381,7 @@ def _parse_jsonl(text: str, name: str, max_rows: int) -> list[ParsedRow]:
             continue
         if len(rows) >= max_rows:
             raise _too_many_rows(name, max_rows)
+        budget.check()
         try:
             row = _object_or_problem(decoder.decode(line), name, line_no, len(rows) + 1)
         except json.JSONDecodeError as error:
@@ -356,7 +396,7 @@ def _parse_jsonl(text: str, name: str, max_rows: int) -> list[ParsedRow]:
 # ---------------------------------------------------------------- CSV
 
 
-def _parse_csv(text: str, name: str, max_rows: int) -> list[ParsedRow]:
+def _parse_csv(text: str, name: str, max_rows: int, budget: _Budget) -> list[ParsedRow]:
     if text.lstrip()[:1] in ("[", "{"):
         raise DataError(f"{name}: looks like JSON, not CSV; rename it to .json or .jsonl")
     first_line = text.split("\n", 1)[0]
@@ -373,6 +413,7 @@ def _parse_csv(text: str, name: str, max_rows: int) -> list[ParsedRow]:
                 continue
             if len(rows) >= max_rows:
                 raise _too_many_rows(name, max_rows)
+            budget.check()
             if len(cells) != len(header):
                 message = (
                     f"has {len(cells)} cells but the header has {len(header)} columns; "

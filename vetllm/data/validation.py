@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 from vetllm.catalogue import Catalogue, Disease
 from vetllm.data.records import Record
@@ -25,6 +26,14 @@ DISEASE_FIELDS = ("disease", "diagnosis")
 SPECIES_FIELDS = ("animal", "species")
 _REGENERATED = ("instruction", "output")  # rebuilt from the template when written
 MAX_NOTE_CHARS = 20_000  # source notes are ~150-300 characters; 20k is a pasted document
+# Fields per row / CSV columns: the source format has about 10. A 100k-column header was a CPU
+# bomb (issue 11, item 1); 200 leaves room for every real export.
+MAX_COLUMNS = 200
+# Integers longer than this are kept as text markers: Python refuses to convert more than 4,300
+# digits (ValueError), and no SNOMED-CT identifier has more than 18.
+MAX_INT_DIGITS = 30
+SHOWN_CHARS = 60  # at most this much of a user's value is quoted back in a message
+_SURROGATES = re.compile("[\ud800-\udfff]")
 # Zero-width and bidirectional controls hide text and reorder it on screen ("Trojan source");
 # ZWJ/ZWNJ (U+200C/D) are kept because Urdu and Persian spelling needs them.
 _INVISIBLE = re.compile(
@@ -39,6 +48,43 @@ _FLAG_TEXT = {
     "mismatch": "{n} record(s) name a disease that differs from their snomed_codes; the codes "
     "were used",
 }
+
+
+class LongNumber(str):
+    """A JSON integer too long to be a code (see MAX_INT_DIGITS), kept as its digits."""
+
+
+class JsonObject(dict):
+    """A JSON object that remembers the keys it held more than once (the last value wins)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _object_pairs(pairs: list[tuple[str, object]]) -> dict:
+    counts = Counter(key for key, _ in pairs)
+    obj = JsonObject(pairs)
+    if len(counts) != len(pairs):
+        obj.repeated = tuple(key for key, n in counts.items() if n > 1)
+    return obj
+
+
+def _parse_int(text: str) -> int | LongNumber:
+    digits = len(text.lstrip("-"))
+    return LongNumber(text) if digits > MAX_INT_DIGITS else int(text)
+
+
+def json_decoder() -> json.JSONDecoder:
+    """The JSON decoder of data files: NaN/Infinity, repeated keys and huge integers marked."""
+    return json.JSONDecoder(
+        parse_constant=NonFinite, parse_int=_parse_int, object_pairs_hook=_object_pairs
+    )
+
+
+def shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` for a message: whole when short, else its start and its length."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[: limit // 2]!r}... ({len(text):,} characters)"
 
 
 class NonFinite(float):
@@ -60,6 +106,8 @@ def kind_of(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
+    if isinstance(value, LongNumber):
+        return f"a number of {len(value.lstrip('-')):,} digits"
     if isinstance(value, str):
         return "a string"
     return f"a number ({value})"
@@ -71,19 +119,39 @@ def summarise_flags(flags: dict[str, int]) -> list[str]:
 
 
 def check_header(header: list[str], name: str) -> None:
-    """Raise DataError unless a CSV header has a note column, a label column and no repeats."""
+    """Raise DataError unless a CSV header has a note column, a label column, no repeats and
+    no aliases; linear in the header's length, and at most MAX_COLUMNS columns."""
+    if len(header) > MAX_COLUMNS:
+        raise DataError(
+            f"{name}: the header has {len(header):,} columns; the limit is {MAX_COLUMNS:,}. "
+            "Keep the note, label and species columns and drop the rest"
+        )
     lowered = [h.lower() for h in header]
     missing = []
     if not set(lowered) & set(NOTE_FIELDS):
         missing.append("a note column ('input')")
     if not set(lowered) & set(CODE_FIELDS + DISEASE_FIELDS):
         missing.append("a label column ('snomed_codes' or 'disease')")
-    duplicated = sorted({h for h in lowered if lowered.count(h) > 1 and h})
+    counts = Counter(lowered)  # one pass: list.count per column was quadratic
+    duplicated = sorted(h for h, n in counts.items() if n > 1 and h)
     if duplicated:
         missing.append(f"unique column names (repeated: {', '.join(duplicated)})")
+    aliases = _aliases(set(lowered))
+    if aliases:
+        missing.append(f"one column per field ({'; '.join(aliases)})")
     if missing:
         shown = ", ".join(repr(h) for h in header[:12])
         raise DataError(f"{name}: the header needs {' and '.join(missing)}; found {shown}")
+
+
+def _aliases(names: set[str]) -> list[str]:
+    """'input' and 'note' both given: one field under two of its accepted names."""
+    found = []
+    for group in (NOTE_FIELDS, CODE_FIELDS, DISEASE_FIELDS, SPECIES_FIELDS):
+        present = [name for name in group if name in names]
+        if len(present) > 1:
+            found.append(" and ".join(repr(n) for n in present) + " name the same field")
+    return found
 
 
 class _Row:
@@ -94,6 +162,28 @@ class _Row:
         self.keys = {str(key).strip().lower(): key for key in row}  # lowered name -> own key
         self.problems: list[Problem] = []
         self.flags: set[str] = set()
+
+    def check_keys(self) -> bool:
+        """Report too many, repeated, aliased or non-text keys; False if the row is unusable."""
+        if len(self.row) > MAX_COLUMNS:
+            self.problem(None, f"has {len(self.row):,} fields; the limit is {MAX_COLUMNS:,}")
+            return False
+        for key in getattr(self.row, "repeated", ()):
+            self.problem(str(key), f"the field {key!r} twice; keep one (the last was used)")
+        if len(self.keys) != len(self.row):  # 'input' and 'Input': same name, two keys
+            owners: dict[str, list[str]] = {}
+            for key in self.row:
+                owners.setdefault(str(key).strip().lower(), []).append(str(key))
+            for keys in owners.values():
+                if len(keys) > 1:
+                    shown = " and ".join(repr(k) for k in keys)
+                    self.problem(keys[0], f"{shown} are the same field; keep one")
+        for message in _aliases(set(self.keys)):
+            self.problem(None, message + "; keep one")
+        for key in self.row:
+            if _SURROGATES.search(str(key)):
+                self.problem(None, "a field name holds a lone UTF-16 surrogate; not text")
+        return not self.problems
 
     def first(self, names: tuple[str, ...]) -> str | None:
         """The lowered name of the first of `names` the row has, or None."""
@@ -114,6 +204,8 @@ def record_from_row(
     Returns (record or None, problems, flags); the record is None exactly when there are problems.
     """
     checked = _Row(row, line, source)
+    if not checked.check_keys():
+        return None, checked.problems, checked.flags
     note = _note(checked)
     labels, disease_name = _labels(checked, catalogue)
     species = _species(checked)
@@ -141,8 +233,14 @@ def normalise_note_text(text: str) -> str:
 
 
 def _clean_note(value: object, flags: set[str]) -> tuple[str | None, str | None]:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or isinstance(value, LongNumber):
         return None, f"the note must be text, got {_describe(value)}"
+    surrogate = _SURROGATES.search(value)
+    if surrogate:
+        return None, (
+            f"character {surrogate.start() + 1:,} is a lone UTF-16 surrogate "
+            f"(U+{ord(surrogate.group()):04X}), which is not text; fix the export's encoding"
+        )
     position = value.find("\x00")
     if position >= 0:
         return None, (
@@ -205,8 +303,11 @@ def _labels(row: _Row, catalogue: Catalogue) -> tuple[tuple[str, ...], str | Non
 
 def _disease_name(row: _Row, name: str | None) -> str | None:
     value = row.value(name)
-    if value is not None and not isinstance(value, str):
+    if value is not None and (not isinstance(value, str) or isinstance(value, LongNumber)):
         row.problem(row.keys[name], f"must be a disease name (text), got {_describe(value)}")
+        return None
+    if value and _SURROGATES.search(value):
+        row.problem(row.keys[name], "holds a lone UTF-16 surrogate, which is not text")
         return None
     return (value.strip() or None) if value else None
 
@@ -247,13 +348,13 @@ def _code_items(value: object) -> tuple[list[str], list[str]]:
         if not text.startswith("["):
             return [c for c in _CODE_SEPARATORS.split(text) if c], []
         try:  # CSV cells may hold a JSON list string
-            value = json.loads(text)
+            value = json_decoder().decode(text)
         except (json.JSONDecodeError, RecursionError):
-            return [], [f"{text[:60]!r} starts like a JSON list but is not valid JSON"]
+            return [], [f"{shorten(text)} starts like a JSON list but is not valid JSON"]
     was_list = isinstance(value, list)
     items, problems = [], []
     for index, item in enumerate(value if was_list else [value], start=1):
-        if isinstance(item, str):
+        if isinstance(item, str) and not isinstance(item, LongNumber):
             items.extend(c for c in _CODE_SEPARATORS.split(item) if c)
         elif isinstance(item, int) and not isinstance(item, bool):
             items.append(str(item))  # an integer code loses nothing
@@ -264,6 +365,8 @@ def _code_items(value: object) -> tuple[list[str], list[str]]:
 
 
 def _unknown_code_message(code: str, catalogue: Catalogue) -> str:
+    if len(code) > SHOWN_CHARS:
+        return f"code {shorten(code)} is far longer than any code; give the catalogue's code"
     named = catalogue.lookup_name(code)
     if named is not None:
         return (
@@ -282,8 +385,11 @@ def _species(row: _Row) -> str | None:
     value = row.value(name)
     if value is None:
         return None
-    if not isinstance(value, str):
+    if not isinstance(value, str) or isinstance(value, LongNumber):
         row.problem(row.keys[name], f"the species must be text, got {_describe(value)}")
+        return None
+    if _SURROGATES.search(value):
+        row.problem(row.keys[name], "holds a lone UTF-16 surrogate, which is not text")
         return None
     return value.strip().lower() or None
 
@@ -302,16 +408,32 @@ def _extra_fields(row: _Row) -> dict:
         extra[key] = value
         if _contains_non_finite(value):
             row.problem(key, "holds NaN or Infinity, which JSON does not allow; use null")
+        if _contains_surrogate(value):
+            row.problem(key, "holds a lone UTF-16 surrogate, which is not text; fix the encoding")
     return extra
 
 
 def _extra_value(value: object) -> object:
     if isinstance(value, str) and value.strip().startswith(("[", "{")):
         try:  # CSV cells hold lists (e.g. 'symptoms') and objects as JSON strings
-            return json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
+            return json_decoder().decode(value)
+        except (ValueError, RecursionError):
             return value
     return value
+
+
+def _contains_surrogate(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and _SURROGATES.search(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(item.keys())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _contains_non_finite(value: object) -> bool:

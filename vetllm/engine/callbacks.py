@@ -80,8 +80,9 @@ class RunCallback(TrainerCallback):
             return
         previous = self.run.read_status()
         resuming = state.global_step > 0
-        if resuming:  # steps logged after the checkpoint were lost with the process; redo them
-            self.run.truncate_metrics_after(state.global_step)
+        # Steps logged after the checkpoint (all of them when there was none: step 0) were
+        # lost with the process and are redone, so their old lines go.
+        self.run.truncate_metrics_after(state.global_step)
         # Elapsed time accumulates across resumes (seconds of actual training, not wall clock).
         self._base_elapsed_s = float(previous.get("elapsed_s") or 0.0) if resuming else 0.0
         started_at = previous.get("started_at") if resuming else None

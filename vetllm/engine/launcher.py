@@ -2,95 +2,50 @@
 
 The app never trains inside an event handler: `launch_run` spawns
 `python -m vetllm train --config RUN_DIR/config.yaml --output RUN_DIR [--resume]` in its own
-process session, with stdout and stderr going to RUN_DIR/train.log, and returns at once. A lock
-file in the runs root (pid, process start time, run name) allows one training at a time and
-survives an app restart; a lock whose process is gone (or whose pid now belongs to another
-process) is stale and taken over. Everything the UI needs afterwards is read back from the run
+process session, with stdout and stderr going to RUN_DIR/train.log, and returns at once. The lock
+that allows one training at a time (for every entry point) lives in `vetllm.engine.run_lock`. Everything the UI needs afterwards is read back from the run
 directory, so a restarted app simply reattaches. Imports no torch.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import vetllm
+from vetllm.engine.run_faults import disk_full_cause, is_disk_full
+from vetllm.engine.run_lock import (  # noqa: F401 - LOCK_NAME and acquire_training_lock re-exported
+    _CHILDREN,
+    _EXIT_CODES,
+    LOCK_NAME,
+    _alive,
+    _lock_guard,
+    _take_lock,
+    acquire_training_lock,
+    current_lock_holder,
+)
 from vetllm.engine.runs import (
     ACTIVE_STATES,
     LAUNCHED_RUN_ENV,
     UNKNOWN_STATE,
     RunDirectory,
-    atomic_write_text,
-    process_alive,
     process_start_time,
 )
 from vetllm.errors import VetLLMError
 
-LOCK_NAME = ".vetllm-run.lock"
 _POLL_S = 0.2  # seconds between checks while waiting for a process to exit
 _KILL_WAIT_S = 10.0  # seconds to wait for the kernel to reap a SIGKILLed process group
 
-# Popen objects of the processes this process spawned, so they can be reaped (no zombies).
-_CHILDREN: dict[int, subprocess.Popen] = {}
 
-
-def _reap(pid: int | None) -> None:
-    child = _CHILDREN.get(int(pid)) if pid else None
-    if child is not None and child.poll() is not None:
-        _CHILDREN.pop(int(pid), None)
-
-
-def _alive(pid: int | None, start_time: str | None) -> bool:
-    _reap(pid)
-    return process_alive(pid, start_time)
-
-
-# -- the lock --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _lock_guard(runs_root: Path) -> Iterator[None]:
-    """Serialise check-and-take of the lock file between threads and processes."""
-    runs_root.mkdir(parents=True, exist_ok=True)
-    with open(runs_root / f"{LOCK_NAME}.guard", "a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def current_lock_holder(runs_root: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The lock's content if a live process holds it, else None (a stale lock counts as free)."""
-    try:
-        holder = json.loads((Path(runs_root) / LOCK_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(holder, dict) or not _alive(holder.get("pid"), holder.get("pid_start")):
-        return None
-    return holder
-
-
-def _take_lock(runs_root: Path, run: RunDirectory, pid: int) -> None:
-    holder = {
-        "pid": pid,
-        "pid_start": process_start_time(pid),
-        "run_name": run.name,
-        "run_dir": str(run.path),
-        "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    atomic_write_text(runs_root / LOCK_NAME, json.dumps(holder, indent=2) + "\n")
-
-
-# -- launch ----------------------------------------------------------------------------------
+# Popen objects of the processe---------------------------------------------------------------
 def launch_run(
     config_path: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
@@ -120,6 +75,17 @@ def launch_run(
             "training config (see configs/)"
         )
     root = Path(runs_root).resolve() if runs_root is not None else run.path.parent
+    try:
+        return _launch_locked(run, config, root, resume=resume, overrides=overrides)
+    except OSError as error:
+        if is_disk_full(error):
+            raise VetLLMError(f"{disk_full_cause(root)}; free space, then try again") from None
+        raise VetLLMError(f"could not launch '{run.name}': {error.strerror}") from None
+
+
+def _launch_locked(
+    run: RunDirectory, config: Path, root: Path, *, resume: bool, overrides: Sequence[str]
+) -> RunDirectory:
     with _lock_guard(root):
         holder = current_lock_holder(root)
         if holder is not None:
@@ -150,6 +116,9 @@ def _prepare_run_dir(
             )
         last = run.last_complete_checkpoint()
         start = f"from {last.name}" if last else "from the start (no complete checkpoint)"
+        damaged = run.damaged_checkpoints()  # marked complete, damaged since: skipped
+        if damaged:
+            start += "; skipped " + "; ".join(f"{name} ({why})" for name, why in damaged)
         run.clear_stop()
         run.write_status("queued", error=None, remedy=None, eta_s=None, message=f"resuming {start}")
         return
@@ -224,12 +193,19 @@ def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, 
     """The run's status, after marking an active run whose process vanished.
 
     A run that was training becomes "interrupted" (resumable); one that never got past "queued"
-    becomes "failed" with the end of train.log as its error.
+    becomes "failed" with the end of train.log as its error, unless it was killed by a signal or
+    left no error (then it is "interrupted" too). An unreadable status.json of a run whose
+    process still holds the lock reads as "running" (the trainer rewrites it). Never raises for
+    a disk that cannot take the update: the answer then says so.
     """
     run = _as_run(run_dir)
     status = run.read_status()
     state = status.get("state")
     if state == UNKNOWN_STATE and status.get("error") and run.config_path.exists():
+        holder = current_lock_holder(run.path.parent)
+        if holder is not None and holder.get("run_dir") == str(run.path):
+            message = f"{status['error']}; the training process is alive and rewrites it"
+            return {**status, "state": "running", "error": None, "message": message}
         # Unreadable status: report it as interrupted without overwriting the evidence.
         return {**status, "state": "interrupted", "remedy": _resume_remedy(run)}
     if state not in ACTIVE_STATES or not status.get("pid"):
@@ -237,21 +213,43 @@ def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, 
     if _alive(status.get("pid"), status.get("pid_start")):
         return status
     if state == "queued":
-        return run.write_status(
-            "failed",
-            eta_s=None,
-            error=_log_tail(run) or "the training process exited before training started",
-            remedy="read train.log, fix the cause, then launch again",
-        )
+        error = _launch_error(run, status.get("pid"))
+        if error is not None:
+            fields = {"error": error, "remedy": "read train.log, fix the cause, then launch again"}
+            return _record(run, "failed", eta_s=None, **fields)
+        message = "the training process ended before training began (no error in train.log)"
+        return _record(run, "interrupted", eta_s=None, message=message, remedy=_resume_remedy(run))
     if state == "stopping" or run.stop_requested():
         # The process honoured a stop and exited before anyone recorded the final state.
-        return run.write_status("stopped", eta_s=None, remedy=_resume_remedy(run))
-    return run.write_status(
+        return _record(run, "stopped", eta_s=None, remedy=_resume_remedy(run))
+    return _record(
+        run,
         "interrupted",
         eta_s=None,
         message=f"the training process (pid {status.get('pid')}) is gone",
         remedy=_resume_remedy(run),
     )
+
+
+def _record(run: RunDirectory, state: str, **fields: Any) -> dict[str, Any]:
+    """write_status, or on a disk that refuses the write, the same answer marked unrecorded."""
+    try:
+        return run.write_status(state, **fields)
+    except OSError as error:
+        why = disk_full_cause(run.path) if is_disk_full(error) else error.strerror
+        note = f"(not recorded in status.json: {why})"
+        return {**run.read_status(), **fields, "state": state, "note": note}
+
+
+def _launch_error(run: RunDirectory, pid: object) -> str | None:
+    """The error a process that died while queued left, or None if it was killed or left none."""
+    code = _EXIT_CODES.get(int(pid)) if isinstance(pid, int) else None
+    if code is not None and code < 0:
+        return None  # killed by a signal (SIGTERM, SIGKILL): nothing wrong with the run
+    tail = _log_tail(run)
+    if not tail:
+        return None if code is None else "the training process exited before training started"
+    return tail
 
 
 def _resume_remedy(run: RunDirectory) -> str:
@@ -262,12 +260,14 @@ def _resume_remedy(run: RunDirectory) -> str:
 
 
 def _log_tail(run: RunDirectory, lines: int = 5) -> str:
+    """The last lines written since the last launch banner ('=== <date>: launch ===')."""
     try:
         text = run.log_path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    tail = [line for line in text.splitlines() if line.strip()][-lines:]
-    return "\n".join(tail)
+    since = text.rsplit("\n=== ", 1)[-1].split("\n", 1)[-1] if "\n=== " in text else text
+    tail = [line for line in since.splitlines() if line.strip() and not line.startswith("=== ")]
+    return "\n".join(tail[-lines:])
 
 
 def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 30) -> dict:
@@ -370,7 +370,7 @@ def list_runs(runs_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if child.name.startswith(".") or not child.is_dir() or not run.exists():
             continue
         status = refresh_status(run)
-        last = run.last_complete_checkpoint()
+        last = run.last_complete_checkpoint(check_files=False)  # cheap: called per request
         runs.append(
             {
                 **status,

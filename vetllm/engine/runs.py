@@ -24,6 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vetllm.engine.run_faults import checkpoint_problem
+from vetllm.errors import VetLLMError
+
 # Every state a status file may hold. "stopping" is transient (STOP seen, checkpoint being
 # saved); "unknown" is only ever returned by readers for a missing or unreadable status file.
 RUN_STATES = (
@@ -49,6 +52,13 @@ LAUNCHED_RUN_ENV = "VETLLM_LAUNCHED_RUN"
 # Serialises read-merge-write of status files between threads of one process; fcntl.flock on
 # a sidecar file does the same between processes (trainer vs. launcher vs. UI).
 _THREAD_LOCK = threading.Lock()
+# The last status this process wrote or read whole, per status file: a status.json damaged
+# from outside mid-run is rewritten from it instead of staying "unknown" (issue 11, item 15).
+_LAST_GOOD: dict[Path, dict[str, Any]] = {}
+
+
+class RunFolderGone(VetLLMError):
+    """The run folder a training process writes into was deleted or replaced under it."""
 
 
 def _now_iso() -> str:
@@ -111,6 +121,27 @@ class RunDirectory:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self._pinned: tuple[int, int] | None = None
+
+    def pin(self) -> None:
+        """Remember this folder's identity: later writes raise RunFolderGone if it was deleted
+        (or deleted and recreated) meanwhile, instead of recreating a partial run."""
+        info = self.path.stat()
+        self._pinned = (info.st_dev, info.st_ino)
+
+    def _check_pinned(self) -> None:
+        if self._pinned is None:
+            return
+        try:
+            info = self.path.stat()
+            same = (info.st_dev, info.st_ino) == self._pinned and self.status_path.exists()
+        except OSError:
+            same = False
+        if not same:
+            raise RunFolderGone(
+                f"run: the folder of '{self.name}' was deleted while training; the run stopped "
+                "(launch it again)"
+            )
 
     def __repr__(self) -> str:
         return f"RunDirectory({str(self.path)!r})"
@@ -195,17 +226,22 @@ class RunDirectory:
         """
         if state is not None and state not in RUN_STATES:
             raise ValueError(f"unknown run state {state!r}; expected one of {RUN_STATES}")
+        self._check_pinned()
         with self._status_lock():
             status = self.read_status()
             if status.get("state") == UNKNOWN_STATE:
-                # Drop the reader's placeholder explanation; it is not part of the run's status.
-                status.pop("message", None)
-                status.pop("error", None)
+                if status.get("error") and self.status_path in _LAST_GOOD:
+                    status = dict(_LAST_GOOD[self.status_path])  # damaged: heal from memory
+                else:
+                    # Drop the reader's placeholder explanation; not part of the run's status.
+                    status.pop("message", None)
+                    status.pop("error", None)
             status.update(fields)
             if state is not None:
                 status["state"] = state
             status["updated_at"] = _now_iso()
             atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
+            _LAST_GOOD[self.status_path] = dict(status)
         return status
 
     def reset_status(self, state: str, **fields: Any) -> dict[str, Any]:
@@ -215,11 +251,30 @@ class RunDirectory:
         status = {"state": state, **fields, "updated_at": _now_iso()}
         with self._status_lock():
             atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
+            _LAST_GOOD[self.status_path] = dict(status)
+        return status
+
+    def write_status_in_place(self, state: str, **fields: Any) -> dict[str, Any]:
+        """Last resort when the disk is full: overwrite status.json in place (no temporary
+        file, so no new block is needed for a file of about the same size)."""
+        base = self.read_status()
+        if base.get("state") == UNKNOWN_STATE:
+            base = dict(_LAST_GOOD.get(self.status_path, {}))
+        status = {**base, **fields, "state": state, "updated_at": _now_iso()}
+        text = json.dumps(status, indent=2, sort_keys=True)
+        with self._status_lock(), open(self.status_path, "r+" if self.status_path.exists() else "w",
+                                       encoding="utf-8") as handle:  # fmt: skip
+            handle.seek(0)
+            handle.truncate()
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         return status
 
     @contextlib.contextmanager
     def _status_lock(self) -> Iterator[None]:
-        self.path.mkdir(parents=True, exist_ok=True)
+        if self._pinned is None:  # a pinned run's folder must not be recreated (see pin)
+            self.path.mkdir(parents=True, exist_ok=True)
         with _THREAD_LOCK, open(self.path / ".status.lock", "a") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -230,6 +285,7 @@ class RunDirectory:
     # -- metrics -----------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Append one JSON line; a single O_APPEND write, so readers never see a torn line."""
+        self._check_pinned()
         self.path.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
         fd = os.open(self.metrics_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -283,9 +339,15 @@ class RunDirectory:
     def mark_checkpoint_complete(self, path: str | os.PathLike[str]) -> None:
         """Write the COMPLETE marker into a checkpoint folder once every file is saved."""
         folder = Path(path)
+        self._check_pinned()
         if not folder.is_dir():
             raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
-        marker = {"completed_at": _now_iso(), "files": sorted(p.name for p in folder.iterdir())}
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != COMPLETE_MARKER)
+        marker = {
+            "completed_at": _now_iso(),
+            "files": sorted(p.name for p in folder.iterdir()),
+            "sizes": {p.name: p.stat().st_size for p in files},  # checked before a resume
+        }
         atomic_write_text(folder / COMPLETE_MARKER, json.dumps(marker) + "\n")
 
     def checkpoints(self) -> list[tuple[int, Path, bool]]:
@@ -299,10 +361,23 @@ class RunDirectory:
                 found.append((int(match.group(1)), child, (child / COMPLETE_MARKER).is_file()))
         return sorted(found)
 
-    def last_complete_checkpoint(self) -> Path | None:
-        """The highest-numbered checkpoint WITH a COMPLETE marker (HF's own pick ignores it)."""
-        complete = [folder for _, folder, done in self.checkpoints() if done]
-        return complete[-1] if complete else None
+    def last_complete_checkpoint(self, check_files: bool = True) -> Path | None:
+        """The highest-numbered checkpoint WITH a COMPLETE marker (HF's own pick ignores it)
+        whose files are still whole (see damaged_checkpoints; `check_files=False` trusts the
+        marker, for listings)."""
+        for _, folder, done in reversed(self.checkpoints()):
+            if done and (not check_files or checkpoint_problem(folder) is None):
+                return folder
+        return None
+
+    def damaged_checkpoints(self) -> list[tuple[str, str]]:
+        """(folder name, what is wrong) for checkpoints marked COMPLETE but damaged since."""
+        found = []
+        for _, folder, done in self.checkpoints():
+            problem = checkpoint_problem(folder) if done else None
+            if problem:
+                found.append((folder.name, problem))
+        return found
 
 
 _LAUNCHER_NAMES = (

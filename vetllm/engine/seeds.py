@@ -44,6 +44,7 @@ def summary_path(base: Path) -> Path:
 
 def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = False) -> dict:
     """Train one run per seed (completed ones are kept when resuming); returns the summary."""
+    from vetllm.engine.run_lock import acquire_training_lock
     from vetllm.engine.runs import RunDirectory
     from vetllm.engine.training import is_main_process, train
 
@@ -53,6 +54,8 @@ def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = F
         status = RunDirectory(run_dir).read_status()
         if not (resume and status.get("state") == "completed"):
             seeded = cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}")
+            if is_main_process():
+                acquire_training_lock(run_dir)  # one training per runs folder, as for one seed
             status = train(seeded, run_dir, resume=resume and (run_dir / "config.yaml").is_file())
         results.append({"seed": seed, "run": str(run_dir), **_seed_accuracy(status)})
         if status.get("state") != "completed":

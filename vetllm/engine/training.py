@@ -30,6 +30,7 @@ from vetllm.engine import modeling
 from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
 from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
+from vetllm.engine.run_faults import record_failure
 from vetllm.engine.runs import RunDirectory
 from vetllm.engine.selection import (
     GenerationEval,
@@ -122,6 +123,7 @@ def _train_and_record(cfg: TrainConfig, run_dir: str | Path, resume: bool) -> di
             run.write_status("running", **state)
         else:
             run.reset_status("running", step=0, progress=0.0, **state)
+        run.pin()  # a deleted run folder now fails the run instead of being recreated
     try:
         return _train(cfg, run, resume, log)
     except torch.cuda.OutOfMemoryError:
@@ -129,27 +131,35 @@ def _train_and_record(cfg: TrainConfig, run_dir: str | Path, resume: bool) -> di
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         cause = "CUDA out of memory"
-        _record_failure(run, log, cause, OOM_REMEDY)
+        _record_failure(run, log, cause, OOM_REMEDY, None)
         raise VetLLMError(f"training failed: {cause}; {OOM_REMEDY}") from None
     except VetLLMError as error:
-        _record_failure(run, log, str(error), None)
+        cause = _record_failure(run, log, str(error), None, error)
+        if cause != str(error):
+            raise VetLLMError(f"training failed: {cause}") from None
         raise
     except Exception as error:  # noqa: BLE001 - any crash must end as a readable status
         cause = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        _record_failure(run, log, cause, "see train.log for the traceback")
+        cause = _record_failure(run, log, cause, "see train.log for the traceback", error)
         raise VetLLMError(f"training failed: {cause} (details in {run.log_path.name})") from None
 
 
-def _record_failure(run: RunDirectory, log: RunLog, cause: str, remedy: str | None) -> None:
+def _record_failure(
+    run: RunDirectory, log: RunLog, cause: str, remedy: str | None, error: BaseException | None
+) -> str:
+    """Log the traceback and mark the run failed, even on a full disk; returns the cause."""
     if not is_main_process():
-        return
-    log("training failed: " + cause)
-    if log.tee:
-        with open(log.path, "a", encoding="utf-8") as handle:
-            handle.write(traceback.format_exc())
-    else:
-        traceback.print_exc()
-    run.write_status("failed", error=cause, remedy=remedy, message="failed")
+        return cause
+    try:  # the log itself may be on the full disk
+        log("training failed: " + cause)
+        if log.tee:
+            with open(log.path, "a", encoding="utf-8") as handle:
+                handle.write(traceback.format_exc())
+        else:
+            traceback.print_exc()
+    except OSError:
+        pass
+    return record_failure(run, cause, remedy, error)
 
 
 def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> dict:
@@ -169,6 +179,8 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
         cfg, run, source, catalogue, train_records, val_records, resume, log
     )
     checkpoint = run.last_complete_checkpoint() if resume else None
+    for name, problem in run.damaged_checkpoints() if resume else []:
+        log(f"{name} is damaged ({problem}); not resuming from it")
     if resume:
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint: from the start")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -363,12 +375,14 @@ def write_report(run, cfg, records, evaluation, log, served: dict | None = None)
 
 
 def _render_report(run, cfg, records, evaluation, served) -> str:
-    from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+    from vetllm.analysis import analyse_losses, render_training_report
     from vetllm.data.stats import dataset_stats
 
     plan = cfg.coverage_plan(records, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    # read_metrics skips a damaged line; load_log_history would fail on it (issue 11, item 18)
+    history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]
     analysis = analyse_losses(
-        load_log_history(run.metrics_path),
+        history,
         steps_per_epoch=plan.to_dict().get("steps_per_epoch"),
         config=cfg.to_dict(),
     )

@@ -16,6 +16,7 @@ import gradio as gr
 from vetllm.ui import chart_handlers, predict_handlers
 from vetllm.ui.chart_handlers import ChartHandlers
 from vetllm.ui.charts_tab import build_charts_tab
+from vetllm.ui.guards import start_upload_sweeper
 from vetllm.ui.predict_handlers import PredictHandlers
 from vetllm.ui.predict_tab import build_predict_tab
 from vetllm.ui.settings import AppSettings
@@ -127,6 +128,7 @@ def build_app(
         _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, predict,
                         predict_tab, predict_page)  # fmt: skip
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=2)
+    start_upload_sweeper(demo, settings.upload_ttl_s)  # uploads nobody checked (issue 11)
     return demo
 
 

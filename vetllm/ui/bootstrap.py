@@ -2,7 +2,10 @@
 
 With no completed run and nothing training, the app launches configs/tiny-cpu.yaml on the
 bundled examples as a separate process (`launch_run`) and the UI shows its progress; later
-launches find the completed run and use it at once.
+launches find the completed run and use it at once. A default run that was interrupted (app
+and trainer killed) is resumed from its last complete checkpoint instead of starting a new one;
+a stopped run, or an unfinished run of someone else's, is left for its owner to resume (no new
+run takes the lock from it).
 """
 
 from __future__ import annotations
@@ -20,13 +23,25 @@ LOGGER = logging.getLogger("vetllm.ui")
 
 def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -> str | None:
     """Launch the CPU default if no run is completed or active; returns the launched run's name."""
-    from vetllm.engine.runs import ACTIVE_STATES, launch_run, list_runs
+    from vetllm.engine.runs import ACTIVE_STATES, launch_run, list_runs, resume_run
 
     runs = list_runs(settings.runs_dir)
     if any(r.get("state") == "completed" and r.get("has_model") for r in runs):
         return None
     if any(r.get("state") in ACTIVE_STATES for r in runs):
         return None
+    unfinished = [r for r in runs if r.get("state") in ("interrupted", "stopped")]
+    if unfinished:  # newest first: resume the default's, never start a second one beside it
+        default = next((r for r in unfinished if r["name"].startswith("cpu-default-")), None)
+        if default is None or default.get("state") != "interrupted":
+            return None  # a stop was someone's decision; a run of theirs is theirs to resume
+        try:
+            run = resume_run(default["path"], runs_root=settings.runs_dir)
+        except VetLLMError as error:
+            LOGGER.warning("could not resume the CPU default run: %s", error)
+            return None
+        LOGGER.info("resuming the interrupted CPU default run: %s", run.name)
+        return run.name
     folder = f"cpu-default-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     try:
         run = launch_run(

@@ -5,6 +5,9 @@ exception into a generic message (its traceback goes to the server log, without 
 text, which could quote a clinical note). `clean_note` enforces the note rules on the server,
 `discard_upload` deletes an uploaded file from gradio's cache once it has been read, and
 `write_temp_file` hands files to download buttons without leaving copies behind.
+`one_per_client` lets each client run one call of a handler at a time, `redact_traceback` keeps
+traceback frames out of log tails shown to anonymous users and `start_upload_sweeper` deletes
+uploads nobody checked.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +30,7 @@ import gradio as gr
 
 from vetllm.data.validation import kind_of, normalise_note_text
 from vetllm.errors import VetLLMError
+from vetllm.ui.throttle import OneAtATime, current_client
 
 LOGGER = logging.getLogger("vetllm.ui")
 GENERIC_MESSAGE = (
@@ -132,3 +137,83 @@ def write_temp_file(text: str, name: str) -> str:
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def one_per_client(what: str) -> Callable[[F], F]:
+    """Decorate a handler so each client runs one call of it at a time (a second is refused)."""
+    gate = OneAtATime(what)
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            client = current_client()
+            gate.enter(client)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                gate.leave(client)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+_FRAME = re.compile(r'^\s+File "')
+
+
+def redact_traceback(text: str) -> str:
+    """A log tail without traceback frames and source lines; the exception line is kept."""
+    kept, in_traceback = [], False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_traceback = True
+            kept.append("Traceback (frames hidden; the full log is on the server)")
+            continue
+        if in_traceback and (line.startswith((" ", "\t")) or _FRAME.match(line)):
+            continue  # a frame, its source line or a ^^^ marker
+        in_traceback = False
+        if line.startswith("During handling of the above exception"):
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def sweep_uploads(blocks: object, max_age_s: float) -> int:
+    """Delete uploaded files older than `max_age_s` seconds; returns how many were deleted.
+
+    Gradio keeps every upload in `blocks.upload_file_set` and serves it at /gradio_api/file=
+    until its own cache clean-up (an hour here); a check deletes its file at once, so what is
+    left this long was never checked.
+    """
+    uploads = getattr(blocks, "upload_file_set", None)
+    if not uploads:
+        return 0
+    cutoff, deleted = time.time() - max_age_s, 0
+    for name in list(uploads):  # a copy: uploads arrive while this runs
+        try:
+            if os.lstat(name).st_mtime >= cutoff:
+                continue
+            os.unlink(name)
+            deleted += 1
+        except FileNotFoundError:
+            pass  # already deleted by a check: just forget it
+        except OSError:
+            continue
+        uploads.discard(name)
+    return deleted
+
+
+def start_upload_sweeper(blocks: object, max_age_s: float) -> threading.Thread:
+    """Run `sweep_uploads` every quarter of `max_age_s` in a daemon thread."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(max(max_age_s / 4, 1.0))
+            try:
+                sweep_uploads(blocks, max_age_s)
+            except Exception:  # noqa: BLE001 - the sweeper must outlive one bad pass
+                LOGGER.exception("upload sweep failed")
+
+    thread = threading.Thread(target=loop, name="vetllm-upload-sweeper", daemon=True)
+    thread.start()
+    return thread

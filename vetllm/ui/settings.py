@@ -13,19 +13,27 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
+from vetllm.ui.throttle import PasswordThrottle, current_client
 
 MAX_NOTE_CHARS = (
     5_000  # longest note accepted, enforced in the handler (API callers skip the browser)
 )
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
-QUEUE_MAX_SIZE = 64  # waiting events; beyond this gradio answers "queue is full" at once
-# Predictions in flight at once; they wait in vetllm.ui.batching, which runs them as one batch.
-PREDICT_CONCURRENCY = 16
+# Waiting events of all kinds. 64 predict clients at once (issue 11, item 5) plus page events
+# must fit: beyond this gradio answers "queue is full" at once.
+QUEUE_MAX_SIZE = 256
+# Predictions in flight at once. They wait in vetllm.ui.batching (one model call per batch),
+# which answers "busy" at once past its backlog, so no client waits in gradio's queue for them.
+PREDICT_CONCURRENCY = 64
 POLL_SECONDS = 2.0  # how often the Train tab re-reads the run on disk
+# Reliability limits (issue 11): CPU one data check may take, and how long an upload that is
+# never checked stays on disk (gradio serves its cache to anyone who knows a file's URL).
+CHECK_BUDGET_S = 10.0
+UPLOAD_TTL_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,12 @@ class AppSettings:
     bootstrap: bool = True  # train the CPU default on first launch when no run is completed
     # Bound to an interface other than loopback (`--host 0.0.0.0`): the network can reach it.
     network: bool = False
+    # Reliability limits (issue 11): see CHECK_BUDGET_S, UPLOAD_TTL_S and vetllm.ui.throttle.
+    check_budget_s: float = CHECK_BUDGET_S
+    upload_ttl_s: float = UPLOAD_TTL_S
+    password_throttle: PasswordThrottle = field(
+        default_factory=PasswordThrottle, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs_dir", Path(self.runs_dir))
@@ -83,8 +97,11 @@ class AppSettings:
         """False when the app is public and no admin password is configured."""
         return not self.public or bool(self.admin_password)
 
-    def require_admin(self, password: str | None, action: str) -> None:
-        """Raise VetLLMError unless `action` is allowed for someone giving `password`."""
+    def require_admin(self, password: str | None, action: str, client: str | None = None) -> None:
+        """Raise VetLLMError unless `action` is allowed for someone giving `password`.
+
+        Wrong passwords are throttled per client (default: the current gradio request's) and
+        overall; see vetllm.ui.throttle."""
         if not self.public:
             return
         if not self.admin_password:
@@ -93,8 +110,13 @@ class AppSettings:
                 "admin password is "
                 "set. Set the environment variable VETLLM_ADMIN_PASSWORD on the server to enable it."
             )
+        client = client or current_client()
+        self.password_throttle.check_allowed(client)
         given = (password or "").encode("utf-8")
-        if not hmac.compare_digest(given, self.admin_password.encode("utf-8")):
+        right = hmac.compare_digest(given, self.admin_password.encode("utf-8"))
+        if password:  # an empty field is a forgotten password, not a guess
+            self.password_throttle.record(client, right)
+        if not right:
             raise VetLLMError(
                 f"{action} needs the admin password: the one given in 'Admin password' is wrong."
             )

@@ -18,7 +18,13 @@ from vetllm.data.records import Record, note_key
 from vetllm.engine.environment import check_environment
 from vetllm.errors import DataError, VetLLMError
 from vetllm.ui import charts, views
-from vetllm.ui.guards import discard_upload, upload_path, user_facing
+from vetllm.ui.guards import (
+    discard_upload,
+    one_per_client,
+    redact_traceback,
+    upload_path,
+    user_facing,
+)
 from vetllm.ui.settings import AppSettings
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -117,6 +123,7 @@ class TrainHandlers:
 
     # -- data ---------------------------------------------------------------------------------
     @user_facing
+    @one_per_client("checking data")  # one check per client: the CPU is shared (issue 11)
     def check_data(self, source: str, upload: object, skip_bad_rows: bool):
         """Validate, describe and split the chosen data; returns the outputs of the data panel."""
         if source != UPLOAD_CHOICE:
@@ -191,6 +198,7 @@ class TrainHandlers:
                 on_error=on_error,
                 max_bytes=self.settings.max_upload_bytes,
                 display_name=path.name,
+                time_budget_s=self.settings.check_budget_s,
             )
         finally:
             discard_upload(upload)  # gradio would serve it to anyone who knows its URL
@@ -316,7 +324,10 @@ class TrainHandlers:
         except VetLLMError:
             return views.progress_html(None, None), "", None, gr.Timer(active=False)
         status = run.read_status() if run_name in self._stopping else refresh_status(run)
-        failure = views.failure_markdown(status, log_tail(run.log_path, LOG_TAIL_LINES))
+        tail = log_tail(run.log_path, LOG_TAIL_LINES)
+        if self.settings.public:  # anyone may poll: no traceback frames or source lines
+            tail = redact_traceback(tail)
+        failure = views.failure_markdown(status, tail)
         figure = charts.loss_figure({run_name: run.read_metrics()})
         active = status.get("state") in ACTIVE_STATES
         return views.progress_html(run_name, status), failure, figure, gr.Timer(active=active)
