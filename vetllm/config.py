@@ -20,6 +20,7 @@ import yaml
 
 from vetllm.data.prompts import ALPACA_TEMPLATE, DEFAULT_INSTRUCTION, PromptTemplate
 from vetllm.errors import VetLLMError
+from vetllm.resources import config_path
 
 TINY_BASE = "tiny"  # base_model value that builds the CPU default from scratch (no download)
 BUNDLED_DATA = "bundled"  # data / val_data value meaning the repository's examples/
@@ -341,8 +342,9 @@ def _resolve_path(value: str | None, base_dir: Path) -> str | None:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config, apply `key=value` overrides, validate every field, return it."""
-    path = Path(path)
+    """Read a YAML config (a file, or a packaged preset by name), apply `key=value` overrides,
+    validate every field, return it."""
+    path = config_path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as error:

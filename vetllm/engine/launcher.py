@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import vetllm
+from vetllm import resources
 from vetllm.engine.runs import (
     ACTIVE_STATES,
     LAUNCHED_RUN_ENV,
@@ -113,7 +114,7 @@ def launch_run(
             already holds a run and `resume` is False.
     """
     run = RunDirectory(Path(run_dir).resolve())
-    config = Path(config_path).resolve()
+    config = resources.config_path(config_path).resolve()  # a preset name or a file
     if not config.is_file():
         raise VetLLMError(
             f"config: file '{Path(config_path).name}' was not found; give the path of a YAML "

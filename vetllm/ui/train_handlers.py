@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from vetllm import resources
 from vetllm.config import BUNDLED_DATA, TrainConfig, field_types, load_config
 from vetllm.data.records import Record, note_key
 from vetllm.engine.environment import check_environment
@@ -21,8 +22,7 @@ from vetllm.ui import charts, views
 from vetllm.ui.guards import discard_upload, upload_path, user_facing
 from vetllm.ui.settings import AppSettings
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_PRESET = "tiny-cpu"
+CONFIGS_DIR = resources.PRESETS_DIR  # the packaged presets (configs/ in the checkout)
 BUNDLED_CHOICE = "Bundled examples"
 UPLOAD_CHOICE = "Upload a file"
 # Widgets of the Train tab, in the order their values reach `launch` (TrainConfig field names).
@@ -67,15 +67,12 @@ class PreparedData:
 
 def list_presets(configs_dir: Path = CONFIGS_DIR) -> list[str]:
     """Preset names (configs/*.yaml stems), the CPU default first."""
-    names = sorted(p.stem for p in configs_dir.glob("*.yaml"))
-    return sorted(names, key=lambda name: name != DEFAULT_PRESET)
+    return resources.preset_names(configs_dir)
 
 
 def preset_config(name: str, configs_dir: Path = CONFIGS_DIR) -> TrainConfig:
     """The TrainConfig of a preset; VetLLMError for a name that is not a preset."""
-    if name not in list_presets(configs_dir):
-        raise VetLLMError(f"preset: {name!r} is not one of {', '.join(list_presets(configs_dir))}")
-    return load_config(configs_dir / f"{name}.yaml")
+    return load_config(resources.preset_path(name, configs_dir))
 
 
 def safe_run_name(text: str | None, fallback: str) -> str:
