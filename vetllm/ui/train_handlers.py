@@ -23,6 +23,7 @@ from vetllm.ui.guards import discard_upload, upload_path, user_facing
 from vetllm.ui.settings import AppSettings
 
 CONFIGS_DIR = resources.PRESETS_DIR  # the packaged presets (configs/ in the checkout)
+DEFAULT_PRESET = resources.DEFAULT_PRESET
 BUNDLED_CHOICE = "Bundled examples"
 UPLOAD_CHOICE = "Upload a file"
 # Widgets of the Train tab, in the order their values reach `launch` (TrainConfig field names).
