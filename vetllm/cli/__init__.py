@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from vetllm.cli import (
+    config_commands,
     core_commands,
     coverage_commands,
     data_commands,
@@ -26,6 +27,7 @@ GROUPS = (
     engine_commands,
     runs_commands,
     predict_commands,
+    config_commands,
 )
 
 
