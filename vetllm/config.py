@@ -88,6 +88,9 @@ class TrainConfig:
     tiny_heads: int = 4
     tiny_intermediate_size: int = 256
     torch_threads: int | None = None  # CPU threads for torch; None = torch's default
+    # Experiment tracking (package): passed to the Trainer; "none", or tracker names, e.g.
+    # "tensorboard" or "tensorboard,wandb". Checked for installation when training starts.
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         problems = _type_problems(self) or _value_problems(self)
@@ -302,7 +305,23 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         for name in _POSITIVE_OR_OFF
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
     ]
-    return problems
+    return problems + _check_tracking(cfg)
+
+
+TRACKERS = ("tensorboard", "trackio", "wandb")  # report_to values this package supports
+
+
+def tracker_names(report_to: str) -> list[str]:
+    """The trackers named by a report_to value ("none" or empty -> none)."""
+    names = [part.strip().lower() for part in report_to.split(",") if part.strip()]
+    return [] if names == ["none"] else names
+
+
+def _check_tracking(cfg: TrainConfig) -> list[str]:
+    unknown = [name for name in tracker_names(cfg.report_to) if name not in TRACKERS]
+    if not unknown:
+        return []
+    return [f"report_to: got {cfg.report_to!r}; use none or any of {', '.join(TRACKERS)}"]
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -23,11 +23,12 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from vetllm.catalogue import Catalogue, load_catalogue
-from vetllm.config import TINY_BASE, TrainConfig
+from vetllm.config import TINY_BASE, TrainConfig, tracker_names
 from vetllm.data.records import Record
 from vetllm.engine import modeling
 from vetllm.engine.callbacks import RunCallback
 from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
+from vetllm.engine.environment import check_trackers
 from vetllm.engine.runs import RunDirectory
 from vetllm.errors import VetLLMError
 
@@ -136,6 +137,7 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
         torch.set_num_threads(cfg.torch_threads)
     if cfg.method == "qlora":
         modeling.require_qlora_support()  # before any data or weights are touched
+    check_trackers(cfg)  # report_to: a missing tracker fails now, not after the first steps
     if cfg.bf16 and not torch.cuda.is_available():
         log("bf16: no CUDA device, training in float32")
     source = None if cfg.base_model == TINY_BASE else modeling.resolve_base_model(cfg)
@@ -312,7 +314,7 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
         save_total_limit=2,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to="none",
+        report_to=tracker_names(cfg.report_to) or "none",
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         use_cpu=not on_cuda,
