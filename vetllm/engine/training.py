@@ -177,6 +177,8 @@ def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, re
         tokenizer, template, train_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
     )
     eval_set = encode_records(tokenizer, template, eval_records, cfg.max_length)
+    source_of = "reused from the datasets cache" if train_set.from_cache else "tokenized"
+    log(f"training examples: {len(train_set)} {source_of} in {train_set.tokenize_seconds:.2f} s")
     callback = RunCallback(run)
     trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
     trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, catalogue)
