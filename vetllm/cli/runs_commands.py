@@ -44,7 +44,7 @@ def add_commands(commands) -> None:
     resume.set_defaults(run=_resume)
 
     launch = sub.add_parser("launch", help="start training in a separate process")
-    launch.add_argument("--config", type=Path, required=True, metavar="PATH")
+    launch.add_argument("--config", type=Path, required=True, metavar="PRESET_OR_FILE")
     launch.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")
     launch.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     launch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
