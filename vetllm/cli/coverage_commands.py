@@ -10,9 +10,10 @@ import argparse
 import json
 from pathlib import Path
 
-from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+from vetllm.analysis import analyse_losses, load_log_history
 from vetllm.coverage import plan_coverage
 from vetllm.errors import VetLLMError
+from vetllm.report import render_training_report
 
 # Core parameter name -> the flag the user typed, so core messages name the flag.
 COVERAGE_FLAGS = {

@@ -185,8 +185,9 @@ def render_run_report(run) -> str:
     can still be read (the same report training writes at its end); otherwise they are left out
     with a note on stderr.
     """
-    from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+    from vetllm.analysis import analyse_losses, load_log_history
     from vetllm.engine.runs import atomic_write_text
+    from vetllm.report import render_training_report
 
     if not run.metrics_path.is_file():
         raise VetLLMError(

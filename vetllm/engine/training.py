@@ -401,8 +401,9 @@ def write_report(run, cfg, records, evaluation, log) -> None:
 
 
 def _render_report(run, cfg, records, evaluation) -> str:
-    from vetllm.analysis import analyse_losses, load_log_history, render_training_report
+    from vetllm.analysis import analyse_losses, load_log_history
     from vetllm.data.stats import dataset_stats
+    from vetllm.report import render_training_report
 
     plan = cfg.coverage_plan(records, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     analysis = analyse_losses(

@@ -144,8 +144,8 @@ def _run_data(run_path: Path):
 
 
 def _build_report(run_path: Path) -> str:
-    from vetllm.analysis import render_training_report
     from vetllm.engine.runs import RunDirectory
+    from vetllm.report import render_training_report
 
     run = RunDirectory(run_path)
     analysis = _analysis_or_none(run.read_metrics(), run.config_path)
