@@ -376,4 +376,3 @@ def _is_whole(value) -> bool:
 def is_number(value) -> bool:
     """True for ints and floats (NaN included), not for bools."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-

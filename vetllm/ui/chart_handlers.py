@@ -29,7 +29,7 @@ class ChartHandlers:
         self.settings = settings
 
     def run_names(self) -> list[str]:
-        from vetllm.engine.runs import list_runs
+        from vetllm.engine.launcher import list_runs
 
         return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
 

@@ -1,6 +1,6 @@
 """Handlers of the Train tab: check data, pick a preset, plan coverage, launch / stop / resume,
 and poll the run on disk. Each handler calls into `vetllm` and formats the answer; nothing here
-trains: training is a separate process started by `vetllm.engine.runs.launch_run`.
+trains: training is a separate process started by `vetllm.engine.launcher.launch_run`.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ class TrainHandlers:
         self, preset: str, prepared: PreparedData | None, run_name: str, password: str, *values
     ):
         """Write the run's config (and uploaded data) and start training in a separate process."""
-        from vetllm.engine.runs import launch_run
+        from vetllm.engine.launcher import launch_run
 
         self.settings.require_admin(password, "launching training")
         base = preset_config(preset)
@@ -265,7 +265,7 @@ class TrainHandlers:
 
     @user_facing
     def stop(self, run_name: str, password: str):
-        from vetllm.engine.runs import stop_run
+        from vetllm.engine.launcher import stop_run
 
         self.settings.require_admin(password, "stopping training")
         run_dir = self.run_dir(run_name)
@@ -278,7 +278,7 @@ class TrainHandlers:
 
     @user_facing
     def resume(self, run_name: str, password: str):
-        from vetllm.engine.runs import resume_run
+        from vetllm.engine.launcher import resume_run
 
         self.settings.require_admin(password, "resuming training")
         run = resume_run(self.run_dir(run_name), runs_root=self.settings.runs_dir)
@@ -289,7 +289,7 @@ class TrainHandlers:
 
     # -- runs on disk -----------------------------------------------------------------------------
     def run_names(self) -> list[str]:
-        from vetllm.engine.runs import list_runs
+        from vetllm.engine.launcher import list_runs
 
         return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
 
@@ -307,7 +307,8 @@ class TrainHandlers:
     @user_facing
     def poll(self, run_name: str | None):
         """Progress bar, failure details and live loss chart; the timer stops when the run ends."""
-        from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, refresh_status
+        from vetllm.engine.launcher import refresh_status
+        from vetllm.engine.runs import ACTIVE_STATES, RunDirectory
 
         try:
             run = RunDirectory(known_run_dir(self.settings.runs_dir, run_name))
