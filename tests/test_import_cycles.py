@@ -8,7 +8,11 @@ module locks; so every `import` statement anywhere in a module counts as an edge
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import vetllm
 
@@ -83,3 +87,50 @@ def test_the_walker_sees_lazy_imports():
 def test_the_package_has_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)
+
+
+CONCURRENT_IMPORTS = """
+import importlib, random, sys, threading
+from vetllm.ui.app import warm_imports
+warm_imports()  # what build_app does before the first request
+names, errors = sys.argv[1:], []
+def first_requests(seed):
+    order = names[:]
+    random.Random(seed).shuffle(order)
+    for name in order:
+        try:
+            importlib.import_module(name)
+        except Exception as error:
+            errors.append(f"{name}: {type(error).__name__}: {error}")
+threads = [threading.Thread(target=first_requests, args=(seed,)) for seed in range(6)]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(len(errors), *errors[:3], sep="\\n")
+"""
+
+
+def reachable_from(graph: dict[str, set[str]], prefix: str) -> set[str]:
+    """Every module that the modules named `prefix*` import, directly or not."""
+    seen: set[str] = set()
+    todo = [name for name in graph if name.startswith(prefix)]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(graph[name])
+    return seen
+
+
+@pytest.mark.slow
+def test_app_handlers_can_import_lazily_from_many_threads_at_once():
+    """After the app's warm-up, concurrent first requests may import anything the UI reaches."""
+    names = sorted(reachable_from(import_graph(), "vetllm.ui"))
+    assert {"vetllm.engine.predict", "vetllm.engine.launcher"} <= set(names)
+    done = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_IMPORTS, *names],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[0] == "0", done.stdout

@@ -44,25 +44,17 @@ def _header(settings: AppSettings) -> str:
     return text
 
 
-# Imported once up front: handlers import lazily, and two events importing the same heavy module
-# (scikit-learn, torch) from two worker threads at once can hit Python's import-lock deadlock.
+# Imported once up front, in the main thread: handlers import these lazily, and the first use
+# of transformers' lazy module from several request threads at once can fail ("cannot import name
+# 'TrainerCallback' from 'transformers'" in both of two runs of tests/test_import_cycles.py with the
+# training modules included). vetllm itself has no import cycle (the same test file), so
+# only the modules that reach torch / transformers / scikit-learn are warmed.
 WARM_MODULES = (
-    "vetllm.analysis",
-    "vetllm.baselines",
-    "vetllm.coverage",
-    "vetllm.data.loading",
-    "vetllm.data.split",
-    "vetllm.data.stats",
-    "vetllm.data.synth",
-    "vetllm.engine.runs",
-    "vetllm.engine.launcher",
-    "vetllm.engine.evaluate",
-    "vetllm.engine.predict",
     "vetllm.engine.modeling",
-    "vetllm.metrics",
+    "vetllm.engine.predict",
+    "vetllm.engine.evaluate",
     "sklearn.feature_extraction.text",
     "sklearn.linear_model",
-    "sklearn.metrics",
     "threadpoolctl",
 )
 
