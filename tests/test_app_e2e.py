@@ -41,7 +41,7 @@ def test_predict_endpoint_answers_with_codes_names_validity_confidence(live_app)
 
     url, _ = live_app
     client = Client(url, verbose=False)
-    assert named_endpoints(client) == ["/evaluate", "/predict"]  # local app: both
+    assert named_endpoints(client) == ["/check_codes", "/evaluate", "/predict"]  # local app
     answer = client.predict(NOTE, api_name="/predict")
     assert set(answer) >= {"codes", "raw_output", "repairs", "run"}
     assert answer["run"] == "quick" and isinstance(answer["raw_output"], str)

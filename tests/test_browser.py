@@ -39,7 +39,7 @@ def browser_app(tmp_path_factory, quick_run, app_launcher):
     settings = AppSettings(runs_dir=runs, bootstrap=False, poll_seconds=1.0)
     demo, url = app_launcher(settings)
     yield url, runs
-    from vetllm.engine.runs import list_runs, stop_run
+    from vetllm.engine.launcher import list_runs, stop_run
 
     for run in list_runs(runs):  # never leave a training process behind
         stop_run(runs / run["name"], timeout_s=5)

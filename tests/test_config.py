@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vetllm.config import TrainConfig, load_config, parse_override
 from vetllm.errors import VetLLMError
@@ -210,3 +211,46 @@ def test_coverage_plan_follows_the_config_and_counts_unique_notes():
     assert (plan["steps_per_epoch"], plan["total_steps"]) == (201, 603)
     assert plan["samples_dropped_per_epoch"] == 0
     assert abs(plan["exposures_per_unique_note"] - 3 * 1602 / 444) < 1e-9
+
+
+def test_yaml_numbers_in_exponent_form_load(tmp_path):
+    text = "learning_rate: 2e-4\nwarmup_ratio: 3e-2\nmax_steps: 1e3\nepochs: 2\n"
+    assert yaml.safe_load(text)["learning_rate"] == "2e-4"  # PyYAML (YAML 1.1) reads text
+    path = tmp_path / "exp.yaml"
+    path.write_text(text, encoding="utf-8")
+    cfg = load_config(path)
+    assert (cfg.learning_rate, cfg.warmup_ratio, cfg.max_steps, cfg.epochs) == (
+        2e-4,
+        0.03,
+        1000,
+        2.0,
+    )
+    assert isinstance(cfg.max_steps, int) and isinstance(cfg.epochs, float)
+
+
+def test_yaml_text_in_number_fields_is_still_reported(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("learning_rate: fast\nmax_steps: 2.5e0\nseed: ten\n", encoding="utf-8")
+    with pytest.raises(VetLLMError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "learning_rate: got 'fast'; expected a number" in message
+    assert "max_steps: got '2.5e0'; expected an integer" in message
+    assert "seed: got 'ten'; expected an integer" in message
+
+
+def test_unknown_fields_and_bad_values_are_reported_together(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("learning_rat: 0.001\nlearning_rate: fast\n", encoding="utf-8")
+    with pytest.raises(VetLLMError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "2 problem(s)" in message and "unknown field(s) learning_rat" in message
+    assert "learning_rate: got 'fast'" in message
+
+
+def test_load_config_takes_a_packaged_preset_name():
+    cfg = load_config("tiny-cpu", ["epochs=1"])
+    assert (cfg.name, cfg.base_model, cfg.epochs) == ("tiny-cpu", "tiny", 1.0)
+    with pytest.raises(VetLLMError, match="'tiny' is not one of tiny-cpu"):
+        load_config("tiny")

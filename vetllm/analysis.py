@@ -415,13 +415,3 @@ def _is_whole(value) -> bool:
 def is_number(value) -> bool:
     """True for ints and floats (NaN included), not for bools."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-# The report moved to vetllm.report; callers may import these names from either module. Lazy
-# (PEP 562): vetllm.report imports this module, so an eager import here is a cycle.
-def __getattr__(name: str):
-    if name in ("render_training_report", "report_concerns"):
-        from vetllm import report
-
-        return getattr(report, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ names the value received and what to write instead. Pure Python: no torch here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -20,6 +21,7 @@ import yaml
 
 from vetllm.data.prompts import ALPACA_TEMPLATE, DEFAULT_INSTRUCTION, PromptTemplate
 from vetllm.errors import VetLLMError
+from vetllm.resources import config_path
 
 TINY_BASE = "tiny"  # base_model value that builds the CPU default from scratch (no download)
 BUNDLED_DATA = "bundled"  # data / val_data value meaning the repository's examples/
@@ -97,6 +99,9 @@ class TrainConfig:
     # abstention (issue 7): answers below a confidence chosen on validation for this accuracy
     # get no code ("refer to a veterinarian"); None = off (out-of-scope notes always abstain)
     abstain_target_accuracy: float | None = None
+    # Experiment tracking (package): passed to the Trainer; "none", or tracker names, e.g.
+    # "tensorboard" or "tensorboard,wandb". Checked for installation when training starts.
+    report_to: str = "none"
 
     def __post_init__(self) -> None:
         problems = _type_problems(self) or _value_problems(self)
@@ -152,13 +157,16 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def yaml_text(self) -> str:
+        """Every field as YAML, in field order (what `load_config` reads back)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
     def to_yaml(self, path: str | Path) -> Path:
         """Write the resolved config (every field) so the run can be repeated or resumed."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = "# Resolved TrainConfig; rerun with: vetllm train --config " + path.name + "\n"
-        text += yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(text + self.yaml_text(), encoding="utf-8")
         return path
 
     def replace(self, **changes) -> TrainConfig:
@@ -215,7 +223,7 @@ def _type_problems(cfg: TrainConfig) -> list[str]:
         if not _has_type(value, kind):
             problems.append(f"{name}: got {value!r}; expected {_type_name(kind)}")
         elif _split_optional(kind)[0] is float and value is not None:
-            setattr(cfg, name, float(value))  # YAML reads 2e-4 as a string-free float, 3 as int
+            setattr(cfg, name, float(value))  # YAML `epochs: 3` is an int; the field is a float
     return problems
 
 
@@ -314,7 +322,7 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
     ]
     problems += _check_abstain(cfg)
-    return problems + _check_speed(cfg)
+    return problems + _check_speed(cfg) + _check_tracking(cfg)
 
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
@@ -338,6 +346,22 @@ def _check_speed(cfg: TrainConfig) -> list[str]:
     return problems
 
 
+TRACKERS = ("tensorboard", "trackio", "wandb")  # report_to values this package supports
+
+
+def tracker_names(report_to: str) -> list[str]:
+    """The trackers named by a report_to value ("none" or empty -> none)."""
+    names = [part.strip().lower() for part in report_to.split(",") if part.strip()]
+    return [] if names == ["none"] else names
+
+
+def _check_tracking(cfg: TrainConfig) -> list[str]:
+    unknown = [name for name in tracker_names(cfg.report_to) if name not in TRACKERS]
+    if not unknown:
+        return []
+    return [f"report_to: got {cfg.report_to!r}; use none or any of {', '.join(TRACKERS)}"]
+
+
 def _check_abstain(cfg: TrainConfig) -> list[str]:
     target = cfg.abstain_target_accuracy
     if target is None or (math.isfinite(target) and 0 < target < 1):
@@ -357,24 +381,55 @@ def parse_override(text: str) -> tuple[str, object]:
         known = ", ".join(types_by_name)
         raise VetLLMError(f"--set {text!r}: expected KEY=VALUE with KEY one of: {known}")
     kind = types_by_name[key]
+    try:
+        return key, parse_text(raw, kind)
+    except ValueError:
+        raise VetLLMError(f"--set {text!r}: {key} must be {_type_name(kind)}") from None
+
+
+def parse_text(raw: str, kind: object) -> object:
+    """Text typed by a field type (`--set` values, numbers YAML left as text); ValueError if not."""
     inner, optional = _split_optional(kind)
     raw = raw.strip()
     if optional and raw.lower() in ("none", "null", ""):
-        return key, None
+        return None
+    if inner is bool:
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(raw)
+        return raw.lower() in ("true", "1", "yes")
+    if inner is int:
+        return _parse_int(raw)
+    if inner is float:
+        return float(raw)
+    if inner is str:
+        return raw
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _parse_int(raw: str) -> int:
+    """'200' or a whole number in exponent form ('1e3', as people write step counts)."""
     try:
-        if inner is bool:
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return key, raw.lower() in ("true", "1", "yes")
-        if inner is int:
-            return key, int(raw)
-        if inner is float:
-            return key, float(raw)
-        if inner is str:
-            return key, raw
-        return key, [part.strip() for part in raw.split(",") if part.strip()]
+        return int(raw)
     except ValueError:
-        raise VetLLMError(f"--set {text!r}: {key} must be {_type_name(kind)}") from None
+        number = float(raw)
+        if not number.is_integer():
+            raise
+        return int(number)
+
+
+def _coerce_numbers(raw: dict) -> dict:
+    """Numbers PyYAML reads as text (YAML 1.1: `2e-4` without a dot) become numbers.
+
+    Only text in number fields is converted; text that is no number stays as it is, so the
+    field checks report it with every other problem ("learning_rate: got 'fast'; ...").
+    """
+    kinds = field_types()
+    for key, value in raw.items():
+        inner = _split_optional(kinds.get(key))[0]
+        if inner in (int, float) and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                raw[key] = parse_text(value, inner)
+    return raw
 
 
 def _resolve_path(value: str | None, base_dir: Path) -> str | None:
@@ -388,9 +443,7 @@ def _resolve_path(value: str | None, base_dir: Path) -> str | None:
     return str(beside.resolve()) if beside.exists() else value
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config, apply `key=value` overrides, validate every field, return it."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as error:
@@ -399,15 +452,30 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise VetLLMError(f"config {path.name}: not valid YAML ({error})") from None
     if not isinstance(raw, dict):
         raise VetLLMError(f"config {path.name}: expected a mapping of field: value at top level")
-    unknown = sorted(set(raw) - set(field_types()))
-    if unknown:
-        raise VetLLMError(
-            f"config {path.name}: unknown field(s) {', '.join(map(str, unknown))}; "
-            f"known fields: {', '.join(field_types())}"
-        )
-    raw.setdefault("name", path.stem)
-    raw.update(dict(parse_override(item) for item in overrides))
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML config (a file, or a packaged preset by name), apply `key=value` overrides,
+    validate every field (unknown ones included, all reported at once), return it."""
+    path = config_path(path)
+    raw = _read_yaml(path)
+    unknown = sorted(map(str, set(raw) - set(field_types())))
+    known = {key: value for key, value in raw.items() if key in field_types()}
+    known.setdefault("name", path.stem)
+    known.update(dict(parse_override(item) for item in overrides))
     for key in ("data", "val_data", "catalogue"):
-        if key in raw and isinstance(raw[key], str):
-            raw[key] = _resolve_path(raw[key], path.parent)
-    return TrainConfig(**raw)
+        if key in known and isinstance(known[key], str):
+            known[key] = _resolve_path(known[key], path.parent)
+    _coerce_numbers(known)
+    if not unknown:
+        return TrainConfig(**known)
+    problems = [f"unknown field(s) {', '.join(unknown)}; known fields: {', '.join(field_types())}"]
+    try:
+        TrainConfig(**known)
+    except VetLLMError as error:  # the field problems, one "  - ..." line each
+        problems += [line[4:] for line in str(error).splitlines() if line.startswith("  - ")]
+    raise VetLLMError(
+        f"config {path.name} has {len(problems)} problem(s):\n"
+        + "\n".join(f"  - {p}" for p in problems)
+    )

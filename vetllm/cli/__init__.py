@@ -12,6 +12,7 @@ import sys
 from vetllm.cli import (
     analyze_commands,
     calibrate_commands,
+    config_commands,
     core_commands,
     coverage_commands,
     data_commands,
@@ -30,6 +31,7 @@ GROUPS = (
     predict_commands,
     analyze_commands,
     calibrate_commands,
+    config_commands,
 )
 
 

@@ -23,9 +23,15 @@ def add_commands(commands) -> None:
     train = commands.add_parser(
         "train",
         help="fine-tune a model as a YAML config says (blocks until done)",
-        description="Train a model into a run directory; see configs/ for presets.",
+        description="Train a model into a run directory; `vetllm config presets` lists presets.",
     )
-    train.add_argument("--config", type=Path, required=True, metavar="PATH", help="YAML config")
+    train.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="PRESET_OR_FILE",
+        help="a packaged preset (e.g. tiny-cpu) or a YAML config file",
+    )
     train.add_argument("--data", metavar="PATH", help="training file (JSON/JSONL/CSV)")
     train.add_argument("--val-data", metavar="PATH", help="validation file; 'none' for none")
     train.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")

@@ -44,7 +44,7 @@ def add_commands(commands) -> None:
     resume.set_defaults(run=_resume)
 
     launch = sub.add_parser("launch", help="start training in a separate process")
-    launch.add_argument("--config", type=Path, required=True, metavar="PATH")
+    launch.add_argument("--config", type=Path, required=True, metavar="PRESET_OR_FILE")
     launch.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")
     launch.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
     launch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -185,8 +185,9 @@ def render_run_report(run) -> str:
     can still be read (the same report training writes at its end); otherwise they are left out
     with a note on stderr.
     """
-    from vetllm.analysis import analyse_losses, render_training_report
+    from vetllm.analysis import analyse_losses
     from vetllm.engine.runs import atomic_write_text
+    from vetllm.report import render_training_report
 
     # read_metrics skips a damaged line, as training's own report does (issue 11, item 18)
     history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]

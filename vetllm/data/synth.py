@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from vetllm import resources
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA
 from vetllm.data.records import Record, note_key
@@ -37,8 +38,8 @@ from vetllm.data.synth_vocab import (
 )
 from vetllm.errors import VetLLMError
 
-# The repository's examples/ folder: vetllm/data/synth.py -> parents[2] is the repo root.
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+# The packaged examples/ folder (vetllm.resources); tests point it elsewhere.
+EXAMPLES_DIR = resources.EXAMPLES_DIR
 
 # Share of notes given a confusable label. Template notes repeat, so their noise creates the
 # conflicting duplicates that cap accuracy (source ceiling 94.6%); free-text notes are unique.
@@ -274,15 +275,8 @@ def write_synthetic_dataset(
 
 
 def bundled_examples() -> tuple[Path, Path]:
-    """Paths of the repository's examples/train.json and examples/val.json."""
-    train, val = EXAMPLES_DIR / "train.json", EXAMPLES_DIR / "val.json"
-    missing = [p.name for p in (train, val) if not p.is_file()]
-    if missing:
-        raise VetLLMError(
-            f"bundled examples: {', '.join(missing)} not found in the examples folder; "
-            "regenerate them with `vetllm data synth --out examples --n 1600 --seed 0`"
-        )
-    return train, val
+    """Paths of the packaged examples/train.json and examples/val.json."""
+    return resources.bundled_examples(EXAMPLES_DIR)
 
 
 # --- rendering: a case becomes note text -------------------------------------------------------

@@ -20,9 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from vetllm import resources
 from vetllm.errors import VetLLMError
 
-PRESET = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
+PRESET = resources.PRESETS_DIR / f"{resources.DEFAULT_PRESET}.yaml"
 PREDICT_BATCH_SIZES = (1, 16, 32)
 # (name, per-device batch, accumulation, pad every batch to max_length, gradient checkpointing)
 GPU_VARIANTS = (

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +88,9 @@ class EncodedDataset(torch.utils.data.Dataset):
     the exact wording of repeated template notes). The template and the answer are never touched.
     """
 
-    def __init__(self, examples: list[dict], note_token_dropout: float = 0.0, seed: int = 0):
-        self.examples = examples
+    def __init__(self, examples: Sequence[dict], note_token_dropout: float = 0.0, seed: int = 0):
+        self.examples = examples  # a list, or the datasets.Dataset that encode_records mapped
+        self.tokenize_seconds, self.from_cache = 0.0, False  # set by encode_records
         self.note_token_dropout = note_token_dropout
         self._rng = random.Random(seed)
 
@@ -117,14 +120,81 @@ def encode_records(
     max_length: int,
     note_token_dropout: float = 0.0,
     seed: int = 0,
+    cache_dir: Path | None = None,
 ) -> EncodedDataset:
-    examples = [encode_record(tokenizer, template, r, max_length) for r in records]
-    return EncodedDataset(examples, note_token_dropout, seed)
+    """Tokenize records through `datasets.Dataset.map`, reusing the cache of an earlier run.
+
+    The dataset's `tokenize_seconds` and `from_cache` say what this call cost and whether the
+    cache answered. Without the `datasets` package the records are tokenized in place (same
+    encoding, no cache).
+    """
+    started = time.perf_counter()
+    examples, from_cache = _tokenize(tokenizer, template, records, max_length, cache_dir)
+    dataset = EncodedDataset(examples, note_token_dropout, seed)
+    dataset.tokenize_seconds, dataset.from_cache = time.perf_counter() - started, from_cache
+    return dataset
+
+
+# The encoding code is part of every cache key: after any change to this file, tokenizations
+# cached by the older code are never read (a stale cache would silently train on old examples).
+ENCODING_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def _tokenize(tokenizer, template, records, max_length, cache_dir) -> tuple[object, bool]:
+    try:
+        import datasets
+    except ImportError:  # the GPU image may lack it: same examples, tokenized now, no cache
+        return [encode_record(tokenizer, template, r, max_length) for r in records], False
+    if not records:
+        return [], False
+    key = _cache_key(tokenizer, template, records, max_length)
+    folder = Path(cache_dir or Path(datasets.config.HF_DATASETS_CACHE) / "vetllm-tokenized")
+    folder.mkdir(parents=True, exist_ok=True)
+    cache_file = folder / f"tokenized-{key}.arrow"
+    from_cache = cache_file.is_file()
+    rows = datasets.Dataset.from_dict(
+        {"note": [r.note for r in records], "answer": [list(r.labels) for r in records]}
+    )
+
+    def encode(row: dict) -> dict:
+        return encode_record(
+            tokenizer, template, Record(row["note"], tuple(row["answer"])), max_length
+        )
+
+    datasets.disable_progress_bars()  # the run log gets one line, not a progress bar
+    mapped = rows.map(
+        encode,
+        remove_columns=rows.column_names,
+        cache_file_name=str(cache_file),
+        load_from_cache_file=True,
+        new_fingerprint=key,  # ours: datasets would otherwise hash the tokenizer with dill
+    )
+    return mapped, from_cache
+
+
+def _cache_key(tokenizer, template: PromptTemplate, records: list[Record], max_length: int) -> str:
+    """Everything the encoded examples depend on: code version, tokenizer, prompt, data."""
+    digest = hashlib.sha256(f"{ENCODING_VERSION}|{max_length}|{template!r}".encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocabulary = (
+        backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    )
+    special = (tokenizer.bos_token_id, tokenizer.eos_token_id, type(tokenizer).__name__)
+    digest.update(f"{special}|{vocabulary}".encode())
+    for record in records:
+        digest.update(f"\x1e{record.note}\x1f{chr(31).join(record.labels)}".encode())
+    return digest.hexdigest()[:32]
 
 
 @dataclass
 class ResponseOnlyCollator:
-    """Pads each batch to its longest example (right side), labels padded with -100."""
+    """Pads each batch to its longest example (right side), labels padded with -100.
+
+    This is what `transformers.DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)` does
+    for a right-padding tokenizer (tests/test_collate_datasets.py checks they agree), but it pads
+    on the right whatever the tokenizer's `padding_side` (hub chat tokenizers often say "left",
+    which Predictor uses for batched generation) and needs only the pad id, not the tokenizer.
+    """
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from vetllm.config import TINY_BASE, TrainConfig
+from vetllm.config import TINY_BASE, TrainConfig, tracker_names
+from vetllm.errors import VetLLMError
 
 GB = 1e9
 CUDA_CONTEXT_GB = 0.6  # CUDA context + allocator slack, measured order of magnitude
@@ -114,6 +115,31 @@ def detect_hardware() -> dict:
 def _bitsandbytes_installed() -> bool:
     # Without CUDA, importing bitsandbytes only prints warnings; installed is what matters.
     return importlib.util.find_spec("bitsandbytes") is not None
+
+
+# report_to name -> (module the Trainer's callback imports, pip package that provides it)
+TRACKER_MODULES = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "trackio": ("trackio", "trackio"),
+    "wandb": ("wandb", "wandb"),
+}
+
+
+def check_trackers(cfg: TrainConfig) -> list[str]:
+    """The trackers of `cfg.report_to`; VetLLMError naming any that is not installed here.
+
+    Checked when training starts rather than when the config loads: a run's config.yaml must
+    still load (to predict, to report) on a machine without its tracker.
+    """
+    names = tracker_names(cfg.report_to)
+    missing = [n for n in names if importlib.util.find_spec(TRACKER_MODULES[n][0]) is None]
+    if missing:
+        packages = " ".join(TRACKER_MODULES[n][1] for n in missing)
+        raise VetLLMError(
+            f"report_to: {', '.join(missing)} is not installed on this machine; "
+            f"`pip install {packages}`, or train with --set report_to=none"
+        )
+    return names
 
 
 def check_environment(cfg: TrainConfig, hardware: dict | None = None) -> dict:

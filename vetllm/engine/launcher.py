@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import vetllm
+from vetllm import resources
 from vetllm.engine.run_faults import disk_full_cause, is_disk_full
 from vetllm.engine.run_lock import (  # noqa: F401 - LOCK_NAME and acquire_training_lock re-exported
     _CHILDREN,
@@ -68,7 +69,7 @@ def launch_run(
             already holds a run and `resume` is False.
     """
     run = RunDirectory(Path(run_dir).resolve())
-    config = Path(config_path).resolve()
+    config = resources.config_path(config_path).resolve()  # a preset name or a file
     if not config.is_file():
         raise VetLLMError(
             f"config: file '{Path(config_path).name}' was not found; give the path of a YAML "

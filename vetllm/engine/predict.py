@@ -339,13 +339,16 @@ def _training_labels(run_path: Path, cfg) -> list[str] | None:
         value = card.get(key) if isinstance(card, dict) else None
         if isinstance(value, (list, dict)) and value:
             return [str(v) for v in value]
-    try:
-        from vetllm.engine.evaluate import load_records
+    from vetllm.data.loading import load_dataset_file  # not engine.evaluate: it imports us
 
-        records, _, _ = load_records(cfg.data, _catalogue_of(cfg), "training")
+    try:
+        train_path, _ = cfg.data_paths()
+        loaded = load_dataset_file(train_path, on_error="skip", catalogue=_catalogue_of(cfg))
     except VetLLMError:
+        loaded = None
+    if loaded is None or not loaded.records:
         return None  # training data moved or unreadable: every catalogue label is a candidate
-    return sorted({label for record in records for label in record.labels})
+    return sorted({label for record in loaded.records for label in record.labels})
 
 
 class _Encoder:

@@ -6,8 +6,8 @@ checkpoints (each with a `COMPLETE` marker once fully saved), the final model, e
 and a `STOP` flag. Everything here is plain files so that a UI restarted mid-run, or another
 process entirely, can reattach by just reading them. This module never imports torch.
 
-The launcher (separate process, lock, stop, resume) lives in `vetllm.engine.launcher`; its public
-functions are re-exported here lazily so `from vetllm.engine.runs import launch_run` works.
+The launcher (separate process, lock, stop, resume) lives in `vetllm.engine.launcher`, which
+imports this module (never the reverse).
 """
 
 from __future__ import annotations
@@ -379,22 +379,3 @@ class RunDirectory:
                 found.append((folder.name, problem))
         return found
 
-
-_LAUNCHER_NAMES = (
-    "launch_run",
-    "stop_run",
-    "refresh_status",
-    "list_runs",
-    "resume_run",
-    "wait_for_run",
-    "current_lock_holder",
-)
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy re-export: launcher imports this module, so a top-level import would be circular.
-    if name in _LAUNCHER_NAMES:
-        from vetllm.engine import launcher
-
-        return getattr(launcher, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,12 +24,13 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from vetllm.catalogue import load_catalogue
-from vetllm.config import TINY_BASE, TrainConfig
+from vetllm.config import TINY_BASE, TrainConfig, tracker_names
 from vetllm.data.records import Record
 from vetllm.engine import modeling
 from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
 from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
+from vetllm.engine.environment import check_trackers
 from vetllm.engine.run_faults import record_failure
 from vetllm.engine.runs import RunDirectory
 from vetllm.engine.selection import (
@@ -169,6 +170,7 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
         torch.set_num_threads(cfg.torch_threads)
     if cfg.method == "qlora":
         modeling.require_qlora_support()  # before any data or weights are touched
+    check_trackers(cfg)  # report_to: a missing tracker fails now, not after the first steps
     if cfg.bf16 and not torch.cuda.is_available():
         log("bf16: no CUDA device, training in float32")
     source = None if cfg.base_model == TINY_BASE else modeling.resolve_base_model(cfg)
@@ -215,6 +217,8 @@ def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, re
         tokenizer, template, train_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
     )
     eval_set = encode_records(tokenizer, template, eval_records, cfg.max_length)
+    source_of = "reused from the datasets cache" if train_set.from_cache else "tokenized"
+    log(f"training examples: {len(train_set)} {source_of} in {train_set.tokenize_seconds:.2f} s")
     callback = RunCallback(run)
     trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
     trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, catalogue)
@@ -289,7 +293,7 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
         **selection_arguments(cfg, periodic_eval),
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to="none",
+        report_to=tracker_names(cfg.report_to) or "none",
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
         use_cpu=not on_cuda,
@@ -375,8 +379,9 @@ def write_report(run, cfg, records, evaluation, log, served: dict | None = None)
 
 
 def _render_report(run, cfg, records, evaluation, served) -> str:
-    from vetllm.analysis import analyse_losses, render_training_report
+    from vetllm.analysis import analyse_losses
     from vetllm.data.stats import dataset_stats
+    from vetllm.report import render_training_report
 
     plan = cfg.coverage_plan(records, world_size=int(os.environ.get("WORLD_SIZE", "1")))
     # read_metrics skips a damaged line; load_log_history would fail on it (issue 11, item 18)

@@ -10,6 +10,7 @@ events are hidden, not unreachable).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import gradio as gr
 
@@ -20,6 +21,7 @@ from vetllm.ui.guards import start_upload_sweeper
 from vetllm.ui.predict_handlers import PredictHandlers
 from vetllm.ui.predict_tab import build_predict_tab
 from vetllm.ui.settings import AppSettings
+from vetllm.ui.tools import PublicTools
 from vetllm.ui.train_handlers import BUNDLED_CHOICE, TrainHandlers
 from vetllm.ui.train_tab import build_train_tab
 
@@ -43,27 +45,24 @@ def _header(settings: AppSettings) -> str:
     return text
 
 
-# Imported once up front: handlers import lazily, and two events importing the same heavy module
-# (scikit-learn, torch) from two worker threads at once can hit Python's import-lock deadlock.
+# Imported once up front, in the main thread: handlers import these lazily, and the first use
+# of transformers' lazy module from several request threads at once can fail ("cannot import name
+# 'TrainerCallback' from 'transformers'" in both of two runs of tests/test_import_cycles.py with the
+# training modules included). vetllm itself has no import cycle (the same test file), so
+# only the modules that reach torch / transformers / scikit-learn are warmed.
 WARM_MODULES = (
-    "vetllm.analysis",
-    "vetllm.baselines",
-    "vetllm.coverage",
-    "vetllm.data.loading",
-    "vetllm.data.split",
-    "vetllm.data.stats",
-    "vetllm.data.synth",
-    "vetllm.engine.runs",
-    "vetllm.engine.launcher",
-    "vetllm.engine.evaluate",
-    "vetllm.engine.predict",
     "vetllm.engine.modeling",
-    "vetllm.metrics",
+    "vetllm.engine.predict",
+    "vetllm.engine.evaluate",
     "sklearn.feature_extraction.text",
     "sklearn.linear_model",
-    "sklearn.metrics",
     "threadpoolctl",
 )
+
+
+def mcp_available() -> bool:
+    """Whether Gradio can serve MCP here (the `mcp` package is optional)."""
+    return importlib.util.find_spec("mcp") is not None
 
 
 def warm_imports() -> None:
@@ -117,11 +116,14 @@ def build_app(
                 charts_tab = build_charts_tab(charts)
             with gr.Tab("Predict & evaluate", id="predict") as predict_page:
                 predict_tab = build_predict_tab(settings, predict)
+        tools = PublicTools(predict)  # named and described for MCP clients (vetllm.ui.tools)
         gr.api(
-            predict.predict_api, api_name="predict", concurrency_id="predict",
+            tools.predict, api_name="predict", concurrency_id="predict",
             concurrency_limit=settings.predict_concurrency,
         )  # fmt: skip
         if not settings.public:  # shared or hosted: evaluation stays behind the admin password
+            # and the public surface stays `predict` alone (tests/test_ui_security.py)
+            gr.api(tools.check_codes, api_name="check_codes")
             gr.api(predict.evaluate_api, api_name="evaluate", concurrency_id="evaluate",
                    concurrency_limit=1)  # fmt: skip
 
@@ -140,9 +142,15 @@ def launch_app(
     host: str | None = None,
     block: bool = True,
     quiet: bool = False,
+    mcp: bool | None = None,
 ):
-    """Launch with the reliability settings (no tracebacks, upload limit, no run history)."""
+    """Launch with the reliability settings (no tracebacks, upload limit, no run history).
+
+    `mcp`: serve the public API endpoints as MCP tools at /gradio_api/mcp; None = on when the
+    `mcp` package (gradio's `mcp` extra) is installed, off otherwise (the app runs either way).
+    """
     return demo.launch(
+        mcp_server=mcp_available() if mcp is None else mcp,
         server_name=host or ("0.0.0.0" if settings.hosted else "127.0.0.1"),
         server_port=port,
         share=settings.shared,

@@ -23,7 +23,8 @@ LOGGER = logging.getLogger("vetllm.ui")
 
 def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -> str | None:
     """Launch the CPU default if no run is completed or active; returns the launched run's name."""
-    from vetllm.engine.runs import ACTIVE_STATES, launch_run, list_runs, resume_run
+    from vetllm.engine.launcher import launch_run, list_runs, resume_run
+    from vetllm.engine.runs import ACTIVE_STATES
 
     runs = list_runs(settings.runs_dir)
     if any(r.get("state") == "completed" and r.get("has_model") for r in runs):

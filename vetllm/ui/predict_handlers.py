@@ -87,7 +87,7 @@ class PredictHandlers:
     # -- runs ---------------------------------------------------------------------------------
     def completed_runs(self) -> list[str]:
         """Names of runs with a final model, newest first."""
-        from vetllm.engine.runs import list_runs
+        from vetllm.engine.launcher import list_runs
 
         return [
             run["name"]
@@ -106,7 +106,8 @@ class PredictHandlers:
         return self.settings.runs_dir / runs[0]
 
     def _no_model_message(self) -> str:
-        from vetllm.engine.runs import ACTIVE_STATES, list_runs
+        from vetllm.engine.launcher import list_runs
+        from vetllm.engine.runs import ACTIVE_STATES
 
         for run in list_runs(self.settings.runs_dir):
             if run.get("state") in ACTIVE_STATES:

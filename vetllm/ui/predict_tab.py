@@ -31,7 +31,7 @@ class PredictTab:
 
 def example_notes() -> list[dict]:
     """The bundled example notes ({title, note}); empty if examples/notes.json is missing."""
-    from vetllm.data.synth import EXAMPLES_DIR
+    from vetllm.resources import EXAMPLES_DIR
 
     try:
         notes = json.loads((EXAMPLES_DIR / "notes.json").read_text(encoding="utf-8"))

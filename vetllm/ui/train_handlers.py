@@ -1,6 +1,6 @@
 """Handlers of the Train tab: check data, pick a preset, plan coverage, launch / stop / resume,
 and poll the run on disk. Each handler calls into `vetllm` and formats the answer; nothing here
-trains: training is a separate process started by `vetllm.engine.runs.launch_run`.
+trains: training is a separate process started by `vetllm.engine.launcher.launch_run`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from vetllm import resources
 from vetllm.config import BUNDLED_DATA, TrainConfig, field_types, load_config
 from vetllm.data.records import Record, note_key
 from vetllm.engine.environment import check_environment
@@ -27,8 +28,8 @@ from vetllm.ui.guards import (
 )
 from vetllm.ui.settings import AppSettings
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_PRESET = "tiny-cpu"
+CONFIGS_DIR = resources.PRESETS_DIR  # the packaged presets (configs/ in the checkout)
+DEFAULT_PRESET = resources.DEFAULT_PRESET
 BUNDLED_CHOICE = "Bundled examples"
 UPLOAD_CHOICE = "Upload a file"
 # Widgets of the Train tab, in the order their values reach `launch` (TrainConfig field names).
@@ -73,15 +74,12 @@ class PreparedData:
 
 def list_presets(configs_dir: Path = CONFIGS_DIR) -> list[str]:
     """Preset names (configs/*.yaml stems), the CPU default first."""
-    names = sorted(p.stem for p in configs_dir.glob("*.yaml"))
-    return sorted(names, key=lambda name: name != DEFAULT_PRESET)
+    return resources.preset_names(configs_dir)
 
 
 def preset_config(name: str, configs_dir: Path = CONFIGS_DIR) -> TrainConfig:
     """The TrainConfig of a preset; VetLLMError for a name that is not a preset."""
-    if name not in list_presets(configs_dir):
-        raise VetLLMError(f"preset: {name!r} is not one of {', '.join(list_presets(configs_dir))}")
-    return load_config(configs_dir / f"{name}.yaml")
+    return load_config(resources.preset_path(name, configs_dir))
 
 
 def safe_run_name(text: str | None, fallback: str) -> str:
@@ -245,7 +243,7 @@ class TrainHandlers:
         self, preset: str, prepared: PreparedData | None, run_name: str, password: str, *values
     ):
         """Write the run's config (and uploaded data) and start training in a separate process."""
-        from vetllm.engine.runs import launch_run
+        from vetllm.engine.launcher import launch_run
 
         self.settings.require_admin(password, "launching training")
         base = preset_config(preset)
@@ -275,7 +273,7 @@ class TrainHandlers:
 
     @user_facing
     def stop(self, run_name: str, password: str):
-        from vetllm.engine.runs import stop_run
+        from vetllm.engine.launcher import stop_run
 
         self.settings.require_admin(password, "stopping training")
         run_dir = self.run_dir(run_name)
@@ -288,7 +286,7 @@ class TrainHandlers:
 
     @user_facing
     def resume(self, run_name: str, password: str):
-        from vetllm.engine.runs import resume_run
+        from vetllm.engine.launcher import resume_run
 
         self.settings.require_admin(password, "resuming training")
         run = resume_run(self.run_dir(run_name), runs_root=self.settings.runs_dir)
@@ -299,7 +297,7 @@ class TrainHandlers:
 
     # -- runs on disk -----------------------------------------------------------------------------
     def run_names(self) -> list[str]:
-        from vetllm.engine.runs import list_runs
+        from vetllm.engine.launcher import list_runs
 
         return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
 
@@ -317,7 +315,8 @@ class TrainHandlers:
     @user_facing
     def poll(self, run_name: str | None):
         """Progress bar, failure details and live loss chart; the timer stops when the run ends."""
-        from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, refresh_status
+        from vetllm.engine.launcher import refresh_status
+        from vetllm.engine.runs import ACTIVE_STATES, RunDirectory
 
         try:
             run = RunDirectory(known_run_dir(self.settings.runs_dir, run_name))
