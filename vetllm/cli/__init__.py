@@ -14,6 +14,7 @@ from vetllm.cli import (
     coverage_commands,
     data_commands,
     engine_commands,
+    export_commands,
     predict_commands,
     runs_commands,
 )
@@ -26,6 +27,7 @@ GROUPS = (
     engine_commands,
     runs_commands,
     predict_commands,
+    export_commands,
 )
 
 

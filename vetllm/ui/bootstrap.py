@@ -2,7 +2,9 @@
 
 With no completed run and nothing training, the app launches configs/tiny-cpu.yaml on the
 bundled examples as a separate process (`launch_run`) and the UI shows its progress; later
-launches find the completed run and use it at once.
+launches find the completed run and use it at once. The launched run is recorded as the pending
+default (`vetllm.engine.serving`): it becomes the served model when it completes, only if no
+other run is served by then. `first_launch_banner` is the line every tab shows meanwhile.
 """
 
 from __future__ import annotations
@@ -37,5 +39,8 @@ def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -
     except VetLLMError as error:  # e.g. another process took the lock first
         LOGGER.warning("could not start the CPU default run: %s", error)
         return None
+    from vetllm.engine.serving import note_pending_default
+
+    note_pending_default(settings.runs_dir, run.name)
     LOGGER.info("training the CPU default in the background: %s", run.name)
     return run.name

@@ -1,10 +1,11 @@
 """Handlers of the Predict & evaluate tab and the `predict` / `evaluate` API endpoints.
 
 Prediction uses `vetllm.engine.predict.Predictor`, loaded once per run and kept in a small
-cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. Both endpoints use the newest
-completed run, so API callers need nothing but the note (`predict`) or nothing at all
-(`evaluate`, the bundled validation set; an endpoint only when the app is local). Notes are
-never logged.
+cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. Both endpoints use the served run
+(`vetllm.engine.serving`) unless `predict` names another completed run, so API callers need
+nothing but the note (`predict`) or nothing at all (`evaluate`, the bundled validation set; an
+endpoint only when the app is local). Answers name the run that answered. Notes are never
+logged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gradio as gr
 
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
+from vetllm.ui.admin import check_admin
 from vetllm.ui.batching import MicroBatcher
 from vetllm.ui.exports import predictions_to_csv
 from vetllm.ui.guards import (
@@ -88,22 +90,28 @@ class PredictHandlers:
     def completed_runs(self) -> list[str]:
         """Names of runs with a final model, newest first."""
         from vetllm.engine.runs import list_runs
+        from vetllm.engine.serving import completed_run_names
 
-        return [
-            run["name"]
-            for run in list_runs(self.settings.runs_dir)
-            if run.get("state") == "completed" and run.get("has_model")
-        ]
+        return completed_run_names(list_runs(self.settings.runs_dir))
+
+    def served_run(self) -> str | None:
+        """The run that answers when no run is named (see vetllm.engine.serving)."""
+        from vetllm.engine.serving import served_run_name
+
+        return served_run_name(self.settings.runs_dir)
 
     def _serving_run(self, name: str | None) -> Path:
-        runs = self.completed_runs()
         if name:
-            if name not in runs:
-                raise VetLLMError(f"run: {name!r} is not a completed run; pick one from the list")
+            if not isinstance(name, str) or name not in self.completed_runs():
+                raise VetLLMError(
+                    f"run: {str(name)[:80]!r} is not a completed run; leave it empty for the "
+                    "served model or pick a completed run from the list"
+                )
             return self.settings.runs_dir / name
-        if not runs:
+        served = self.served_run()
+        if served is None:
             raise VetLLMError(self._no_model_message())
-        return self.settings.runs_dir / runs[0]
+        return self.settings.runs_dir / served
 
     def _no_model_message(self) -> str:
         from vetllm.engine.runs import ACTIVE_STATES, list_runs
@@ -133,16 +141,18 @@ class PredictHandlers:
         return answer
 
     @user_facing
-    def predict_api(self, note: str, decoding: str = "free") -> dict:
-        """Predict SNOMED-CT codes for one livestock clinical note with the newest trained model.
+    def predict_api(self, note: str, decoding: str = "free", run: str = "") -> dict:
+        """Predict SNOMED-CT codes for one livestock clinical note.
 
         Args:
             note: the clinical note (at most 5,000 characters).
             decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
+            run: a completed run's name; empty for the served model.
         Returns:
-            codes (code, name, valid_sctid, confidence), raw_output, repairs, run.
+            codes (code, name, valid_sctid, confidence), raw_output, repairs, run (the run
+            that answered).
         """
-        return self.predict_json(note, decoding)
+        return self.predict_json(note, decoding, run or None)
 
     @user_facing
     def predict_ui(self, run_name: str | None, note: str, decoding: str):
@@ -164,7 +174,7 @@ class PredictHandlers:
         from vetllm.engine.evaluate import evaluate_run
 
         try:  # a refused or failed evaluation deletes the upload too
-            self.settings.require_admin(password, "evaluating a run")
+            check_admin(self.settings, password, "evaluating a run")
             if decoding not in DECODINGS:
                 raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
             run_dir = self._serving_run(run_name or None)
@@ -179,7 +189,7 @@ class PredictHandlers:
 
     @user_facing
     def evaluate_api(self, decoding: str = "free") -> dict:
-        """Score the newest trained model on the bundled validation set (local apps only).
+        """Score the served model on the bundled validation set (local apps only).
 
         Args:
             decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
@@ -290,7 +300,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def refresh_choices(handlers: PredictHandlers, current: str | None = None):
-    """Completed runs for the model dropdown, keeping the selection, else the newest."""
+    """Completed runs for the model dropdown, keeping the selection, else the served run."""
     names = handlers.completed_runs()
-    value = current if current in names else (names[0] if names else None)
+    value = current if current in names else handlers.served_run()
     return gr.Dropdown(choices=names, value=value)

@@ -27,6 +27,7 @@ NO_HISTORY = gr.InputHTMLAttributes(autocomplete="off", autocorrect="off", spell
 @dataclass
 class PredictTab:
     run: gr.Dropdown
+    admin_buttons: list
 
 
 def example_notes() -> list[dict]:
@@ -45,7 +46,7 @@ def example_notes() -> list[dict]:
 
 
 def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.Dropdown:
-    run = gr.Dropdown(label="Model (a completed run; empty = the newest)", choices=[])
+    run = gr.Dropdown(label="Model (a completed run; empty = the served run)", choices=[])
     note = gr.Textbox(
         label="Clinical note", lines=5, max_length=settings.max_note_chars,
         placeholder="e.g. 2 yr Beetal goat, T 105.8F, sores on lips, runny nose, diarrhoea",
@@ -75,7 +76,9 @@ def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.
     return run
 
 
-def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: gr.Dropdown) -> None:
+def _evaluation_section(
+    settings: AppSettings, handlers: PredictHandlers, run: gr.Dropdown, password
+) -> gr.Button:
     gr.Markdown("### Evaluate the selected run")
     with gr.Row():
         source = gr.Radio([BUNDLED_VAL_CHOICE, UPLOAD_CHOICE], value=BUNDLED_VAL_CHOICE,
@@ -83,10 +86,8 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
         upload = gr.File(label="Validation file (JSON, JSONL or CSV)",
                          file_types=[".json", ".jsonl", ".csv"], type="filepath")  # fmt: skip
         decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")
-    password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
-    evaluate = gr.Button(
-        "Evaluate", variant="primary", interactive=settings.admin_actions_available
-    )
+    # Public apps start locked: the button comes alive once the admin password is unlocked.
+    evaluate = gr.Button("Evaluate", variant="primary", interactive=not settings.public)
     headline = gr.Markdown()
     with gr.Row():
         comparison_plot = gr.Plot(label="Model vs baselines")
@@ -105,9 +106,10 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
         [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],
         concurrency_id="evaluate", concurrency_limit=1, api_name="evaluate_in_page", **PRIVATE,
     )  # fmt: skip
+    return evaluate
 
 
-def build_predict_tab(settings: AppSettings, handlers: PredictHandlers) -> PredictTab:
+def build_predict_tab(settings: AppSettings, handlers: PredictHandlers, password) -> PredictTab:
     run = _prediction_section(settings, handlers)
-    _evaluation_section(settings, handlers, run)
-    return PredictTab(run)
+    evaluate = _evaluation_section(settings, handlers, run, password)
+    return PredictTab(run, [evaluate])

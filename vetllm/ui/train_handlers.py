@@ -18,6 +18,7 @@ from vetllm.data.records import Record, note_key
 from vetllm.engine.environment import check_environment
 from vetllm.errors import DataError, VetLLMError
 from vetllm.ui import charts, views
+from vetllm.ui.admin import check_admin
 from vetllm.ui.guards import discard_upload, upload_path, user_facing
 from vetllm.ui.settings import AppSettings
 
@@ -205,12 +206,15 @@ class TrainHandlers:
 
     # -- preset, plan, environment ----------------------------------------------------------------
     @user_facing
-    def preset_values(self, preset: str):
-        """Widget values of a preset, its run name and the environment check."""
+    def preset_values(self, preset: str, password: str | None = None):
+        """Widget values of a preset, its run name and the environment check; Launch is live
+        when the preset can run here and (in a public app) admin actions are unlocked."""
+        from vetllm.ui.admin import is_unlocked
+
         cfg = preset_config(preset)
         values = [getattr(cfg, key) for key in HYPERPARAMETERS]
         report = check_environment(cfg, self.hardware)
-        launch = gr.Button(interactive=report["runnable"] and self.settings.admin_actions_available)
+        launch = gr.Button(interactive=report["runnable"] and is_unlocked(self.settings, password))
         return (*values, cfg.name, views.environment_markdown(report), launch)
 
     @user_facing
@@ -239,7 +243,7 @@ class TrainHandlers:
         """Write the run's config (and uploaded data) and start training in a separate process."""
         from vetllm.engine.runs import launch_run
 
-        self.settings.require_admin(password, "launching training")
+        check_admin(self.settings, password, "launching training")
         base = preset_config(preset)
         cfg = config_from_widgets(
             base, safe_run_name(run_name, preset), dict(zip(HYPERPARAMETERS, values, strict=True))
@@ -269,7 +273,7 @@ class TrainHandlers:
     def stop(self, run_name: str, password: str):
         from vetllm.engine.runs import stop_run
 
-        self.settings.require_admin(password, "stopping training")
+        check_admin(self.settings, password, "stopping training")
         run_dir = self.run_dir(run_name)
         self._stopping.add(run_name)
         try:
@@ -282,7 +286,7 @@ class TrainHandlers:
     def resume(self, run_name: str, password: str):
         from vetllm.engine.runs import resume_run
 
-        self.settings.require_admin(password, "resuming training")
+        check_admin(self.settings, password, "resuming training")
         run = resume_run(self.run_dir(run_name), runs_root=self.settings.runs_dir)
         return self._attached(run.name, f"Resumed {run.name}.")
 

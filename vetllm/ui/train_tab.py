@@ -33,6 +33,7 @@ class TrainTab:
     run_select: gr.Dropdown
     timer: gr.Timer
     preset: gr.Dropdown
+    admin_buttons: list
     preset_outputs: list
     data_inputs: list
     data_outputs: list
@@ -126,15 +127,20 @@ class RunPanel:
     timer: gr.Timer
 
 
-def _run_section(settings: AppSettings) -> RunPanel:
+def _run_section(settings: AppSettings, password: gr.Textbox) -> RunPanel:
     gr.Markdown("### 3. Run")
     if settings.public and not settings.admin_password:
         gr.Markdown("**Training is disabled on this shared app** (no admin password is set).")
-    password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
+    elif settings.public:
+        gr.Markdown(
+            "Launch, stop and resume unlock with the admin password at the top of the page."
+        )
+    # Public apps start locked: the buttons come alive once the admin password is unlocked.
+    open_now = not settings.public
     with gr.Row():
-        launch = gr.Button("Launch training", variant="primary")
-        stop = gr.Button("Stop", variant="stop", interactive=settings.admin_actions_available)
-        resume = gr.Button("Resume", interactive=settings.admin_actions_available)
+        launch = gr.Button("Launch training", variant="primary", interactive=open_now)
+        stop = gr.Button("Stop", variant="stop", interactive=open_now)
+        resume = gr.Button("Resume", interactive=open_now)
     message = gr.Markdown()
     with gr.Row():
         run_select = gr.Dropdown(label="Run (reattaches after a reload)", choices=[], scale=3)
@@ -176,7 +182,7 @@ def _wire_data(
     )
 
 
-def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
+def build_train_tab(settings: AppSettings, handlers: TrainHandlers, password) -> TrainTab:
     prepared = gr.State(None)
     check, data_inputs, data_outputs = _data_section()
     data_outputs = [prepared, *data_outputs]
@@ -190,7 +196,7 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
         plan_md = gr.Markdown("Check the data first to see the coverage plan.")
         coverage_plot = gr.Plot(label="Coverage per epoch")
     env_md = gr.Markdown(label="Environment")
-    panel = _run_section(settings)
+    panel = _run_section(settings, password)
 
     plan_fields = ("per_device_batch", "grad_accum", "epochs", "drop_last")
     plan_inputs, plan_outputs = (
@@ -201,8 +207,9 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers) -> TrainTab:
     for name in plan_fields:
         widgets[name].change(handlers.plan, plan_inputs, plan_outputs, **PRIVATE)
     preset_outputs = [*widgets.values(), run_name, env_md, panel.launch]
-    preset.change(handlers.preset_values, [preset], preset_outputs, **PRIVATE)
+    preset.change(handlers.preset_values, [preset, password], preset_outputs, **PRIVATE)
     launch_inputs = [preset, prepared, run_name, panel.password, *widgets.values()]
     _wire_run(panel, handlers, launch_inputs)
-    return TrainTab(panel.run_select, panel.timer, preset, preset_outputs, data_inputs,
+    return TrainTab(panel.run_select, panel.timer, preset, [panel.stop, panel.resume],
+                    preset_outputs, data_inputs,
                     data_outputs, plan_inputs, plan_outputs)  # fmt: skip

@@ -214,3 +214,54 @@ def baseline_table(rows: Sequence[Mapping]) -> list[list]:
         [row["name"], round(row["accuracy"], 4), f"{row['ci'][0]:.1%} - {row['ci'][1]:.1%}"]
         for row in rows
     ]
+
+
+def _percent(value: object) -> str:
+    return f"{float(value):.1%}" if isinstance(value, (int, float)) else "not measured"
+
+
+def served_banner(served: Mapping | None, training: Mapping | None) -> str:
+    """The line every tab shows: which run answers (validation accuracy beside the bag-of-words
+    baseline) and, while a run trains, its step, ETA and when a first model will be ready.
+
+    Args:
+        served: {run, accuracy, n, baseline} of the served run, or None when none is.
+        training: the status of a run in progress (with its name), or None.
+    """
+    parts = []
+    if served:
+        n = f" on {served['n']:,} validation notes" if served.get("n") else ""
+        parts.append(
+            f"<strong>Answering: {html.escape(str(served['run']))}</strong> &middot; validation "
+            f"accuracy {_percent(served.get('accuracy'))}{n} &middot; bag-of-words baseline "
+            f"{_percent(served.get('baseline'))} on the same notes"
+        )
+    else:
+        parts.append("<strong>No model is served yet.</strong>")
+    if training:
+        parts.append(_training_line(training, first_model=not served))
+    state = "served" if served else "none"
+    body = "<br>".join(parts)
+    return f"<div class='vetllm-banner' data-served='{state}'>{body}</div>"
+
+
+def _training_line(status: Mapping, first_model: bool) -> str:
+    name = html.escape(str(status.get("name", "?")))
+    step, total = status.get("step"), status.get("total_steps")
+    if status.get("state") == "queued" or not step:
+        where = "starting (loading libraries and data: ~10-20 s before the first step)"
+    else:
+        where = f"step {step:,} of {total or '?':,}" if total else f"step {step:,}"
+        where += f" &middot; ETA {format_duration(status.get('eta_s'))}"
+    if first_model:
+        eta = status.get("eta_s")
+        ready = (
+            f"ready in ~{int(eta)} s" if isinstance(eta, (int, float)) and step else "ready soon"
+        )
+        return f"Training the first model <strong>{name}</strong>: {where} &middot; {ready}."
+    return f"Training <strong>{name}</strong>: {where}; it answers only once promoted."
+
+
+def percent_or_dash(value: object) -> str:
+    """A share as '62.3%', or '-' when missing (one format for every accuracy in a table)."""
+    return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
