@@ -122,6 +122,10 @@ def _invalid_sctids(labels: list[str]) -> list[dict]:
     return found
 
 
+def _number(value: object) -> str:
+    return f"{float(value):.4g}" if isinstance(value, (int, float)) else "-"
+
+
 def _pct(value: object) -> str:
     return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
 
@@ -166,7 +170,7 @@ def _recipe_section(card: dict, cfg) -> list[str]:
         ("trainable parameters", f"{card.get('trainable_parameters', 0):,} of "
                                  f"{card.get('total_parameters', 0):,}"),
         ("steps / epochs", f"{card.get('global_step')} / {card.get('epochs_completed') or 0:.2f}"),
-        ("final training loss", card.get("final_train_loss")),
+        ("final training loss", _number(card.get("final_train_loss"))),
         ("seed", card.get("seed")),
         ("catalogue version", card.get("catalogue_version")),
     ]  # fmt: skip

@@ -11,6 +11,7 @@ events are hidden, not unreachable).
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -119,21 +120,27 @@ def _settle_served(settings: AppSettings) -> None:
     served_run_name(settings.runs_dir)
 
 
-def _admin_row(settings: AppSettings):
+@dataclass
+class AdminRow:
+    password: gr.Textbox
+    unlock: gr.Button
+    message: gr.Markdown
+
+
+def _admin_row(settings: AppSettings) -> AdminRow:
     """The one admin password field of the page (public apps only) with its Unlock button."""
     with gr.Row(visible=settings.needs_password):
         password = gr.Textbox(label="Admin password", type="password", scale=3)
         unlock = gr.Button("Unlock admin actions", scale=1)
         message = gr.Markdown()
-    password.unlock_button, password.unlock_message = unlock, message
-    return password
+    return AdminRow(password, unlock, message)
 
 
-def _wire_unlock(settings, password, train, train_tab, predict_tab, runs_tab) -> None:
+def _wire_unlock(settings, admin: AdminRow, train, train_tab, predict_tab, runs_tab) -> None:
     buttons = [*train_tab.admin_buttons, *predict_tab.admin_buttons, *runs_tab.admin_buttons]
-    unlock = make_unlock(settings, len(buttons))
-    for trigger in (password.unlock_button.click, password.submit):
-        trigger(unlock, [password], [password.unlock_message, *buttons], **PRIVATE).then(
+    unlock, password = make_unlock(settings, len(buttons)), admin.password
+    for trigger in (admin.unlock.click, password.submit):
+        trigger(unlock, [password], [admin.message, *buttons], **PRIVATE).then(
             train.preset_values, [train_tab.preset, password], train_tab.preset_outputs,
             **PRIVATE,
         )  # fmt: skip
@@ -173,7 +180,8 @@ def build_app(
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(_header(settings))
         banner, banner_timer = gr.HTML(), gr.Timer(BANNER_POLL_S, active=False)
-        password = _admin_row(settings)
+        admin = _admin_row(settings)
+        password = admin.password
         # Visitors of a public app come to predict: they land on Predict, not on Train.
         with gr.Tabs(selected="predict" if settings.public else "train") as tabs:
             with gr.Tab("Train", id="train"):
@@ -200,7 +208,7 @@ def build_app(
         _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, predict,
                         predict_tab, predict_page, password)  # fmt: skip
         _wire_served(demo, runs, runs_tab, runs_page, banner, banner_timer, charts_tab, tabs)
-        _wire_unlock(settings, password, train, train_tab, predict_tab, runs_tab)
+        _wire_unlock(settings, admin, train, train_tab, predict_tab, runs_tab)
     demo.queue(max_size=settings.queue_max_size, default_concurrency_limit=2)
     return demo
 
