@@ -368,19 +368,29 @@ def _parse_csv(text: str, name: str, max_rows: int) -> list[ParsedRow]:
         raise DataError(f"{name}: line 1: the header is not valid CSV ({error})") from None
     check_header(header, name)
     rows: list[ParsedRow] = []
-    lines = text.split("\n")
     first = reader.line_num + 1  # physical line where the records start
-    while first <= len(lines):
+    offset = _skip_lines(text, 0, reader.line_num)
+    while offset < len(text):
         # A quote that is never closed swallows the rest of the file: that line becomes one
         # problem row and reading resumes on the next line, so other rows keep their own checks.
-        rest = "\n".join(lines[first - 1 :])
-        broken = _csv_rows(rest, first, header, delimiter, name, max_rows, rows)
+        broken = _csv_rows(text[offset:], first, header, delimiter, name, max_rows, rows)
         if broken is None:
             break
+        offset = _skip_lines(text, offset, broken + 1 - first)
         first = broken + 1
     if not rows:
         raise DataError(f"{name}: has a header but no records")
     return rows
+
+
+def _skip_lines(text: str, offset: int, lines: int) -> int:
+    """The offset just after `lines` more line breaks from `offset` (len(text) if fewer)."""
+    for _ in range(lines):
+        found = text.find("\n", offset)
+        if found < 0:
+            return len(text)
+        offset = found + 1
+    return offset
 
 
 def _csv_rows(text, first, header, delimiter, name, max_rows, rows) -> int | None:

@@ -178,14 +178,16 @@ class PredictHandlers:
             if decoding not in DECODINGS:
                 raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
             run_dir = self._serving_run(run_name or None)
-            out_dir = run_dir / "eval"
-            data = self._evaluation_data(source, upload)
+            data, skipped = self._evaluation_data(source, upload)
+            # An upload's scores go beside, not over, the run's own validation evaluation.
+            out_dir = run_dir / ("eval" if data == "bundled" else "eval-upload")
             predictor = self.cache.get(run_dir)
             metrics = evaluate_run(run_dir, data, decoding, out_dir, predictor=predictor)
         finally:
             discard_upload(upload)  # gradio would serve it to anyone who knows its URL
         rows = read_jsonl(out_dir / "predictions.jsonl")
-        return self._evaluation_outputs(run_dir.name, metrics, rows)
+        outputs = self._evaluation_outputs(run_dir.name, metrics, rows)
+        return (outputs[0] + skipped, *outputs[1:])
 
     @user_facing
     def evaluate_api(self, decoding: str = "free") -> dict:
@@ -209,10 +211,11 @@ class PredictHandlers:
         )
         return metrics
 
-    def _evaluation_data(self, source: str, upload: object):
+    def _evaluation_data(self, source: str, upload: object) -> tuple:
+        """('bundled' or the uploaded records, Markdown on the rows skipped and why)."""
         if source != UPLOAD_CHOICE:
             discard_upload(upload)
-            return "bundled"
+            return "bundled", ""
         path = upload_path(upload)
         if path is None:
             raise VetLLMError("data: choose a validation file to upload (JSON, JSONL or CSV)")
@@ -224,7 +227,8 @@ class PredictHandlers:
             )
         from vetllm.data.loading import load_dataset_file
 
-        return load_dataset_file(path, on_error="skip", display_name=path.name).records
+        result = load_dataset_file(path, on_error="skip", display_name=path.name)
+        return result.records, skipped_markdown(result)
 
     @staticmethod
     def _evaluation_outputs(run_name: str, metrics: dict, rows: list[dict]):
@@ -245,7 +249,10 @@ class PredictHandlers:
         confusion = metrics.get("confusion") or {}
         names = dict(zip(confusion.get("labels", []), confusion.get("names", []), strict=False))
         comparison = views.baseline_rows(run_name, metrics, metrics.get("baselines", {}))
-        csv_path = write_temp_file(predictions_to_csv(rows), f"predictions-{run_name}.csv")
+        decoding = metrics.get("decoding", "free")  # in the name: free and constrained differ
+        csv_path = write_temp_file(
+            predictions_to_csv(rows), f"predictions-{run_name}-{decoding}.csv"
+        )
         download = gr.DownloadButton(value=csv_path, visible=True)
         return (
             headline,
@@ -253,15 +260,38 @@ class PredictHandlers:
             charts.confusion_figure(
                 confusion.get("labels", []), confusion.get("matrix", []), names
             ),
-            worst_cases(rows, WORST_CASES),
+            worst_cases(rows, WORST_CASES, _catalogue_names()),
             views.baseline_table(comparison),
             charts.accuracy_comparison_figure(comparison),
             download,
         )
 
 
-def worst_cases(rows: list[dict], limit: int) -> list[list]:
-    """The wrong predictions, least format-valid and least confident first."""
+def skipped_markdown(result) -> str:
+    """What an evaluation upload lost: how many rows were skipped and why ('' if none)."""
+    if not result.skipped_rows:
+        return ""
+    return (
+        f"\n\n**Skipped {result.skipped_rows:,} row(s) of {views.cell(result.source)} that cannot "
+        f"be scored** ({len(result.records):,} scored):\n\n"
+        + views.problems_markdown(result.problems)
+    )
+
+
+def _catalogue_names() -> dict[str, str]:
+    from vetllm.catalogue import load_catalogue
+
+    return {d.label: d.name for d in load_catalogue().diseases}
+
+
+def _named(codes: list, names: dict[str, str]) -> str:
+    return ", ".join(f"{c} ({names[c]})" if c in names else str(c) for c in codes)
+
+
+def worst_cases(rows: list[dict], limit: int, names: dict[str, str] | None = None) -> list[list]:
+    """The wrong predictions, least format-valid and least confident first; codes shown with
+    their disease names."""
+    names = names or {}
     wrong = [r for r in rows if not r.get("lenient_correct")]
     wrong += [r for r in rows if r.get("lenient_correct") and not r.get("strict_correct")]
 
@@ -273,8 +303,8 @@ def worst_cases(rows: list[dict], limit: int) -> list[list]:
     return [
         [
             str(r.get("note", ""))[:160],
-            ", ".join(r.get("gold", [])),
-            ", ".join(r.get("codes", [])) or "(none)",
+            _named(r.get("gold", []), names),
+            _named(r.get("codes", []), names) or "(none)",
             str(r.get("raw_output", ""))[:120],
             round(confidence(r), 3),
         ]

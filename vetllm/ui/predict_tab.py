@@ -47,8 +47,11 @@ def example_notes() -> list[dict]:
 
 def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.Dropdown:
     run = gr.Dropdown(label="Model (a completed run; empty = the served run)", choices=[])
+    # No max_length: the browser would cut a long note silently while the API refuses it; one
+    # rule, on the server, stated here and answered with the note's length when it is broken.
     note = gr.Textbox(
-        label="Clinical note", lines=5, max_length=settings.max_note_chars,
+        label="Clinical note", lines=5,
+        info=f"Up to {settings.max_note_chars:,} characters; longer notes are refused, not cut.",
         placeholder="e.g. 2 yr Beetal goat, T 105.8F, sores on lips, runny nose, diarrhoea",
         html_attributes=NO_HISTORY,
     )  # fmt: skip
@@ -70,10 +73,18 @@ def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.
         repairs = gr.Markdown()
     with gr.Accordion("The same answer as the API returns it (JSON)", open=False):
         answer = gr.JSON()
+    outputs = [codes, raw, repairs, answer]
     for trigger in (predict.click, note.submit):
-        trigger(handlers.predict_ui, [run, note, decoding], [codes, raw, repairs, answer],
-                concurrency_id="predict", concurrency_limit=settings.predict_concurrency, **PRIVATE)  # fmt: skip
+        # Cleared first: a refused note (empty, too long) must not leave the last answer showing.
+        trigger(_cleared, None, outputs, queue=False, **PRIVATE).then(
+            handlers.predict_ui, [run, note, decoding], outputs, concurrency_id="predict",
+            concurrency_limit=settings.predict_concurrency, **PRIVATE,
+        )  # fmt: skip
     return run
+
+
+def _cleared():
+    return None, "", "", None
 
 
 def _evaluation_section(
@@ -99,8 +110,10 @@ def _evaluation_section(
     confusion = gr.Plot(label="Confusion matrix")
     worst = gr.Dataframe(headers=["note", "gold", "predicted", "raw output", "confidence"],
                          label="Worst cases", interactive=False, wrap=True,
-                         column_widths=["42%", "13%", "13%", "22%", "10%"])  # fmt: skip
+                         column_widths=["34%", "17%", "17%", "22%", "10%"])  # fmt: skip
     csv_file = gr.DownloadButton("Download predictions as CSV (formula-safe)", visible=False)
+    # Uploading a file selects it: the radio must never say "bundled" while a file is waiting.
+    upload.upload(lambda: gr.Radio(value=UPLOAD_CHOICE), None, [source], **PRIVATE)
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],
         [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],

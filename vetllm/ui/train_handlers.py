@@ -129,9 +129,10 @@ class TrainHandlers:
             prepared, problems_md = self._prepare(source, upload, skip_bad_rows)
         except DataError as error:
             message = "**The data cannot be used as it is.** " + views.cell(
-                str(error).split("\n")[0]
+                views.app_hints(str(error).split("\n")[0])
             )
-            table = views.problems_markdown(error.problems)
+            # No "No problems found" table under a file-level error: it would read as all clear.
+            table = views.problems_markdown(error.problems) if error.problems else ""
             return (None, message + "\n\n" + table) + self._empty_data_outputs()
         return self._describe(prepared, problems_md)
 
@@ -202,7 +203,9 @@ class TrainHandlers:
         if result.problems:
             problems = f"Skipped {result.skipped_rows} bad row(s):\n\n" + problems
         notices = "\n".join(f"- {views.cell(n)}" for n in result.notices)
-        return PreparedData(path.name, split.train, split.val), problems + "\n\n" + notices
+        warning = small_data_warning(len(result.records), len(split.val))
+        prepared = PreparedData(path.name, split.train, split.val)
+        return prepared, warning + problems + "\n\n" + notices
 
     # -- preset, plan, environment ----------------------------------------------------------------
     @user_facing
@@ -224,16 +227,33 @@ class TrainHandlers:
 
         if prepared is None:
             return "Check the data first to see the coverage plan.", None
-        plan = plan_coverage(
-            samples=len(prepared.train),
-            per_device_batch=int(per_device_batch or 0),
-            grad_accum=int(grad_accum or 0),
-            epochs=float(epochs or 0),
-            drop_last=bool(drop_last),
-            unique_notes=prepared.unique_train_notes,
-        )
+        try:  # a value being typed is answered in place, never with a toast and a stale plan
+            plan = plan_coverage(
+                samples=len(prepared.train),
+                per_device_batch=int(per_device_batch or 0),
+                grad_accum=int(grad_accum or 0),
+                epochs=float(epochs or 0),
+                drop_last=bool(drop_last),
+                unique_notes=prepared.unique_train_notes,
+            )
+        except (VetLLMError, ValueError, OverflowError) as error:
+            return f"**No coverage plan for these settings:** {views.cell(error)}", None
         seen, dropped = per_epoch_bars(plan)
         return plan.to_markdown(), charts.coverage_figure(seen, dropped, plan.epochs_started)
+
+    @user_facing
+    def check_settings(self, preset: str, *values) -> str:
+        """Every problem of the typed hyperparameters at once, as the user types ('' if none)."""
+        try:
+            cfg = preset_config(preset)
+            config_from_widgets(cfg, cfg.name, dict(zip(HYPERPARAMETERS, values, strict=True)))
+        except VetLLMError as error:
+            lines = str(error).split("\n")
+            items = [line.strip().removeprefix("- ") for line in lines[1:]] or lines
+            return "**Fix before launching:**\n\n" + "\n".join(
+                f"- {views.cell(item)}" for item in items
+            )
+        return ""
 
     # -- launch / stop / resume ---------------------------------------------------------------------
     @user_facing
@@ -280,7 +300,7 @@ class TrainHandlers:
             status = stop_run(run_dir, timeout_s=30)
         finally:
             self._stopping.discard(run_name)
-        return f"{run_name}: {status.get('state')}. {status.get('message') or ''}".strip()
+        return views.stop_message(run_name, status)
 
     @user_facing
     def resume(self, run_name: str, password: str):
@@ -341,6 +361,20 @@ def known_run_dir(runs_dir: Path, name: object) -> Path:
     raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
 
 
+SMALL_DATA_RECORDS = 200  # below this a model learns little, and validation says even less
+
+
+def small_data_warning(records: int, val_records: int) -> str:
+    """A warning for data sets too small to train or judge a model on ('' when big enough)."""
+    if records >= SMALL_DATA_RECORDS:
+        return ""
+    return (
+        f"**Warning: only {records:,} usable record(s).** That is too few to train a useful "
+        f"model (aim for {SMALL_DATA_RECORDS:,}+; the bundled examples have 1,600), and "
+        f"{val_records:,} validation note(s) cannot measure accuracy reliably.\n\n"
+    )
+
+
 def per_epoch_bars(plan, limit: int = MAX_EPOCH_BARS) -> tuple[list[int], list[int]]:
     """(samples seen, samples not seen) for the first `limit` epochs the plan starts, the last
     maybe partial."""
@@ -358,10 +392,9 @@ def per_epoch_bars(plan, limit: int = MAX_EPOCH_BARS) -> tuple[list[int], list[i
 
 
 def log_tail(path: Path, lines: int) -> str:
-    """The last `lines` non-empty lines of a log file ('' if it does not exist)."""
+    """The last `lines` readable lines of a log file (views.readable_log; '' if missing)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [line for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
+    return views.readable_log(text, lines)

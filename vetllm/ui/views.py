@@ -115,7 +115,8 @@ def problems_markdown(problems: Sequence, limit: int = 200) -> str:
     for problem in list(problems)[:limit]:
         rows.append(
             f"| {cell(getattr(problem, 'source', ''))} | {cell(getattr(problem, 'line', None))} | "
-            f"{cell(getattr(problem, 'field', None))} | {cell(getattr(problem, 'message', problem))} |"
+            f"{cell(getattr(problem, 'field', None))} | "
+            f"{cell(app_hints(str(getattr(problem, 'message', problem))))} |"
         )
     if len(problems) > limit:
         rows.append(f"\n... and {len(problems) - limit} more problems.")
@@ -209,11 +210,58 @@ def baseline_rows(
 
 
 def baseline_table(rows: Sequence[Mapping]) -> list[list]:
-    """Rows for a dataframe: name, accuracy, 95% CI as text."""
+    """Rows for a dataframe: name, accuracy, 95% CI, every share as a percentage (one format)."""
     return [
-        [row["name"], round(row["accuracy"], 4), f"{row['ci'][0]:.1%} - {row['ci'][1]:.1%}"]
+        [row["name"], f"{row['accuracy']:.1%}", f"{row['ci'][0]:.1%} - {row['ci'][1]:.1%}"]
         for row in rows
     ]
+
+
+# What core messages tell CLI / Python users, and what to click in the app instead.
+APP_HINTS = (
+    ("fix them, or skip bad rows (CLI --skip-bad-rows, on_error='skip')",
+     "fix them, or tick 'Skip bad rows' and press 'Check data' again"),
+    ("(load_catalogue(extra_path), CLI --catalogue FILE)",
+     "(an admin can add one under 'Catalogue extension' in the Train tab)"),
+)  # fmt: skip
+
+
+def app_hints(message: str) -> str:
+    """A core message with its CLI / Python advice replaced by what to do in the app."""
+    for cli, app in APP_HINTS:
+        message = message.replace(cli, app)
+    return message
+
+
+def stop_message(run_name: str, status: Mapping) -> str:
+    """'run: stopped at step 40 of 300; Resume continues from checkpoint-40.' (no echoes)."""
+    state = str(status.get("state") or "unknown")
+    text = f"{run_name}: {state}"
+    if status.get("step"):
+        total = status.get("total_steps")
+        text += f" at step {status['step']:,}" + (f" of {total:,}" if total else "")
+    if state == "stopped":
+        last = status.get("last_checkpoint")
+        text += f"; Resume continues from {last}." if last else "; no checkpoint was saved yet."
+    elif status.get("message") and str(status["message"]).lower() not in text.lower():
+        text += f" ({status['message']})"
+    return text
+
+
+_PROGRESS_BAR = re.compile(r"\d+%\||it/s\]|s/it\]|^\s*\d+/\d+ \[")
+_NOISE = ("bitsandbytes", "UserWarning", "FutureWarning", "DeprecationWarning", "warnings.warn")
+
+
+def readable_log(text: str, lines: int) -> str:
+    """The last `lines` lines of train.log a person wants: no progress bars (each carriage-return
+    redraw of a tqdm bar is its own line in the file) and no library warnings."""
+    kept = []
+    for raw in text.splitlines():
+        line = raw.rsplit("\r", 1)[-1].rstrip()  # a bar redrawn with \r: only its last state
+        if not line.strip() or _PROGRESS_BAR.search(line) or any(n in line for n in _NOISE):
+            continue
+        kept.append(line)
+    return "\n".join(kept[-lines:])
 
 
 def _percent(value: object) -> str:
