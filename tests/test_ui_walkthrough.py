@@ -254,3 +254,26 @@ def test_the_base_model_field_is_wide_enough_for_hub_ids(local_app):
 
 def test_worst_case_json_rows_round_trip():
     assert json.loads(json.dumps(worst_cases([], 3))) == []
+
+
+def test_an_admin_adds_a_catalogue_extension_that_data_checks_then_use(tmp_path):
+    from vetllm.ui.catalogue_handlers import active_extension, add_extension
+
+    extension = tmp_path / "more.json"
+    extension.write_text(json.dumps({"version": "x", "diseases": [
+        {"key": "lsd", "name": "Lumpy skin disease", "code": None,
+         "variants": ["LSD", "lumpy skin"], "species": ["cow"]}]}))  # fmt: skip
+    hosted = _settings(tmp_path, hosted=True, admin_password="pw")
+    with pytest.raises(gr.Error, match="needs the admin password"):
+        add_extension(hosted, str(extension), "")
+    assert not extension.exists() and active_extension(hosted) is None  # refused: deleted
+    extension.write_text(json.dumps({"version": "x", "diseases": [
+        {"key": "lsd", "name": "Lumpy skin disease", "code": None,
+         "variants": ["LSD", "lumpy skin"], "species": ["cow"]}]}))  # fmt: skip
+    assert "Lumpy skin disease" in add_extension(hosted, str(extension), "pw")
+    assert active_extension(hosted) is not None
+    data = tmp_path / "lsd.jsonl"
+    data.write_text("".join(json.dumps({"input": f"cow {i} with lumpy skin nodules",
+                                        "disease": "lumpy skin"}) + "\n" for i in range(3)))  # fmt: skip
+    out = TrainHandlers(hosted, NO_GPU).check_data(UPLOAD_CHOICE, str(data), False)
+    assert out[0] is not None and {r.labels for r in out[0].train} == {("local:lsd",)}

@@ -187,12 +187,15 @@ class TrainHandlers:
         path = upload_path(upload)
         if path is None:
             raise VetLLMError("data: choose a file to upload (JSON, JSONL or CSV), then check it")
+        from vetllm.ui.catalogue_handlers import active_catalogue
+
         try:
             result = load_dataset_file(
                 path,
                 on_error=on_error,
                 max_bytes=self.settings.max_upload_bytes,
                 display_name=path.name,
+                catalogue=active_catalogue(self.settings),
             )
         finally:
             discard_upload(upload)  # gradio would serve it to anyone who knows its URL
@@ -273,6 +276,11 @@ class TrainHandlers:
             raise VetLLMError(f"cannot launch here: {report['verdict']}")
         folder = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         run_dir = self.settings.runs_dir / folder
+        from vetllm.ui.catalogue_handlers import active_extension
+
+        extension = active_extension(self.settings)
+        if extension is not None and not cfg.catalogue:  # the admin's extension, if any
+            cfg = cfg.replace(catalogue=str(extension))
         cfg = self._with_data(cfg, prepared, run_dir)
         staged = cfg.to_yaml(self.settings.runs_dir / ".staging" / f"{folder}.yaml")
         run = launch_run(staged, run_dir, runs_root=self.settings.runs_dir)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from vetllm.config import SCHEDULERS
+from vetllm.ui.catalogue_handlers import add_extension
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.train_handlers import (
     BUNDLED_CHOICE,
@@ -86,7 +87,7 @@ def _hyperparameter_widgets(settings: AppSettings) -> dict:
     return w
 
 
-def _data_section():
+def _data_section(settings: AppSettings):
     gr.Markdown("### 1. Data")
     with gr.Row():
         with gr.Column(scale=2):
@@ -107,10 +108,21 @@ def _data_section():
             labels_plot, species_plot = gr.Plot(), gr.Plot()
         with gr.Row():
             exposure_plot, leakage_plot = gr.Plot(), gr.Plot()
+    with gr.Accordion("Catalogue extension (admin): diseases or codes the catalogue lacks",
+                      open=False):  # fmt: skip
+        gr.Markdown(
+            "A JSON file shaped like `vetllm/catalogue.json` (`diseases`: key, name, code, "
+            "variants, species). Once added, data checks and new training runs use it."
+        )
+        catalogue_file = gr.File(label="Catalogue extension (JSON)", file_types=[".json"],
+                                 type="filepath")  # fmt: skip
+        catalogue_add = gr.Button("Add to the catalogue", interactive=not settings.public)
+        catalogue_md = gr.Markdown()
     inputs = [source, upload, skip]
+    catalogue = (catalogue_file, catalogue_add, catalogue_md)
     outputs = [validation, stats_md, split_md, baselines, labels_plot, species_plot,
                exposure_plot, leakage_plot]  # fmt: skip
-    return check, inputs, outputs
+    return check, inputs, outputs, catalogue
 
 
 def _choose_upload():
@@ -207,7 +219,14 @@ def _wire_data(
 
 def build_train_tab(settings: AppSettings, handlers: TrainHandlers, password) -> TrainTab:
     prepared = gr.State(None)
-    check, data_inputs, data_outputs = _data_section()
+    check, data_inputs, data_outputs, catalogue = _data_section(settings)
+    catalogue_file, catalogue_add, catalogue_md = catalogue
+
+    def add_catalogue(upload_value, password_value):
+        return add_extension(settings, upload_value, password_value)
+
+    catalogue_add.click(add_catalogue, [catalogue_file, password], [catalogue_md],
+                        **PRIVATE).then(_clear_file, None, [catalogue_file], **PRIVATE)  # fmt: skip
     data_outputs = [prepared, *data_outputs]
 
     gr.Markdown("### 2. Preset and hyperparameters")
@@ -237,6 +256,7 @@ def build_train_tab(settings: AppSettings, handlers: TrainHandlers, password) ->
     preset.change(handlers.preset_values, [preset, password], preset_outputs, **PRIVATE)
     launch_inputs = [preset, prepared, run_name, panel.password, *widgets.values()]
     _wire_run(panel, handlers, launch_inputs)
-    return TrainTab(panel.run_select, panel.timer, preset, [panel.stop, panel.resume],
+    admin_buttons = [panel.stop, panel.resume, catalogue_add]
+    return TrainTab(panel.run_select, panel.timer, preset, admin_buttons,
                     preset_outputs, data_inputs,
                     data_outputs, plan_inputs, plan_outputs)  # fmt: skip
