@@ -79,7 +79,7 @@ def test_the_runs_table_marks_the_served_run_with_accuracy_and_baseline(tmp_path
     frame = RunsHandlers(AppSettings(runs_dir=tmp_path)).table()
     assert list(frame.columns) == list(serving.RUN_COLUMNS)
     one = frame[frame["run"] == "one"].iloc[0]
-    assert one["served"] == "served" and one["val. accuracy"] == "62.5%"
+    assert one["served"] == serving.SERVED_MARK and one["val. accuracy"] == "62.5%"
     assert one["bag-of-words"] == "50.0%"  # one format for every share in the table
     assert frame[frame["run"] == "two"].iloc[0]["served"] == ""
 

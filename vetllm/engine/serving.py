@@ -25,6 +25,7 @@ from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, atomic_write_text
 from vetllm.errors import VetLLMError
 
 SERVED_FILE = "served.json"
+SERVED_MARK = "★ served"  # the runs table's mark (not the bare column name, to tell them apart)
 BASELINE_FILE = "baseline.json"  # per run: the bag-of-words baseline on its validation notes
 LOGGER = logging.getLogger("vetllm.serving")
 
@@ -184,7 +185,9 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
         run_dir = Path(runs_dir) / entry["name"]
         facts = _config_facts(run_dir)
         scores = run_scores(run_dir) if entry.get("state") == "completed" else {}
-        baseline = run_baseline(run_dir, compute=bool(scores)) if scores else None
+        baseline = scores.get("baseline")
+        if baseline is None and scores:
+            baseline = run_baseline(run_dir)
         step, total = entry.get("step"), entry.get("total_steps")
         rows.append(
             {
@@ -195,7 +198,7 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
                 "steps": f"{step or 0} / {total}" if total else str(step or 0),
                 "val. accuracy": scores.get("accuracy"),
                 "bag-of-words": baseline,
-                "served": "served" if entry["name"] == served else "",
+                "served": SERVED_MARK if entry["name"] == served else "",
                 "created": str(entry.get("created_at") or entry.get("started_at") or "-"),
             }
         )

@@ -26,7 +26,8 @@ def build_batch_tab(settings: AppSettings, handlers: BatchHandlers, run: gr.Drop
     )
     table = gr.State(None)
     with gr.Row():
-        upload = gr.File(label="Notes file", file_types=NOTE_FILE_TYPES, type="filepath")
+        upload = gr.File(label="Notes file", file_types=NOTE_FILE_TYPES, type="filepath",
+                         elem_id="batch-upload")  # fmt: skip
         with gr.Column():
             column = gr.Dropdown(label="Note column", choices=[])
             decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")

@@ -94,7 +94,7 @@ def _evaluation_section(
     with gr.Row():
         source = gr.Radio([BUNDLED_VAL_CHOICE, UPLOAD_CHOICE], value=BUNDLED_VAL_CHOICE,
                           label="Validation data")  # fmt: skip
-        upload = gr.File(label="Validation file (JSON, JSONL or CSV)",
+        upload = gr.File(label="Validation file (JSON, JSONL or CSV)", elem_id="eval-upload",
                          file_types=[".json", ".jsonl", ".csv"], type="filepath")  # fmt: skip
         decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")
     # Public apps start locked: the button comes alive once the admin password is unlocked.

@@ -36,7 +36,7 @@ class RunsHandlers:
             run_dir = self.settings.runs_dir / name
             scores = run_scores(run_dir)
             served = {"run": name, "accuracy": scores.get("accuracy"), "n": scores.get("n"),
-                      "baseline": run_baseline(run_dir) if scores else None}  # fmt: skip
+                      "baseline": scores.get("baseline") or (run_baseline(run_dir) if scores else None)}  # fmt: skip
         training = next((r for r in runs if r.get("state") in ACTIVE_STATES), None)
         return served, training
 
@@ -61,7 +61,7 @@ class RunsHandlers:
         """The runs table and the run picker (keeping the selection, else the served run)."""
         frame = self.table()
         names = list(frame["run"])
-        served = frame.loc[frame["served"] == "served", "run"]
+        served = frame.loc[frame["served"] != "", "run"]
         value = current if current in names else (served.iloc[0] if len(served) else None)
         return frame, gr.Dropdown(choices=names, value=value)
 
@@ -102,7 +102,8 @@ class RunsHandlers:
 
     def compare(self, name: str | None, current: list | None):
         """Hand the chosen run (plus the served one) to the Charts tab and switch to it."""
-        served = self.table().query("served == 'served'")["run"].tolist()
+        frame = self.table()
+        served = frame.loc[frame["served"] != "", "run"].tolist()
         chosen = list(dict.fromkeys([n for n in [name, *served] if n]))
         return gr.Dropdown(value=chosen or (current or [])), gr.Tabs(selected="charts")
 

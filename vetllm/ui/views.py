@@ -277,7 +277,13 @@ def served_banner(served: Mapping | None, training: Mapping | None) -> str:
         training: the status of a run in progress (with its name), or None.
     """
     parts = []
-    if served:
+    if served and served.get("accuracy") is None:
+        parts.append(
+            f"<strong>Answering: {html.escape(str(served['run']))}</strong> &middot; not "
+            "evaluated yet: press Evaluate in the Predict tab to compare it with the bag-of-words "
+            "baseline"
+        )
+    elif served:
         n = f" on {served['n']:,} validation notes" if served.get("n") else ""
         parts.append(
             f"<strong>Answering: {html.escape(str(served['run']))}</strong> &middot; validation "
