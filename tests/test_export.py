@@ -45,8 +45,17 @@ def test_exported_tiny_model_loads_with_transformers_and_predicts_the_same_codes
     )
     original = Predictor.from_run(quick_run, device="cpu")
     ours = [p.result.codes for p in exported.predict(NOTES)]
-    theirs = [p.result.codes for p in original.predict(NOTES)]
-    assert ours == theirs and any(ours)
+    theirs = original.predict(NOTES)
+    assert ours == [p.result.codes for p in theirs] and any(ours)
+    # Plain transformers, no vetllm: the prompt recipe from the folder and greedy generate.
+    recipe = json.loads((out / "vetllm_prompt.json").read_text())
+    for note, reference in zip(NOTES, theirs, strict=True):
+        ids = tokenizer(recipe["prompt"].replace("{note}", note), return_tensors="pt").input_ids
+        with torch.no_grad():
+            generated = model.generate(ids, max_new_tokens=16, do_sample=False,
+                                       pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        text = tokenizer.decode(generated[0, ids.shape[1] :], skip_special_tokens=True)
+        assert text.strip() == reference.raw_output.strip()
 
 
 def test_export_refuses_a_folder_that_is_not_empty(quick_run, tmp_path):

@@ -186,17 +186,23 @@ def _recipe_section(card: dict, cfg) -> list[str]:
     versions = card.get("versions") or {}
     rows.append(("library versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     table = [f"| {key} | {value if value is not None else '-'} |" for key, value in rows]
-    template = (card.get("prompt_template") or {}).get("template", "")
     prompt = [
-        "Prompt (the note replaces `{input}`):",
+        "Prompt (the note replaces `{note}`; greedy decoding then writes the answer):",
         "",
         "```text",
-        str((card.get("prompt_template") or {}).get("instruction", "")),
-        template,
-        str((card.get("prompt_template") or {}).get("answer_prefix", "")),
+        prompt_text(card.get("prompt_template") or {}) + "<code>, <code>",
         "```",
     ]
     return ["## Recipe", "", "| | |", "|---|---|", *table, "", *prompt, ""]
+
+
+def prompt_text(fields: dict) -> str:
+    """The prompt a run was trained with, `{note}` marking the note, then the answer prefix."""
+    from vetllm.data.prompts import PromptTemplate
+
+    keys = ("template", "instruction", "answer_prefix", "note_prefix")
+    template = PromptTemplate(**{k: fields[k] for k in keys if k in fields})
+    return template.format_prompt("{note}") + template.answer_prefix
 
 
 def _data_section(data: dict, card: dict) -> list[str]:

@@ -54,12 +54,24 @@ def export_run(run_dir: str | Path, out_dir: str | Path, merge: bool = False) ->
         _copy_model_files(model_dir, out)
         note = f"load the base {card.get('base_model_source') or card.get('base_model')} first"
     (out / "vetllm_run_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    prompt = dict(card.get("prompt_template") or {}, how="instruction, blank line, template "
-                  "with {input} = the note, then answer_prefix; the model completes the codes")  # fmt: skip
+    prompt = _prompt_recipe(card.get("prompt_template") or {})
     (out / "vetllm_prompt.json").write_text(json.dumps(prompt, indent=2) + "\n", encoding="utf-8")
     (out / CARD_NAME).write_text(model_card(run_dir), encoding="utf-8")
     files = sorted(p.name for p in out.iterdir())
     return {"kind": kind, "method": method, "files": files, "note": note}
+
+
+def _prompt_recipe(fields: dict) -> dict:
+    """The template fields plus the exact prompt text, `{note}` marking where the note goes."""
+    from vetllm.data.prompts import PromptTemplate
+
+    keys = ("template", "instruction", "answer_prefix", "note_prefix")
+    template = PromptTemplate(**{k: fields[k] for k in keys if k in fields})
+    return {
+        **template.to_dict(),
+        "prompt": template.format_prompt("{note}"),
+        "answer": "greedy decoding continues with answer_prefix and the codes, comma-separated",
+    }
 
 
 def _copy_model_files(model_dir: Path, out: Path) -> None:

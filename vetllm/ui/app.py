@@ -10,7 +10,9 @@ events are hidden, not unreachable).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import threading
 from dataclasses import dataclass
 
 import gradio as gr
@@ -113,6 +115,11 @@ def _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, pre
     predict_page.select(refresh_models, [predict_tab.run], [predict_tab.run], **PRIVATE)
 
 
+def _warm_bundled_check(train: TrainHandlers) -> None:
+    with contextlib.suppress(Exception):  # a failure here shows on the page load instead
+        train.check_data(BUNDLED_CHOICE, None, False)
+
+
 def _settle_served(settings: AppSettings) -> None:
     """Write down the served run before any visitor arrives (adopting one if none is)."""
     from vetllm.engine.serving import served_run_name
@@ -176,6 +183,9 @@ def build_app(
     predict = predict or PredictHandlers(settings)
     runs, batch = RunsHandlers(settings), BatchHandlers(predict)
     _settle_served(settings)
+    # The bundled-data check (statistics, baselines: seconds of CPU) is every page load's
+    # slowest part; done once now, in the background, the first visitor does not wait for it.
+    threading.Thread(target=_warm_bundled_check, args=(train,), daemon=True).start()
     # analytics off: no telemetry leaves the machine (and none is possible offline anyway)
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600), analytics_enabled=False) as demo:
         gr.Markdown(_header(settings))
