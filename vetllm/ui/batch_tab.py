@@ -16,6 +16,10 @@ PRIVATE = {"api_visibility": "private"}
 NOTE_FILE_TYPES = [".csv", ".jsonl", ".json", ".txt"]
 
 
+def _cleared_file():
+    return None  # the upload was read and deleted; the summary names it
+
+
 def build_batch_tab(settings: AppSettings, handlers: BatchHandlers, run: gr.Dropdown) -> None:
     limit = PUBLIC_MAX_ROWS if settings.public else LOCAL_MAX_ROWS
     gr.Markdown(
@@ -39,7 +43,7 @@ def build_batch_tab(settings: AppSettings, handlers: BatchHandlers, run: gr.Drop
     coded = gr.Dataframe(label="Coded notes (first 200 rows; the downloads hold every row)",
                          interactive=False, wrap=True)  # fmt: skip
     upload.upload(handlers.read_upload, [upload], [table, column, summary], **PRIVATE).then(
-        lambda: None, None, [upload], **PRIVATE
+        _cleared_file, None, [upload], **PRIVATE
     )
     code.click(
         handlers.code_file, [table, column, decoding, run], [coded, csv_file, jsonl_file, summary],

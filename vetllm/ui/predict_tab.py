@@ -83,6 +83,10 @@ def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.
     return run
 
 
+def _select_upload():
+    return gr.Radio(value=UPLOAD_CHOICE)
+
+
 def _cleared():
     return None, "", "", None
 
@@ -113,7 +117,7 @@ def _evaluation_section(
                          column_widths=["34%", "17%", "17%", "22%", "10%"])  # fmt: skip
     csv_file = gr.DownloadButton("Download predictions as CSV (formula-safe)", visible=False)
     # Uploading a file selects it: the radio must never say "bundled" while a file is waiting.
-    upload.upload(lambda: gr.Radio(value=UPLOAD_CHOICE), None, [source], **PRIVATE)
+    upload.upload(_select_upload, None, [source], **PRIVATE)
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],
         [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],

@@ -303,7 +303,7 @@ def _training_line(status: Mapping, first_model: bool) -> str:
     name = html.escape(str(status.get("name", "?")))
     step, total = status.get("step"), status.get("total_steps")
     if status.get("state") == "queued" or not step:
-        where = "starting (loading libraries and data: ~10-20 s before the first step)"
+        where = "starting (loading libraries and data: 10-30 s before the first step on 2 cores)"
     else:
         where = f"step {step:,} of {total or '?':,}" if total else f"step {step:,}"
         where += f" &middot; ETA {format_duration(status.get('eta_s'))}"
