@@ -206,7 +206,7 @@ class TrainHandlers:
         if result.problems:
             problems = f"Skipped {result.skipped_rows} bad row(s):\n\n" + problems
         notices = "\n".join(f"- {views.cell(n)}" for n in result.notices)
-        warning = small_data_warning(len(result.records), len(split.val))
+        warning = views.small_data_warning(len(result.records), len(split.val))
         prepared = PreparedData(path.name, split.train, split.val)
         return prepared, warning + problems + "\n\n" + notices
 
@@ -367,20 +367,6 @@ def known_run_dir(runs_dir: Path, name: object) -> Path:
     if isinstance(name, str) and _RUN_NAME.match(name) and RunDirectory(runs_dir / name).exists():
         return runs_dir / name
     raise VetLLMError(f"run: {name!r} is not a run of this app; pick one from the list")
-
-
-SMALL_DATA_RECORDS = 200  # below this a model learns little, and validation says even less
-
-
-def small_data_warning(records: int, val_records: int) -> str:
-    """A warning for data sets too small to train or judge a model on ('' when big enough)."""
-    if records >= SMALL_DATA_RECORDS:
-        return ""
-    return (
-        f"**Warning: only {records:,} usable record(s).** That is too few to train a useful "
-        f"model (aim for {SMALL_DATA_RECORDS:,}+; the bundled examples have 1,600), and "
-        f"{val_records:,} validation note(s) cannot measure accuracy reliably.\n\n"
-    )
 
 
 def per_epoch_bars(plan, limit: int = MAX_EPOCH_BARS) -> tuple[list[int], list[int]]:

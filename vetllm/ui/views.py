@@ -319,3 +319,17 @@ def _training_line(status: Mapping, first_model: bool) -> str:
 def percent_or_dash(value: object) -> str:
     """A share as '62.3%', or '-' when missing (one format for every accuracy in a table)."""
     return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
+
+
+SMALL_DATA_RECORDS = 200  # below this a model learns little, and validation says even less
+
+
+def small_data_warning(records: int, val_records: int) -> str:
+    """A warning for data sets too small to train or judge a model on ('' when big enough)."""
+    if records >= SMALL_DATA_RECORDS:
+        return ""
+    return (
+        f"**Warning: only {records:,} usable record(s).** That is too few to train a useful "
+        f"model (aim for {SMALL_DATA_RECORDS:,}+; the bundled examples have 1,600), and "
+        f"{val_records:,} validation note(s) cannot measure accuracy reliably.\n\n"
+    )
