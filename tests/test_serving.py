@@ -122,3 +122,18 @@ def test_the_banner_names_the_served_run_beside_the_baseline_and_the_first_model
     assert "ready in ~95 s" in first
     later = views.served_banner(served, training)
     assert "answers only once promoted" in later
+
+
+def test_a_run_without_a_final_evaluation_shows_its_latest_validation_evaluation(tmp_path):
+    run = _run(tmp_path, "quick")
+    (run.path / serving.BASELINE_FILE).unlink()
+    assert serving.run_scores(run.path) == {}
+    run.eval_dir.mkdir()
+    metrics = {
+        "n": 217,
+        "lenient_accuracy": 0.82,
+        "baselines": {"bag_of_words": {"accuracy": 0.94}},
+    }
+    (run.eval_dir / "metrics.json").write_text(json.dumps(metrics))
+    served, _ = RunsHandlers(AppSettings(runs_dir=tmp_path)).banner_facts()
+    assert served == {"run": "quick", "accuracy": 0.82, "n": 217, "baseline": 0.94}

@@ -115,8 +115,10 @@ def delete_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> Non
 
 # -- scores ------------------------------------------------------------------------------------
 def run_scores(run_dir: Path) -> dict[str, Any]:
-    """{accuracy, n, source}: the run's validation (lenient) accuracy, from the final evaluation,
-    else the best validation step logged during training; {} when it was never evaluated."""
+    """{accuracy, n, source[, baseline]}: the run's validation (lenient) accuracy from the final
+    evaluation, else the best validation step logged during training, else its latest
+    evaluation on the validation set (eval/metrics.json, with the bag-of-words baseline on the
+    same notes); {} when it was never evaluated."""
     run = RunDirectory(run_dir)
     final = run.read_status().get("final_metrics") or {}
     if isinstance(final, dict) and final.get("lenient_accuracy") is not None:
@@ -130,7 +132,22 @@ def run_scores(run_dir: Path) -> dict[str, Any]:
         value = entry.get("eval_lenient_accuracy")
         if isinstance(value, (int, float)) and (best is None or value > best):
             best = float(value)
-    return {"accuracy": best, "n": None, "source": "best step"} if best is not None else {}
+    if best is not None:
+        return {"accuracy": best, "n": None, "source": "best step"}
+    return _evaluation_scores(Path(run_dir) / "eval" / "metrics.json")
+
+
+def _evaluation_scores(path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        scores = {"accuracy": float(metrics["lenient_accuracy"]), "n": metrics.get("n"),
+                  "source": "evaluation"}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    bag = (metrics.get("baselines") or {}).get("bag_of_words") or {}
+    if isinstance(bag.get("accuracy"), (int, float)):
+        scores["baseline"] = float(bag["accuracy"])
+    return scores
 
 
 def run_baseline(run_dir: Path, compute: bool = True) -> float | None:
