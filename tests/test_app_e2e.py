@@ -41,7 +41,12 @@ def test_predict_endpoint_answers_with_codes_names_validity_confidence(live_app)
 
     url, _ = live_app
     client = Client(url, verbose=False)
-    assert named_endpoints(client) == ["/check_codes", "/evaluate", "/predict"]  # local app
+    assert named_endpoints(client) == [
+        "/check_codes",
+        "/code_notes",
+        "/evaluate",
+        "/predict",
+    ]  # local app
     answer = client.predict(NOTE, api_name="/predict")
     assert set(answer) >= {"codes", "raw_output", "repairs", "run"}
     assert answer["run"] == "quick" and isinstance(answer["raw_output"], str)
@@ -187,3 +192,26 @@ def test_a_full_queue_answers_busy_instead_of_hanging(tmp_path, app_launcher):
         assert time.monotonic() - started < 30  # refused at once, not after waiting in line
     finally:
         demo.close()
+
+
+def test_api_callers_choose_a_run_and_code_a_batch(quick_run, app_launcher, tmp_path):
+    import shutil
+
+    from gradio_client import Client
+
+    from vetllm.engine.serving import promote_run
+    from vetllm.ui.settings import AppSettings
+
+    runs = tmp_path / "runs"
+    shutil.copytree(quick_run, runs / "first")
+    shutil.copytree(quick_run, runs / "second")
+    promote_run(runs, "first")
+    _, url = app_launcher(AppSettings(runs_dir=runs, bootstrap=False))
+    client = Client(url, verbose=False)
+    assert client.predict(NOTE, api_name="/predict")["run"] == "first"  # the served run
+    assert client.predict(NOTE, "free", "second", api_name="/predict")["run"] == "second"
+    with pytest.raises(Exception, match="not a completed run"):
+        client.predict(NOTE, "free", "third", api_name="/predict")
+    batch = client.predict([NOTE, ""], "free", "second", api_name="/code_notes")
+    assert batch["run"] == "second" and batch["rows"][0]["codes"]
+    assert batch["rows"][1]["reason"] == "not predicted: empty note"

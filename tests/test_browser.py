@@ -162,9 +162,123 @@ def test_charts_tab_analyses_an_uploaded_trainer_run(page, tmp_path):
     summary.get_by_text("Was the model trained on the whole dataset?").wait_for(timeout=60_000)
     page.get_by_text("mismatch").first.wait_for()
     page.wait_for_timeout(1500)  # plotly draws the charts
-    page.screenshot(path=str(ARTIFACTS / "08-charts-uploaded-run.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "11-charts-uploaded-run.png"), full_page=True)
     text = summary.inner_text()
-    assert "Yes: all 1,602 samples" in text and "1,602 training rows (training file) hold only" in text
+    assert (
+        "Yes: all 1,602 samples" in text and "1,602 training rows (training file) hold only" in text
+    )
     loss_chart = page.locator(".js-plotly-plot:visible", has_text="trainer_state.json (uploaded)")
     assert loss_chart.count() >= 1  # the loss chart shows the uploaded run
     assert page.locator(".toast-body.error").count() == 0
+
+
+# -- issue 8: the served model, batch coding, first launch and the walkthrough defects ----------
+def test_page_load_shows_no_error_toast(page):
+    page.reload()
+    page.get_by_text("optimizer steps per epoch").first.wait_for()
+    page.wait_for_timeout(3000)  # every page-load event has answered
+    assert page.locator(".toast-body.error").count() == 0
+
+
+def test_the_served_model_banner_and_the_runs_table(page, browser_app):
+    banner = page.locator(".vetllm-banner[data-served='served']")
+    banner.wait_for()
+    assert "Answering: quick" in banner.inner_text()
+    assert "bag-of-words baseline" in banner.inner_text()
+    page.get_by_role("tab", name="Runs").click()
+    page.locator(":text-is('★ served'):visible").first.wait_for()
+    page.wait_for_timeout(1500)  # the table's loading shade fades
+    page.screenshot(path=str(ARTIFACTS / "08-served-banner-runs-table.png"), full_page=True)
+    assert page.locator(":text-is('quick'):visible").count() >= 1
+
+
+def test_batch_coding_a_file_gives_a_table_and_downloads(page, tmp_path):
+    notes = tmp_path / "clinic-visits.csv"
+    notes.write_text(
+        "visit,farm,note\n1,Green,Cow high fever drop in milk swollen udder\n"
+        f'2,Hill,"{NOTE}"\n3,Hill,\n',
+        encoding="utf-8",
+    )
+    page.get_by_role("tab", name="Code a file").click()
+    page.locator("#batch-upload input[type=file]").set_input_files(str(notes))
+    page.get_by_text("3 notes").first.wait_for()
+    page.get_by_role("button", name="Code the file").click()
+    page.get_by_text("Coded 2 of 3 notes").wait_for(timeout=120_000)
+    page.get_by_role("button", name="Download coded CSV (formula-safe)").wait_for()
+    page.wait_for_timeout(1500)  # the table's loading shade fades
+    page.screenshot(path=str(ARTIFACTS / "09-batch-coding.png"), full_page=True)
+    page.locator(":text('not predicted: empty note'):visible").first.wait_for()
+    assert page.get_by_role("button", name="Download coded JSONL").count() == 1
+
+
+def test_an_empty_note_clears_the_previous_answer(page):
+    page.get_by_role("tab", name="Predict & evaluate").click()
+    note, raw = page.get_by_label("Clinical note"), page.get_by_label("Raw model output")
+    note.fill(NOTE)
+    page.get_by_role("button", name="Predict codes").click()
+    page.wait_for_function("el => el.value.length > 0", arg=raw.element_handle(), timeout=60_000)
+    note.fill("   ")
+    page.get_by_role("button", name="Predict codes").click()
+    page.locator(".toast-body.error").first.wait_for()
+    assert raw.input_value() == ""
+
+
+def test_uploading_an_evaluation_file_selects_it(page, tmp_path):
+    data = tmp_path / "my-val.jsonl"
+    data.write_text('{"input": "Cow, high fever, drop in milk", "snomed_codes": ["72934000"]}\n')
+    page.get_by_role("tab", name="Predict & evaluate").click()
+    page.locator("#eval-upload input[type=file]").set_input_files(str(data))
+    radio = page.get_by_label("Upload a file").last
+    page.wait_for_function("el => el.checked", arg=radio.element_handle(), timeout=15_000)
+
+
+def test_choosing_bundled_examples_again_drops_the_upload(page, tmp_path):
+    from vetllm.data.loading import write_records
+    from vetllm.data.synth import generate_records
+
+    data = tmp_path / "my-train.json"
+    write_records(generate_records(300, seed=4), data)
+    page.get_by_role("tab", name="Train").click()
+    page.locator("input[type=file]").first.set_input_files(str(data))
+    page.get_by_text("Data: my-train.json").wait_for()
+    page.get_by_label("Bundled examples").check()
+    page.get_by_text("Data: bundled examples").wait_for()
+
+
+@pytest.fixture(scope="module")
+def first_launch_page(tmp_path_factory, app_launcher, page):
+    """An app whose first model is still training (a run held 'running' by this process)."""
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
+    import os
+
+    from vetllm.engine.runs import RunDirectory, process_start_time
+    from vetllm.engine.serving import note_pending_default
+    from vetllm.ui.settings import AppSettings
+
+    runs = tmp_path_factory.mktemp("first-launch-runs")
+    run = RunDirectory(runs / "cpu-default-20260101-000000")
+    run.reset_status("running", step=240, total_steps=900, progress=0.27, eta_s=95,
+                     elapsed_s=35, created_at="2026-01-01T00:00:00Z", pid=os.getpid(),
+                     pid_start=process_start_time(os.getpid()))  # fmt: skip
+    note_pending_default(runs, run.name)
+    (run.path / "config.yaml").write_text(
+        (Path(__file__).resolve().parents[1] / "configs" / "tiny-cpu.yaml").read_text()
+    )
+    _, url = app_launcher(AppSettings(runs_dir=runs, bootstrap=False, poll_seconds=1.0))
+    # A second page of the module's browser: one sync playwright per thread.
+    second = page.context.browser.new_page(viewport={"width": 1300, "height": 900})
+    second.set_default_timeout(60_000)
+    second.goto(url)
+    yield second
+    second.close()
+
+
+def test_the_first_launch_banner_shows_on_every_tab(first_launch_page):
+    page = first_launch_page
+    banner = page.locator(".vetllm-banner[data-served='none']")
+    banner.get_by_text("Training the first model").wait_for()
+    assert "step 240 of 900" in banner.inner_text() and "ready in ~95 s" in banner.inner_text()
+    page.get_by_role("tab", name="Predict & evaluate").click()
+    assert banner.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "10-first-launch-banner.png"), full_page=False)

@@ -167,7 +167,7 @@ def test_local_apps_offer_predict_and_evaluate_shared_ones_only_predict(tmp_path
     from vetllm.ui.app import build_app
 
     local = build_app(_settings(tmp_path, bootstrap=False))
-    assert _public_endpoints(local) == ["check_codes", "evaluate", "predict"]
+    assert _public_endpoints(local) == ["check_codes", "code_notes", "evaluate", "predict"]
     for mode in ({"shared": True}, {"hosted": True, "admin_password": "pw"}):
         public = build_app(_settings(tmp_path, bootstrap=False, **mode))
         assert _public_endpoints(public) == ["predict"]

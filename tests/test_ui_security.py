@@ -118,7 +118,7 @@ def test_predict_treats_markup_and_invisible_characters_as_plain_text(hosted_ope
 
 def test_a_lone_surrogate_gets_a_clear_message_not_a_server_error(hosted_open):
     session = "surrogate"
-    body = b'{"data": ["cow \\udcff fever", "free"], "fn_index": %d, "session_hash": "%s"}' % (
+    body = b'{"data": ["cow \\udcff fever", "free", ""], "fn_index": %d, "session_hash": "%s"}' % (
         fn_index(hosted_open, "predict"),
         session.encode(),
     )

@@ -17,6 +17,7 @@ from vetllm.cli import (
     coverage_commands,
     data_commands,
     engine_commands,
+    export_commands,
     predict_commands,
     runs_commands,
 )
@@ -32,6 +33,7 @@ GROUPS = (
     analyze_commands,
     calibrate_commands,
     config_commands,
+    export_commands,
 )
 
 

@@ -14,6 +14,9 @@ import argparse
 import json
 import sys
 
+from vetllm.cli.batch_commands import add_file_arguments, code_file_command
+from vetllm.errors import VetLLMError
+
 
 def add_commands(commands) -> None:
     """Register this group's sub-commands on the argparse sub-parsers object."""
@@ -22,9 +25,10 @@ def add_commands(commands) -> None:
         "--run", dest="run_dir", required=True, metavar="RUN_DIR", help="a completed run"
     )
     predict.add_argument(
-        "notes", metavar="TEXT", nargs="+", help="one or more notes; '-' reads one note per line"
+        "notes", metavar="TEXT", nargs="*", help="one or more notes; '-' reads one note per line"
     )
     _add_decoding(predict)
+    add_file_arguments(predict)
     predict.set_defaults(run=predict_command)
 
     evaluate = commands.add_parser("evaluate", help="score a run on a data set (writes eval/)")
@@ -80,6 +84,12 @@ def _print_json(value) -> None:
 def predict_command(args: argparse.Namespace) -> int:
     from vetllm.engine.predict import Predictor
 
+    if args.file or args.out:
+        return code_file_command(args)
+    if not args.notes:
+        raise VetLLMError(
+            "predict: give one or more notes, '-' for stdin, or --file FILE --out OUT"
+        )
     notes = list(args.notes)
     if notes == ["-"]:
         notes = [line for line in sys.stdin.read().splitlines() if line.strip()]

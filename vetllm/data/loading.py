@@ -402,13 +402,45 @@ def _parse_csv(text: str, name: str, max_rows: int, budget: _Budget) -> list[Par
     first_line = text.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    rows, start = [], 1
     try:
         header = [cell.strip() for cell in next(reader)]
-        check_header(header, name)
-        start = reader.line_num + 1
+    except csv.Error as error:
+        raise DataError(f"{name}: line 1: the header is not valid CSV ({error})") from None
+    check_header(header, name)
+    rows: list[ParsedRow] = []
+    first = reader.line_num + 1  # physical line where the records start
+    offset = _skip_lines(text, 0, reader.line_num)
+    while offset < len(text):
+        # A quote that is never closed swallows the rest of the file: that line becomes one
+        # problem row and reading resumes on the next line, so other rows keep their own checks.
+        broken = _csv_rows(text[offset:], first, header, delimiter, name, max_rows, rows, budget)
+        if broken is None:
+            break
+        offset = _skip_lines(text, offset, broken + 1 - first)
+        first = broken + 1
+    if not rows:
+        raise DataError(f"{name}: has a header but no records")
+    return rows
+
+
+def _skip_lines(text: str, offset: int, lines: int) -> int:
+    """The offset just after `lines` more line breaks from `offset` (len(text) if fewer)."""
+    for _ in range(lines):
+        found = text.find("\n", offset)
+        if found < 0:
+            return len(text)
+        offset = found + 1
+    return offset
+
+
+def _csv_rows(text, first, header, delimiter, name, max_rows, rows, budget) -> int | None:
+    """Parse CSV records starting at physical line `first` into `rows`; the line of an unclosed
+    quote (recorded as a problem row), or None when the text was read to its end."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    start = first
+    try:
         for cells in reader:
-            line, start = start, reader.line_num + 1
+            line, start = start, first + reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue
             if len(rows) >= max_rows:
@@ -424,11 +456,9 @@ def _parse_csv(text: str, name: str, max_rows: int, budget: _Budget) -> list[Par
             rows.append((line, dict(zip(header, map(unescape_formula, cells), strict=True))))
     except csv.Error as error:
         if "unexpected end of data" in str(error):
-            raise DataError(
-                f'{name}: line {start}: a quote (") opened here is never closed; close it or '
-                "remove it"
-            ) from None
-        raise DataError(f"{name}: line {start}: not valid CSV ({error})") from None
-    if not rows:
-        raise DataError(f"{name}: has a header but no records")
-    return rows
+            message = 'a quote (") opened on this line is never closed; close it or remove it'
+        else:
+            message = f"not valid CSV ({error})"
+        rows.append((start, Problem(name, start, None, message)))
+        return start
+    return None

@@ -378,4 +378,3 @@ class RunDirectory:
             if problem:
                 found.append((folder.name, problem))
         return found
-

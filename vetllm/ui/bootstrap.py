@@ -5,7 +5,9 @@ bundled examples as a separate process (`launch_run`) and the UI shows its progr
 launches find the completed run and use it at once. A default run that was interrupted (app
 and trainer killed) is resumed from its last complete checkpoint instead of starting a new one;
 a stopped run, or an unfinished run of someone else's, is left for its owner to resume (no new
-run takes the lock from it).
+run takes the lock from it). The launched run is recorded as the pending
+default (`vetllm.engine.serving`): it becomes the served model when it completes, only if no
+other run is served by then. `first_launch_banner` is the line every tab shows meanwhile.
 """
 
 from __future__ import annotations
@@ -53,5 +55,8 @@ def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -
     except VetLLMError as error:  # e.g. another process took the lock first
         LOGGER.warning("could not start the CPU default run: %s", error)
         return None
+    from vetllm.engine.serving import note_pending_default
+
+    note_pending_default(settings.runs_dir, run.name)
     LOGGER.info("training the CPU default in the background: %s", run.name)
     return run.name

@@ -69,7 +69,8 @@ def user_facing(fn: F) -> F:
 
 def as_html(message: str) -> str:
     """Escape a message for gr.Error (which renders HTML): it may quote user data."""
-    return html.escape(message).replace("\n", "<br>")
+    # quote=False: quotes are safe in text, and API clients then read "it's", not "it&#x27;s"
+    return html.escape(message, quote=False).replace("\n", "<br>")
 
 
 def clean_note(note: object, max_chars: int) -> str:

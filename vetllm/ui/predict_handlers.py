@@ -1,10 +1,11 @@
 """Handlers of the Predict & evaluate tab and the `predict` / `evaluate` API endpoints.
 
 Prediction uses `vetllm.engine.predict.Predictor`, loaded once per run and kept in a small
-cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. Both endpoints use the newest
-completed run, so API callers need nothing but the note (`predict`) or nothing at all
-(`evaluate`, the bundled validation set; an endpoint only when the app is local). Notes are
-never logged.
+cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. Both endpoints use the served run
+(`vetllm.engine.serving`) unless `predict` names another completed run, so API callers need
+nothing but the note (`predict`) or nothing at all (`evaluate`, the bundled validation set; an
+endpoint only when the app is local). Answers name the run that answered. Notes are never
+logged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import gradio as gr
 
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
+from vetllm.ui.admin import check_admin
 from vetllm.ui.batching import MicroBatcher
 from vetllm.ui.exports import predictions_to_csv
 from vetllm.ui.guards import (
@@ -88,22 +90,28 @@ class PredictHandlers:
     def completed_runs(self) -> list[str]:
         """Names of runs with a final model, newest first."""
         from vetllm.engine.launcher import list_runs
+        from vetllm.engine.serving import completed_run_names
 
-        return [
-            run["name"]
-            for run in list_runs(self.settings.runs_dir)
-            if run.get("state") == "completed" and run.get("has_model")
-        ]
+        return completed_run_names(list_runs(self.settings.runs_dir))
+
+    def served_run(self) -> str | None:
+        """The run that answers when no run is named (see vetllm.engine.serving)."""
+        from vetllm.engine.serving import served_run_name
+
+        return served_run_name(self.settings.runs_dir)
 
     def _serving_run(self, name: str | None) -> Path:
-        runs = self.completed_runs()
         if name:
-            if name not in runs:
-                raise VetLLMError(f"run: {name!r} is not a completed run; pick one from the list")
+            if not isinstance(name, str) or name not in self.completed_runs():
+                raise VetLLMError(
+                    f"run: {str(name)[:80]!r} is not a completed run; leave it empty for the "
+                    "served model or pick a completed run from the list"
+                )
             return self.settings.runs_dir / name
-        if not runs:
+        served = self.served_run()
+        if served is None:
             raise VetLLMError(self._no_model_message())
-        return self.settings.runs_dir / runs[0]
+        return self.settings.runs_dir / served
 
     def _no_model_message(self) -> str:
         from vetllm.engine.launcher import list_runs
@@ -134,17 +142,19 @@ class PredictHandlers:
         return answer
 
     @user_facing
-    def predict_api(self, note: str, decoding: str = "free") -> dict:
-        """Predict SNOMED-CT codes for one livestock clinical note with the newest trained model.
+    def predict_api(self, note: str, decoding: str = "free", run: str = "") -> dict:
+        """Predict SNOMED-CT codes for one livestock clinical note.
 
         Args:
             note: the clinical note (at most 5,000 characters).
             decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
+            run: a completed run's name; empty for the served model.
         Returns:
-            codes (code, name, valid_sctid, confidence), raw_output, repairs, run;
-            abstained and reason ("no code: refer to a veterinarian (...)") when it declines.
+            codes (code, name, valid_sctid, confidence), raw_output, repairs, run (the run
+            that answered); abstained and reason ("no code: refer to a veterinarian (...)") when
+            it declines.
         """
-        return self.predict_json(note, decoding)
+        return self.predict_json(note, decoding, run or None)
 
     @user_facing
     def predict_ui(self, run_name: str | None, note: str, decoding: str):
@@ -167,22 +177,24 @@ class PredictHandlers:
         from vetllm.engine.evaluate import evaluate_run
 
         try:  # a refused or failed evaluation deletes the upload too
-            self.settings.require_admin(password, "evaluating a run")
+            check_admin(self.settings, password, "evaluating a run")
             if decoding not in DECODINGS:
                 raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
             run_dir = self._serving_run(run_name or None)
-            out_dir = run_dir / "eval"
-            data = self._evaluation_data(source, upload)
+            data, skipped = self._evaluation_data(source, upload)
+            # An upload's scores go beside, not over, the run's own validation evaluation.
+            out_dir = run_dir / ("eval" if data == "bundled" else "eval-upload")
             predictor = self.cache.get(run_dir)
             metrics = evaluate_run(run_dir, data, decoding, out_dir, predictor=predictor)
         finally:
             discard_upload(upload)  # gradio would serve it to anyone who knows its URL
         rows = read_jsonl(out_dir / "predictions.jsonl")
-        return self._evaluation_outputs(run_dir.name, metrics, rows)
+        outputs = self._evaluation_outputs(run_dir.name, metrics, rows)
+        return (outputs[0] + skipped, *outputs[1:])
 
     @user_facing
     def evaluate_api(self, decoding: str = "free") -> dict:
-        """Score the newest trained model on the bundled validation set (local apps only).
+        """Score the served model on the bundled validation set (local apps only).
 
         Args:
             decoding: "free" (generate, then post-process) or "constrained" (catalogue only).
@@ -202,10 +214,11 @@ class PredictHandlers:
         )
         return metrics
 
-    def _evaluation_data(self, source: str, upload: object):
+    def _evaluation_data(self, source: str, upload: object) -> tuple:
+        """('bundled' or the uploaded records, Markdown on the rows skipped and why)."""
         if source != UPLOAD_CHOICE:
             discard_upload(upload)
-            return "bundled"
+            return "bundled", ""
         path = upload_path(upload)
         if path is None:
             raise VetLLMError("data: choose a validation file to upload (JSON, JSONL or CSV)")
@@ -217,7 +230,8 @@ class PredictHandlers:
             )
         from vetllm.data.loading import load_dataset_file
 
-        return load_dataset_file(path, on_error="skip", display_name=path.name).records
+        result = load_dataset_file(path, on_error="skip", display_name=path.name)
+        return result.records, skipped_markdown(result)
 
     @staticmethod
     def _evaluation_outputs(run_name: str, metrics: dict, rows: list[dict]):
@@ -241,7 +255,10 @@ class PredictHandlers:
         confusion = metrics.get("confusion") or {}
         names = dict(zip(confusion.get("labels", []), confusion.get("names", []), strict=False))
         comparison = views.baseline_rows(run_name, metrics, metrics.get("baselines", {}))
-        csv_path = write_temp_file(predictions_to_csv(rows), f"predictions-{run_name}.csv")
+        decoding = metrics.get("decoding", "free")  # in the name: free and constrained differ
+        csv_path = write_temp_file(
+            predictions_to_csv(rows), f"predictions-{run_name}-{decoding}.csv"
+        )
         download = gr.DownloadButton(value=csv_path, visible=True)
         return (
             headline,
@@ -249,15 +266,38 @@ class PredictHandlers:
             charts.confusion_figure(
                 confusion.get("labels", []), confusion.get("matrix", []), names
             ),
-            worst_cases(rows, WORST_CASES),
+            worst_cases(rows, WORST_CASES, _catalogue_names()),
             views.baseline_table(comparison),
             charts.accuracy_comparison_figure(comparison),
             download,
         )
 
 
-def worst_cases(rows: list[dict], limit: int) -> list[list]:
-    """The wrong predictions, least format-valid and least confident first."""
+def skipped_markdown(result) -> str:
+    """What an evaluation upload lost: how many rows were skipped and why ('' if none)."""
+    if not result.skipped_rows:
+        return ""
+    return (
+        f"\n\n**Skipped {result.skipped_rows:,} row(s) of {views.cell(result.source)} that cannot "
+        f"be scored** ({len(result.records):,} scored):\n\n"
+        + views.problems_markdown(result.problems)
+    )
+
+
+def _catalogue_names() -> dict[str, str]:
+    from vetllm.catalogue import load_catalogue
+
+    return {d.label: d.name for d in load_catalogue().diseases}
+
+
+def _named(codes: list, names: dict[str, str]) -> str:
+    return ", ".join(f"{c} ({names[c]})" if c in names else str(c) for c in codes)
+
+
+def worst_cases(rows: list[dict], limit: int, names: dict[str, str] | None = None) -> list[list]:
+    """The wrong predictions, least format-valid and least confident first; codes shown with
+    their disease names."""
+    names = names or {}
     wrong = [r for r in rows if not r.get("lenient_correct")]
     wrong += [r for r in rows if r.get("lenient_correct") and not r.get("strict_correct")]
 
@@ -269,8 +309,8 @@ def worst_cases(rows: list[dict], limit: int) -> list[list]:
     return [
         [
             str(r.get("note", ""))[:160],
-            ", ".join(r.get("gold", [])),
-            ", ".join(r.get("codes", [])) or "(none)",
+            _named(r.get("gold", []), names),
+            _named(r.get("codes", []), names) or "(none)",
             str(r.get("raw_output", ""))[:120],
             round(confidence(r), 3),
         ]
@@ -306,7 +346,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def refresh_choices(handlers: PredictHandlers, current: str | None = None):
-    """Completed runs for the model dropdown, keeping the selection, else the newest."""
+    """Completed runs for the model dropdown, keeping the selection, else the served run."""
     names = handlers.completed_runs()
-    value = current if current in names else (names[0] if names else None)
+    value = current if current in names else handlers.served_run()
     return gr.Dropdown(choices=names, value=value)

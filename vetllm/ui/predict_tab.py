@@ -27,6 +27,7 @@ NO_HISTORY = gr.InputHTMLAttributes(autocomplete="off", autocorrect="off", spell
 @dataclass
 class PredictTab:
     run: gr.Dropdown
+    admin_buttons: list
 
 
 def example_notes() -> list[dict]:
@@ -45,9 +46,12 @@ def example_notes() -> list[dict]:
 
 
 def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.Dropdown:
-    run = gr.Dropdown(label="Model (a completed run; empty = the newest)", choices=[])
+    run = gr.Dropdown(label="Model (a completed run; empty = the served run)", choices=[])
+    # No max_length: the browser would cut a long note silently while the API refuses it; one
+    # rule, on the server, stated here and answered with the note's length when it is broken.
     note = gr.Textbox(
-        label="Clinical note", lines=5, max_length=settings.max_note_chars,
+        label="Clinical note", lines=5,
+        info=f"Up to {settings.max_note_chars:,} characters; longer notes are refused, not cut.",
         placeholder="e.g. 2 yr Beetal goat, T 105.8F, sores on lips, runny nose, diarrhoea",
         html_attributes=NO_HISTORY,
     )  # fmt: skip
@@ -69,24 +73,36 @@ def _prediction_section(settings: AppSettings, handlers: PredictHandlers) -> gr.
         repairs = gr.Markdown()
     with gr.Accordion("The same answer as the API returns it (JSON)", open=False):
         answer = gr.JSON()
+    outputs = [codes, raw, repairs, answer]
     for trigger in (predict.click, note.submit):
-        trigger(handlers.predict_ui, [run, note, decoding], [codes, raw, repairs, answer],
-                concurrency_id="predict", concurrency_limit=settings.predict_concurrency, **PRIVATE)  # fmt: skip
+        # Cleared first: a refused note (empty, too long) must not leave the last answer showing.
+        trigger(_cleared, None, outputs, queue=False, **PRIVATE).then(
+            handlers.predict_ui, [run, note, decoding], outputs, concurrency_id="predict",
+            concurrency_limit=settings.predict_concurrency, **PRIVATE,
+        )  # fmt: skip
     return run
 
 
-def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: gr.Dropdown) -> None:
+def _select_upload():
+    return gr.Radio(value=UPLOAD_CHOICE)
+
+
+def _cleared():
+    return None, "", "", None
+
+
+def _evaluation_section(
+    settings: AppSettings, handlers: PredictHandlers, run: gr.Dropdown, password
+) -> gr.Button:
     gr.Markdown("### Evaluate the selected run")
     with gr.Row():
         source = gr.Radio([BUNDLED_VAL_CHOICE, UPLOAD_CHOICE], value=BUNDLED_VAL_CHOICE,
                           label="Validation data")  # fmt: skip
-        upload = gr.File(label="Validation file (JSON, JSONL or CSV)",
+        upload = gr.File(label="Validation file (JSON, JSONL or CSV)", elem_id="eval-upload",
                          file_types=[".json", ".jsonl", ".csv"], type="filepath")  # fmt: skip
         decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")
-    password = gr.Textbox(label="Admin password", type="password", visible=settings.needs_password)
-    evaluate = gr.Button(
-        "Evaluate", variant="primary", interactive=settings.admin_actions_available
-    )
+    # Public apps start locked: the button comes alive once the admin password is unlocked.
+    evaluate = gr.Button("Evaluate", variant="primary", interactive=not settings.public)
     headline = gr.Markdown()
     with gr.Row():
         comparison_plot = gr.Plot(label="Model vs baselines")
@@ -98,16 +114,19 @@ def _evaluation_section(settings: AppSettings, handlers: PredictHandlers, run: g
     confusion = gr.Plot(label="Confusion matrix")
     worst = gr.Dataframe(headers=["note", "gold", "predicted", "raw output", "confidence"],
                          label="Worst cases", interactive=False, wrap=True,
-                         column_widths=["42%", "13%", "13%", "22%", "10%"])  # fmt: skip
+                         column_widths=["34%", "17%", "17%", "22%", "10%"])  # fmt: skip
     csv_file = gr.DownloadButton("Download predictions as CSV (formula-safe)", visible=False)
+    # Uploading a file selects it: the radio must never say "bundled" while a file is waiting.
+    upload.upload(_select_upload, None, [source], **PRIVATE)
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],
         [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],
         concurrency_id="evaluate", concurrency_limit=1, api_name="evaluate_in_page", **PRIVATE,
     )  # fmt: skip
+    return evaluate
 
 
-def build_predict_tab(settings: AppSettings, handlers: PredictHandlers) -> PredictTab:
+def build_predict_tab(settings: AppSettings, handlers: PredictHandlers, password) -> PredictTab:
     run = _prediction_section(settings, handlers)
-    _evaluation_section(settings, handlers, run)
-    return PredictTab(run)
+    evaluate = _evaluation_section(settings, handlers, run, password)
+    return PredictTab(run, [evaluate])

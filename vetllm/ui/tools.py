@@ -26,8 +26,8 @@ class PublicTools:
     def __init__(self, handlers: PredictHandlers) -> None:
         self.handlers = handlers
 
-    def predict(self, note: str, decoding: str = "free") -> dict:
-        """Code one livestock clinical note as SNOMED-CT disease concepts with the newest model.
+    def predict(self, note: str, decoding: str = "free", run: str = "") -> dict:
+        """Code one livestock clinical note as SNOMED-CT disease concepts with the served model.
 
         The note is free text from a veterinary record (species, signs, findings); the answer
         lists the diseases the fine-tuned model reads from it, each with its SNOMED-CT code,
@@ -37,10 +37,13 @@ class PublicTools:
             note: the clinical note in English, at most 5,000 characters.
             decoding: "free" (generate, then map to the catalogue) or "constrained" (only
                 catalogue diseases can be generated).
+            run: a completed run's name; empty for the model the app serves.
         Returns:
-            codes (code, name, valid_sctid, confidence), raw_output, repairs, run.
+            codes (code, name, valid_sctid, confidence), raw_output, repairs, run (the run
+            that answered); abstained and reason ("no code: refer to a veterinarian (...)")
+            when the model declines to code the note.
         """
-        return self.handlers.predict_api(note, decoding)
+        return self.handlers.predict_api(note, decoding, run)
 
     @user_facing
     def check_codes(self, codes: str) -> list[dict]:

@@ -19,6 +19,7 @@ from vetllm.data.records import Record, note_key
 from vetllm.engine.environment import check_environment
 from vetllm.errors import DataError, VetLLMError
 from vetllm.ui import charts, views
+from vetllm.ui.admin import check_admin
 from vetllm.ui.guards import (
     discard_upload,
     one_per_client,
@@ -133,9 +134,10 @@ class TrainHandlers:
             prepared, problems_md = self._prepare(source, upload, skip_bad_rows)
         except DataError as error:
             message = "**The data cannot be used as it is.** " + views.cell(
-                str(error).split("\n")[0]
+                views.app_hints(str(error).split("\n")[0])
             )
-            table = views.problems_markdown(error.problems)
+            # No "No problems found" table under a file-level error: it would read as all clear.
+            table = views.problems_markdown(error.problems) if error.problems else ""
             return (None, message + "\n\n" + table) + self._empty_data_outputs()
         return self._describe(prepared, problems_md)
 
@@ -190,6 +192,8 @@ class TrainHandlers:
         path = upload_path(upload)
         if path is None:
             raise VetLLMError("data: choose a file to upload (JSON, JSONL or CSV), then check it")
+        from vetllm.ui.catalogue_handlers import active_catalogue
+
         try:
             result = load_dataset_file(
                 path,
@@ -197,6 +201,7 @@ class TrainHandlers:
                 max_bytes=self.settings.max_upload_bytes,
                 display_name=path.name,
                 time_budget_s=self.settings.check_budget_s,
+                catalogue=active_catalogue(self.settings),
             )
         finally:
             discard_upload(upload)  # gradio would serve it to anyone who knows its URL
@@ -207,16 +212,21 @@ class TrainHandlers:
         if result.problems:
             problems = f"Skipped {result.skipped_rows} bad row(s):\n\n" + problems
         notices = "\n".join(f"- {views.cell(n)}" for n in result.notices)
-        return PreparedData(path.name, split.train, split.val), problems + "\n\n" + notices
+        warning = views.small_data_warning(len(result.records), len(split.val))
+        prepared = PreparedData(path.name, split.train, split.val)
+        return prepared, warning + problems + "\n\n" + notices
 
     # -- preset, plan, environment ----------------------------------------------------------------
     @user_facing
-    def preset_values(self, preset: str):
-        """Widget values of a preset, its run name and the environment check."""
+    def preset_values(self, preset: str, password: str | None = None):
+        """Widget values of a preset, its run name and the environment check; Launch is live
+        when the preset can run here and (in a public app) admin actions are unlocked."""
+        from vetllm.ui.admin import is_unlocked
+
         cfg = preset_config(preset)
         values = [getattr(cfg, key) for key in HYPERPARAMETERS]
         report = check_environment(cfg, self.hardware)
-        launch = gr.Button(interactive=report["runnable"] and self.settings.admin_actions_available)
+        launch = gr.Button(interactive=report["runnable"] and is_unlocked(self.settings, password))
         return (*values, cfg.name, views.environment_markdown(report), launch)
 
     @user_facing
@@ -226,16 +236,33 @@ class TrainHandlers:
 
         if prepared is None:
             return "Check the data first to see the coverage plan.", None
-        plan = plan_coverage(
-            samples=len(prepared.train),
-            per_device_batch=int(per_device_batch or 0),
-            grad_accum=int(grad_accum or 0),
-            epochs=float(epochs or 0),
-            drop_last=bool(drop_last),
-            unique_notes=prepared.unique_train_notes,
-        )
+        try:  # a value being typed is answered in place, never with a toast and a stale plan
+            plan = plan_coverage(
+                samples=len(prepared.train),
+                per_device_batch=int(per_device_batch or 0),
+                grad_accum=int(grad_accum or 0),
+                epochs=float(epochs or 0),
+                drop_last=bool(drop_last),
+                unique_notes=prepared.unique_train_notes,
+            )
+        except (VetLLMError, ValueError, OverflowError) as error:
+            return f"**No coverage plan for these settings:** {views.cell(error)}", None
         seen, dropped = per_epoch_bars(plan)
         return plan.to_markdown(), charts.coverage_figure(seen, dropped, plan.epochs_started)
+
+    @user_facing
+    def check_settings(self, preset: str, *values) -> str:
+        """Every problem of the typed hyperparameters at once, as the user types ('' if none)."""
+        try:
+            cfg = preset_config(preset)
+            config_from_widgets(cfg, cfg.name, dict(zip(HYPERPARAMETERS, values, strict=True)))
+        except VetLLMError as error:
+            lines = str(error).split("\n")
+            items = [line.strip().removeprefix("- ") for line in lines[1:]] or lines
+            return "**Fix before launching:**\n\n" + "\n".join(
+                f"- {views.cell(item)}" for item in items
+            )
+        return ""
 
     # -- launch / stop / resume ---------------------------------------------------------------------
     @user_facing
@@ -245,7 +272,7 @@ class TrainHandlers:
         """Write the run's config (and uploaded data) and start training in a separate process."""
         from vetllm.engine.launcher import launch_run
 
-        self.settings.require_admin(password, "launching training")
+        check_admin(self.settings, password, "launching training")
         base = preset_config(preset)
         cfg = config_from_widgets(
             base, safe_run_name(run_name, preset), dict(zip(HYPERPARAMETERS, values, strict=True))
@@ -255,6 +282,11 @@ class TrainHandlers:
             raise VetLLMError(f"cannot launch here: {report['verdict']}")
         folder = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         run_dir = self.settings.runs_dir / folder
+        from vetllm.ui.catalogue_handlers import active_extension
+
+        extension = active_extension(self.settings)
+        if extension is not None and not cfg.catalogue:  # the admin's extension, if any
+            cfg = cfg.replace(catalogue=str(extension))
         cfg = self._with_data(cfg, prepared, run_dir)
         staged = cfg.to_yaml(self.settings.runs_dir / ".staging" / f"{folder}.yaml")
         run = launch_run(staged, run_dir, runs_root=self.settings.runs_dir)
@@ -275,20 +307,20 @@ class TrainHandlers:
     def stop(self, run_name: str, password: str):
         from vetllm.engine.launcher import stop_run
 
-        self.settings.require_admin(password, "stopping training")
+        check_admin(self.settings, password, "stopping training")
         run_dir = self.run_dir(run_name)
         self._stopping.add(run_name)
         try:
             status = stop_run(run_dir, timeout_s=30)
         finally:
             self._stopping.discard(run_name)
-        return f"{run_name}: {status.get('state')}. {status.get('message') or ''}".strip()
+        return views.stop_message(run_name, status)
 
     @user_facing
     def resume(self, run_name: str, password: str):
         from vetllm.engine.launcher import resume_run
 
-        self.settings.require_admin(password, "resuming training")
+        check_admin(self.settings, password, "resuming training")
         run = resume_run(self.run_dir(run_name), runs_root=self.settings.runs_dir)
         return self._attached(run.name, f"Resumed {run.name}.")
 
@@ -364,10 +396,9 @@ def per_epoch_bars(plan, limit: int = MAX_EPOCH_BARS) -> tuple[list[int], list[i
 
 
 def log_tail(path: Path, lines: int) -> str:
-    """The last `lines` non-empty lines of a log file ('' if it does not exist)."""
+    """The last `lines` readable lines of a log file (views.readable_log; '' if missing)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    kept = [line for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
+    return views.readable_log(text, lines)

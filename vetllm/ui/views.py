@@ -115,7 +115,8 @@ def problems_markdown(problems: Sequence, limit: int = 200) -> str:
     for problem in list(problems)[:limit]:
         rows.append(
             f"| {cell(getattr(problem, 'source', ''))} | {cell(getattr(problem, 'line', None))} | "
-            f"{cell(getattr(problem, 'field', None))} | {cell(getattr(problem, 'message', problem))} |"
+            f"{cell(getattr(problem, 'field', None))} | "
+            f"{cell(app_hints(str(getattr(problem, 'message', problem))))} |"
         )
     if len(problems) > limit:
         rows.append(f"\n... and {len(problems) - limit} more problems.")
@@ -209,8 +210,126 @@ def baseline_rows(
 
 
 def baseline_table(rows: Sequence[Mapping]) -> list[list]:
-    """Rows for a dataframe: name, accuracy, 95% CI as text."""
+    """Rows for a dataframe: name, accuracy, 95% CI, every share as a percentage (one format)."""
     return [
-        [row["name"], round(row["accuracy"], 4), f"{row['ci'][0]:.1%} - {row['ci'][1]:.1%}"]
+        [row["name"], f"{row['accuracy']:.1%}", f"{row['ci'][0]:.1%} - {row['ci'][1]:.1%}"]
         for row in rows
     ]
+
+
+# What core messages tell CLI / Python users, and what to click in the app instead.
+APP_HINTS = (
+    ("fix them, or skip bad rows (CLI --skip-bad-rows, on_error='skip')",
+     "fix them, or tick 'Skip bad rows' and press 'Check data' again"),
+    ("(load_catalogue(extra_path), CLI --catalogue FILE)",
+     "(an admin can add one under 'Catalogue extension' in the Train tab)"),
+)  # fmt: skip
+
+
+def app_hints(message: str) -> str:
+    """A core message with its CLI / Python advice replaced by what to do in the app."""
+    for cli, app in APP_HINTS:
+        message = message.replace(cli, app)
+    return message
+
+
+def stop_message(run_name: str, status: Mapping) -> str:
+    """'run: stopped at step 40 of 300; Resume continues from checkpoint-40.' (no echoes)."""
+    state = str(status.get("state") or "unknown")
+    text = f"{run_name}: {state}"
+    if status.get("step"):
+        total = status.get("total_steps")
+        text += f" at step {status['step']:,}" + (f" of {total:,}" if total else "")
+    if state == "stopped":
+        last = status.get("last_checkpoint")
+        text += f"; Resume continues from {last}." if last else "; no checkpoint was saved yet."
+    elif status.get("message") and str(status["message"]).lower() not in text.lower():
+        text += f" ({status['message']})"
+    return text
+
+
+_PROGRESS_BAR = re.compile(r"\d+%\||it/s\]|s/it\]|^\s*\d+/\d+ \[")
+_NOISE = ("bitsandbytes", "UserWarning", "FutureWarning", "DeprecationWarning", "warnings.warn")
+
+
+def readable_log(text: str, lines: int) -> str:
+    """The last `lines` lines of train.log a person wants: no progress bars (each carriage-return
+    redraw of a tqdm bar is its own line in the file) and no library warnings."""
+    kept = []
+    for raw in text.splitlines():
+        line = raw.rsplit("\r", 1)[-1].rstrip()  # a bar redrawn with \r: only its last state
+        if not line.strip() or _PROGRESS_BAR.search(line) or any(n in line for n in _NOISE):
+            continue
+        kept.append(line)
+    return "\n".join(kept[-lines:])
+
+
+def _percent(value: object) -> str:
+    return f"{float(value):.1%}" if isinstance(value, (int, float)) else "not measured"
+
+
+def served_banner(served: Mapping | None, training: Mapping | None) -> str:
+    """The line every tab shows: which run answers (validation accuracy beside the bag-of-words
+    baseline) and, while a run trains, its step, ETA and when a first model will be ready.
+
+    Args:
+        served: {run, accuracy, n, baseline} of the served run, or None when none is.
+        training: the status of a run in progress (with its name), or None.
+    """
+    parts = []
+    if served and served.get("accuracy") is None:
+        parts.append(
+            f"<strong>Answering: {html.escape(str(served['run']))}</strong> &middot; not "
+            "evaluated yet: press Evaluate in the Predict tab to compare it with the bag-of-words "
+            "baseline"
+        )
+    elif served:
+        n = f" on {served['n']:,} validation notes" if served.get("n") else ""
+        parts.append(
+            f"<strong>Answering: {html.escape(str(served['run']))}</strong> &middot; validation "
+            f"accuracy {_percent(served.get('accuracy'))}{n} &middot; bag-of-words baseline "
+            f"{_percent(served.get('baseline'))} on the same notes"
+        )
+    else:
+        parts.append("<strong>No model is served yet.</strong>")
+    if training:
+        parts.append(_training_line(training, first_model=not served))
+    state = "served" if served else "none"
+    body = "<br>".join(parts)
+    return f"<div class='vetllm-banner' data-served='{state}'>{body}</div>"
+
+
+def _training_line(status: Mapping, first_model: bool) -> str:
+    name = html.escape(str(status.get("name", "?")))
+    step, total = status.get("step"), status.get("total_steps")
+    if status.get("state") == "queued" or not step:
+        where = "starting (loading libraries and data: 10-30 s before the first step on 2 cores)"
+    else:
+        where = f"step {step:,} of {total or '?':,}" if total else f"step {step:,}"
+        where += f" &middot; ETA {format_duration(status.get('eta_s'))}"
+    if first_model:
+        eta = status.get("eta_s")
+        ready = (
+            f"ready in ~{int(eta)} s" if isinstance(eta, (int, float)) and step else "ready soon"
+        )
+        return f"Training the first model <strong>{name}</strong>: {where} &middot; {ready}."
+    return f"Training <strong>{name}</strong>: {where}; it answers only once promoted."
+
+
+def percent_or_dash(value: object) -> str:
+    """A share as '62.3%', or '-' when missing (one format for every accuracy in a table)."""
+    return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
+
+
+SMALL_DATA_RECORDS = 200  # below this a model learns little, and validation says even less
+
+
+def small_data_warning(records: int, val_records: int) -> str:
+    """A warning for data sets too small to train or judge a model on ('' when big enough)."""
+    if records >= SMALL_DATA_RECORDS:
+        return ""
+    return (
+        f"**Warning: only {records:,} usable record(s).** That is too few to train a useful "
+        f"model (aim for {SMALL_DATA_RECORDS:,}+; the bundled examples have 1,600), and "
+        f"{val_records:,} validation note(s) cannot measure accuracy reliably.\n\n"
+    )
