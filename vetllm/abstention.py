@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from vetllm.catalogue import Catalogue
+from vetllm.errors import VetLLMError
 
 REFER = "no code: refer to a veterinarian"
 MIN_KNOWN_SHARE = 0.5  # below it, most of the note is words no training text ever held
@@ -171,3 +172,25 @@ class AbstentionPolicy:
                 f"{threshold:.2f}, chosen on validation{target})"
             )
         return None
+
+
+def run_policy(cfg, catalogue: Catalogue, calibration: dict) -> AbstentionPolicy:
+    """The abstention policy of a run: its vocabulary plus the thresholds in its calibration."""
+    notes: list[str] = []
+    if cfg is not None:
+        from vetllm.data.loading import load_dataset_file
+
+        try:
+            train_path, _ = cfg.data_paths()
+            loaded = load_dataset_file(train_path, on_error="skip", catalogue=catalogue)
+            notes = [r.note for r in loaded.records]
+        except VetLLMError:
+            notes = []  # training data moved: the catalogue and generator vocabulary remain
+    thresholds = {
+        decoding: float(value)
+        for decoding, value in (calibration.get("thresholds") or {}).items()
+        if isinstance(value, (int, float))
+    }
+    return AbstentionPolicy(
+        clinical_vocabulary(catalogue, notes), thresholds, calibration.get("target_accuracy")
+    )

@@ -15,8 +15,10 @@ validation, i.e. the most coverage that target allows. Pure Python: no torch.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from vetllm.errors import VetLLMError
 
@@ -189,3 +191,15 @@ def choose_threshold(
                 "answered": answered,
             }
     return best
+
+
+CALIBRATION_FILE = "calibration.json"  # in the run folder, written by engine/calibrate.py
+
+
+def load_calibration(run_path: str | Path) -> dict:
+    """The run's calibration.json, or {} when it has none (or it is unreadable)."""
+    try:
+        data = json.loads((Path(run_path) / CALIBRATION_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

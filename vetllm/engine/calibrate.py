@@ -16,11 +16,12 @@ import json
 import os
 from pathlib import Path
 
-from vetllm.abstention import AbstentionPolicy, clinical_vocabulary
-from vetllm.calibration import (
+from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibration re-exported
+    CALIBRATION_FILE,
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
+    load_calibration,
     negative_log_likelihood,
     reliability_table,
     scale_confidence,
@@ -29,37 +30,7 @@ from vetllm.calibration import (
 from vetllm.catalogue import Catalogue
 from vetllm.errors import VetLLMError
 
-CALIBRATION_FILE = "calibration.json"
 DECODINGS = ("free", "constrained")
-
-
-def load_calibration(run_path: str | Path) -> dict:
-    """The run's calibration.json, or {} when it has none (or it is unreadable)."""
-    try:
-        data = json.loads((Path(run_path) / CALIBRATION_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def run_policy(cfg, catalogue: Catalogue, calibration: dict) -> AbstentionPolicy:
-    """The abstention policy of a run: its vocabulary plus the thresholds in its calibration."""
-    notes: list[str] = []
-    if cfg is not None:
-        from vetllm.engine.evaluate import load_records
-
-        try:
-            notes = [r.note for r in load_records(cfg.data, catalogue, "training")[0]]
-        except VetLLMError:
-            notes = []  # training data moved: the catalogue and generator vocabulary remain
-    thresholds = {
-        decoding: float(value)
-        for decoding, value in (calibration.get("thresholds") or {}).items()
-        if isinstance(value, (int, float))
-    }
-    return AbstentionPolicy(
-        clinical_vocabulary(catalogue, notes), thresholds, calibration.get("target_accuracy")
-    )
 
 
 def calibrate_run(

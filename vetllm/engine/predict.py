@@ -167,7 +167,8 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
         """Load a run's final model (base + adapter, 4-bit on CUDA for QLoRA) and its template."""
-        from vetllm.engine.calibrate import load_calibration, run_policy
+        from vetllm.abstention import run_policy
+        from vetllm.calibration import load_calibration
         from vetllm.engine.modeling import load_trained
 
         run_path = Path(run_dir)

@@ -17,6 +17,13 @@ import shutil
 import struct
 from pathlib import Path
 
+from vetllm.errors import VetLLMError
+
+
+class RunFolderGone(VetLLMError):
+    """The run folder a training process writes into was deleted or replaced under it."""
+
+
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _MAX_HEADER_BYTES = 100 * 2**20  # a safetensors header is kilobytes; more means garbage
 
@@ -113,7 +120,6 @@ def record_failure(run, cause: str, remedy: str | None, error: BaseException | N
     'disk full: free N MB', incomplete checkpoints are deleted to make room, and status.json
     is overwritten in place if nothing else fits. Returns the cause recorded. Never raises for
     a deleted run folder or a disk that stays full: the process is ending either way."""
-    from vetllm.engine.runs import RunFolderGone
 
     if is_disk_full(error) or "No space left on device" in str(error or ""):
         cause, remedy = disk_full_cause(run.path), DISK_FULL_REMEDY

@@ -24,8 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.run_faults import checkpoint_problem
-from vetllm.errors import VetLLMError
+from vetllm.engine.run_faults import (  # noqa: F401 - RunFolderGone re-exported
+    RunFolderGone,
+    checkpoint_problem,
+)
 
 # Every state a status file may hold. "stopping" is transient (STOP seen, checkpoint being
 # saved); "unknown" is only ever returned by readers for a missing or unreadable status file.
@@ -55,10 +57,6 @@ _THREAD_LOCK = threading.Lock()
 # The last status this process wrote or read whole, per status file: a status.json damaged
 # from outside mid-run is rewritten from it instead of staying "unknown" (issue 11, item 15).
 _LAST_GOOD: dict[Path, dict[str, Any]] = {}
-
-
-class RunFolderGone(VetLLMError):
-    """The run folder a training process writes into was deleted or replaced under it."""
 
 
 def _now_iso() -> str:
