@@ -68,7 +68,7 @@ def test_uploads_over_the_limit_or_missing_state_are_refused_and_deleted(tmp_pat
         handlers.analyse_upload(big, None, None, None, None, 0.6, False, "step")
     assert not Path(big).exists()
     args = _upload(tmp_path, "args.json", "{}")
-    with pytest.raises(gr.Error, match="upload the run&#x27;s trainer_state.json first"):
+    with pytest.raises(gr.Error, match="upload the run's trainer_state.json first"):
         handlers.analyse_upload(None, args, None, None, 0, 0.6, False, "step")  # 0: empty box
     state = _upload(tmp_path, "trainer_state.json", "{}")
     with pytest.raises(gr.Error, match="training samples: expected a whole number"):

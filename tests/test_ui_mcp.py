@@ -36,7 +36,7 @@ def test_hosted_app_offers_predict_as_its_only_tool(tmp_path, app_launcher):
     predict = tools["predict"]
     assert "SNOMED-CT" in predict["description"]
     properties = predict["inputSchema"]["properties"]
-    assert set(properties) == {"note", "decoding"}
+    assert set(properties) == {"note", "decoding", "run"}
     assert "5,000 characters" in properties["note"]["description"]
 
 

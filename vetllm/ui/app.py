@@ -117,7 +117,7 @@ def _wire_page_load(demo, train, train_tab, charts, charts_tab, charts_page, pre
 
 def _warm_bundled_check(train: TrainHandlers) -> None:
     with contextlib.suppress(Exception):  # a failure here shows on the page load instead
-        train.check_data(BUNDLED_CHOICE, None, False)
+        train.describe_bundled()  # not check_data: its one-per-client gate is for visitors
 
 
 def _settle_served(settings: AppSettings) -> None:

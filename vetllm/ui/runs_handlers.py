@@ -26,7 +26,8 @@ class RunsHandlers:
     # -- banner ---------------------------------------------------------------------------------
     def banner_facts(self) -> tuple[dict | None, dict | None]:
         """({run, accuracy, n, baseline} of the served run or None, an active run's status)."""
-        from vetllm.engine.runs import ACTIVE_STATES, list_runs
+        from vetllm.engine.launcher import list_runs
+        from vetllm.engine.runs import ACTIVE_STATES
         from vetllm.engine.serving import run_baseline, run_scores, served_run_name
 
         runs = list_runs(self.settings.runs_dir)

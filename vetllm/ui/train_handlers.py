@@ -121,15 +121,19 @@ class TrainHandlers:
         self._bundled_outputs: tuple | None = None
 
     # -- data ---------------------------------------------------------------------------------
+    def describe_bundled(self):
+        """The data panel for the bundled examples, computed once (the app warms it at start)."""
+        if self._bundled_outputs is None:
+            self._bundled_outputs = self._describe(*self._prepare(BUNDLED_CHOICE, None, False))
+        return self._bundled_outputs
+
     @user_facing
     @one_per_client("checking data")  # one check per client: the CPU is shared (issue 11)
     def check_data(self, source: str, upload: object, skip_bad_rows: bool):
         """Validate, describe and split the chosen data; returns the outputs of the data panel."""
         if source != UPLOAD_CHOICE:
             discard_upload(upload)
-            if self._bundled_outputs is None:
-                self._bundled_outputs = self._describe(*self._prepare(BUNDLED_CHOICE, None, False))
-            return self._bundled_outputs
+            return self.describe_bundled()
         try:
             prepared, problems_md = self._prepare(source, upload, skip_bad_rows)
         except DataError as error:
