@@ -51,6 +51,9 @@ def add_commands(commands) -> None:
     )
     bench.add_argument("--json", action="store_true", help="print JSON (for other tools)")
     bench.set_defaults(run=bench_command)
+    from vetllm.cli.engine_commands import add_bench_accuracy
+
+    add_bench_accuracy(bench)  # `vetllm bench accuracy`
 
 
 def _add_decoding(parser: argparse.ArgumentParser) -> None:
