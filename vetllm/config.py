@@ -86,6 +86,9 @@ class TrainConfig:
     tiny_heads: int = 4
     tiny_intermediate_size: int = 256
     torch_threads: int | None = None  # CPU threads for torch; None = torch's default
+    # Recipe (issue 7): what the model trains on, beyond the user's rows as given.
+    dedupe_notes: bool = False  # each distinct note once, with its majority label set
+    synthetic_notes: int = 0  # package-generated free-text notes mixed into training (0 = off)
 
     def __post_init__(self) -> None:
         problems = _type_problems(self) or _value_problems(self)
@@ -283,6 +286,15 @@ _POSITIVE = (
 _POSITIVE_OR_OFF = ("max_steps", "eval_steps", "early_stopping_patience", "torch_threads")
 
 
+def _check_recipe(cfg: TrainConfig) -> list[str]:
+    """The training-mix fields: a count of synthetic notes the machine can hold."""
+    if not 0 <= cfg.synthetic_notes <= 20_000:
+        return [
+            f"synthetic_notes: got {cfg.synthetic_notes!r}; use 0 (off) to 20000 notes, e.g. 800"
+        ]
+    return []
+
+
 def _value_problems(cfg: TrainConfig) -> list[str]:
     problems = [
         f"{name}: got {getattr(cfg, name)!r}; {fix}" for name, ok, fix in _RULES if not ok(cfg)
@@ -297,6 +309,7 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         for name in _POSITIVE_OR_OFF
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
     ]
+    problems += _check_recipe(cfg)
     return problems
 
 

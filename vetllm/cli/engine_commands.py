@@ -58,6 +58,7 @@ def add_bench_accuracy(bench: argparse.ArgumentParser) -> None:
     )
     accuracy.add_argument("--data-seed", default="1", help="seed of the generated data sets")
     accuracy.add_argument("--work-dir", type=Path, default=None, help="keep data and runs here")
+    accuracy.add_argument("--jobs", default="1", help="runs trained at once (processes)")
     accuracy.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides"
     )
@@ -77,9 +78,11 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
     try:
         seeds = tuple(int(part) for part in args.seeds.split(",") if part.strip())
         data_seed = int(args.data_seed)
+        jobs = int(args.jobs)
     except ValueError:
         raise VetLLMError(
-            f"--seeds / --data-seed: got {args.seeds!r} / {args.data_seed!r}; "
+            f"--seeds / --data-seed / --jobs: got {args.seeds!r} / {args.data_seed!r} / "
+            f"{args.jobs!r}; "
             "give whole numbers, e.g. --seeds 0,1,2"
         ) from None
     result = run_accuracy_bench(
@@ -89,6 +92,7 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         overrides=tuple(args.overrides),
         data_seed=data_seed,
+        jobs=jobs,
     )
     print(json.dumps(result, indent=2) if args.json else format_accuracy_bench(result))
     return 0

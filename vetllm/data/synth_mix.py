@@ -19,7 +19,7 @@ import random
 from collections import Counter
 
 from vetllm.catalogue import Catalogue, load_catalogue
-from vetllm.data.records import Record
+from vetllm.data.records import Record, note_key
 from vetllm.data.synth_vocab import BREEDS, CONTEXT_PHRASES, EXTRA_SIGNS, PROFILES, SIGNS
 
 MIX_SEED_OFFSET = 7_919  # the mix's generator seed is the run seed plus this (not the data's)
@@ -67,4 +67,54 @@ def clinical_vocabulary_texts(catalogue: Catalogue | None = None) -> list[str]:
     for disease in catalogue.diseases:
         texts += [disease.name, *disease.variants]
     texts += ["cow", "buffalo", "sheep", "goat", "calf", "kid", "lamb", "ewe", "doe", "heifer"]
-    return texts
+    # A leading space: inside a note a word follows a space, and byte-level BPE keeps that space
+    # in the token ("Ġgoat"), so a bare "goat" would teach the wrong token.
+    return [f" {text}" for text in texts] + [f" {text.lower()}" for text in texts]
+
+
+def dedupe_by_note(records: list[Record]) -> list[Record]:
+    """Each distinct note once (first spelling), labelled with its most common label set.
+
+    Copies of a note carry no new information, only weight: 47 copies of one template note train
+    the model 47 times as hard on it, and a note's minority labels (label noise) are learned as
+    well. Ties between label sets go to the smallest set in sort order (as the baselines do).
+    """
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        groups.setdefault(note_key(record.note), []).append(record)
+    kept = []
+    for copies in groups.values():
+        sets = Counter(tuple(sorted(set(r.labels))) for r in copies)
+        labels = min(sets, key=lambda item: (-sets[item], item))
+        first = next(r for r in copies if tuple(sorted(set(r.labels))) == labels)
+        kept.append(first)
+    return kept
+
+
+def build_training_mix(
+    records: list[Record],
+    *,
+    dedupe: bool,
+    synthetic_notes: int,
+    seed: int,
+    catalogue: Catalogue | None = None,
+) -> tuple[list[Record], dict]:
+    """The records the model trains on, and a summary for the run card (what was changed).
+
+    Validation never goes through here: synthetic notes stay out of it.
+    """
+    mixed = dedupe_by_note(records) if dedupe else list(records)
+    synthetic = synthetic_training_notes(records, synthetic_notes, seed=seed, catalogue=catalogue)
+    summary = {
+        "user_records": len(records),
+        "deduplicated_to": len(mixed) if dedupe else None,
+        "synthetic_free_text_notes": len(synthetic),
+        "synthetic_diseases": sorted(Counter(r.labels[0] for r in synthetic)),
+    }
+    if not synthetic and not dedupe:
+        return mixed, summary
+    # Synthetic notes interleaved (seeded) rather than appended: the Trainer shuffles anyway,
+    # but the order must not depend on anything but the seed.
+    combined = mixed + synthetic
+    random.Random(seed).shuffle(combined)
+    return combined, summary

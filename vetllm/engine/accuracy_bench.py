@@ -82,15 +82,20 @@ def run_accuracy_bench(
     n_source: int = 1600,
     n_free: int = 1200,
     data_seed: int = 1,
+    jobs: int = 1,
 ) -> dict:
-    """Train the config on every data set and seed; scores beside the baselines (see module)."""
+    """Train the config on every data set and seed; scores beside the baselines (see module).
+
+    `jobs` > 1 trains that many runs at once in separate processes (each run keeps the
+    config's own thread count): the runs are independent, so only wall time changes.
+    """
     _check_arguments(datasets, seeds)
     with contextlib.ExitStack() as stack:
         if work_dir is None:
             work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="vetllm-acc-"))
         root = Path(work_dir)
         paths = write_bench_datasets(root / "data", datasets, n_source, n_free, data_seed)
-        trained: dict = {}  # (train, val, seed) -> (run dir, seconds): template-to-free reuses
+        trained = _train_all(paths, config, seeds, root / "runs", overrides, jobs)
         results = {
             name: _bench_dataset(parts, config, seeds, root / "runs", overrides, trained)
             for name, parts in paths.items()
@@ -120,6 +125,29 @@ def _check_arguments(datasets, seeds) -> None:
         raise VetLLMError("bench accuracy: " + "; ".join(problems))
 
 
+def _run_key(parts: dict, seed: int) -> tuple:
+    return (str(parts["train"]), str(parts["val"]), seed)
+
+
+def _train_all(paths: dict, config, seeds, runs_dir: Path, overrides, jobs: int) -> dict:
+    """{(train, val, seed): (run dir, train seconds)}; data sets sharing a training set (as
+    template-to-free shares source-like's) share its runs."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    tasks = {}
+    for parts in paths.values():
+        for seed in seeds:
+            run_dir = runs_dir / f"{parts['train'].parent.name}-seed{seed}"
+            tasks.setdefault(_run_key(parts, seed), (parts, config, seed, run_dir, overrides))
+    if jobs <= 1:
+        return {key: (task[3], _train_one(*task)) for key, task in tasks.items()}
+    # spawn: a forked child would inherit torch's thread pools and locks from this process.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {key: pool.submit(_train_one, *task) for key, task in tasks.items()}
+        return {key: (tasks[key][3], future.result()) for key, future in futures.items()}
+
+
 def _bench_dataset(parts, config, seeds, runs_dir, overrides, trained: dict) -> dict:
     from vetllm.catalogue import load_catalogue
     from vetllm.data.loading import load_dataset_file
@@ -132,11 +160,7 @@ def _bench_dataset(parts, config, seeds, runs_dir, overrides, trained: dict) -> 
     }
     per_seed = []
     for seed in seeds:
-        key = (str(parts["train"]), str(parts["val"]), seed)
-        if key not in trained:
-            run_dir = runs_dir / f"{parts['train'].parent.name}-seed{seed}"
-            trained[key] = (run_dir, _train_one(parts, config, seed, run_dir, overrides))
-        run_dir, seconds = trained[key]
+        run_dir, seconds = trained[_run_key(parts, seed)]
         per_seed.append({**_score_run(run_dir, records["test"]), "train_seconds": seconds})
     model = {key: _spread([run[key] for run in per_seed]) for key in (*SCORES, "train_seconds")}
     return {

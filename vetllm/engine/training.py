@@ -142,9 +142,11 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
     train_records, val_records, data_files = load_training_data(cfg, catalogue)
     log(f"data: {len(train_records)} training notes, {len(val_records)} validation notes")
+    model_records, mix = training_mix(cfg, train_records, catalogue, log)
     trainer, callback, params = _prepare_trainer(
-        cfg, run, source, catalogue, train_records, val_records, resume, log
+        cfg, run, source, catalogue, model_records, val_records, resume, log
     )
+    trainer.training_mix = mix  # for the run card
     checkpoint = run.last_complete_checkpoint() if resume else None
     if resume:
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint: from the start")
@@ -192,6 +194,7 @@ def _finish(
     train_seconds = time.monotonic() - started
     labels = {label for r in train_records for label in r.labels}
     card = modeling.build_run_card(cfg, source, params, data_files, labels, trainer.state)
+    card["training_mix"] = getattr(trainer, "training_mix", None)
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
     evaluation = None
     if cfg.final_eval and val_records:
@@ -208,6 +211,30 @@ def _finish(
         wall_s=round(total, 2),
         final_metrics=_headline(evaluation),
     )
+
+
+def training_mix(cfg: TrainConfig, records: list[Record], catalogue: Catalogue, log) -> tuple:
+    """(records the model trains on, summary or None): dedupe and synthetic notes, if set.
+
+    Only the training records: validation stays the user's own notes.
+    """
+    if not cfg.dedupe_notes and not cfg.synthetic_notes:
+        return records, None
+    from vetllm.data.synth_mix import build_training_mix
+
+    mixed, summary = build_training_mix(
+        records,
+        dedupe=cfg.dedupe_notes,
+        synthetic_notes=cfg.synthetic_notes,
+        seed=cfg.seed,
+        catalogue=catalogue,
+    )
+    log(
+        f"training mix: {len(records)} user records"
+        + (f" -> {summary['deduplicated_to']} distinct notes" if cfg.dedupe_notes else "")
+        + f" + {summary['synthetic_free_text_notes']} synthetic free-text notes"
+    )
+    return mixed, summary
 
 
 # -- the Trainer -----------------------------------------------------------------------------
