@@ -46,7 +46,9 @@ def generate_source_like(n: int = 1600, seed: int = 0) -> list[Record]:
         for key, (note, case) in own.items():
             notes.setdefault(key, (note, case))
         copies = _copies_per_note(n_rows, len(own), rng)
-        rows += [(key, disease_key) for key, count in zip(own, copies, strict=True) for _ in range(count)]
+        rows += [
+            (key, disease_key) for key, count in zip(own, copies, strict=True) for _ in range(count)
+        ]
     rows = _add_label_noise(rows, notes, rng)
     rng.shuffle(rows)
     catalogue = load_catalogue()
