@@ -104,3 +104,31 @@ def test_markdown_table_lists_every_baseline():
     results = run_baselines(make_records(60, seed=4), make_records(20, seed=5))
     table = format_baselines_markdown(results)
     assert all(f"| {name} |" in table for name in results)
+
+
+def test_bag_of_words_reports_the_settings_its_grouped_cv_chose():
+    from vetllm.baselines import C_GRID, NGRAM_GRID
+
+    results = run_baselines(make_records(200, seed=6), make_records(40, seed=7))
+    settings = results["bag_of_words"]["settings"]
+    assert settings["C"] in C_GRID and tuple(settings["ngram_range"]) in NGRAM_GRID
+    assert settings["folds"] == 5 and 0.5 <= settings["cv_accuracy"] <= 1.0
+
+
+def test_tuning_folds_are_grouped_by_note_text():
+    # Each distinct note has a unique word and a random label, repeated 6 times: copies of a
+    # note on both sides of a fold would let the model "learn" the noise (CV accuracy ~1.0).
+    rng = random.Random(8)
+    train = []
+    for index in range(60):
+        label = rng.choice([PPR, HS])
+        train += [Record(f"Clinical Note: Goat. marker{index} fever", (label,))] * 6
+    settings = run_baselines(train, train[:5])["bag_of_words"]["settings"]
+    assert settings["cv_accuracy"] < 0.75
+
+
+def test_copies_weigh_like_rows():
+    from vetllm.baselines import _weighted_rows
+
+    rows = _weighted_rows(["a b", "A  b", "c"], [PPR, PPR, HS])
+    assert sorted((target, count) for _, target, count in rows) == [(PPR, 2), (HS, 1)]

@@ -295,3 +295,99 @@ def test_unwritable_output_folder_gives_a_clear_error(tmp_path):
     with pytest.raises(VetLLMError, match="cannot write to folder 'taken'") as caught:
         write_synthetic_dataset(blocker, n=50)
     assert str(tmp_path) not in str(caught.value)  # no server path in the message
+
+
+# --- styles for benchmarks: source-like and free text ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def source_like():
+    return synth.generate_styled("source-like", n=1600, seed=1)
+
+
+def test_source_like_has_the_real_sets_shape(source_like):
+    from vetllm.data.stats import dataset_stats
+
+    copies = Counter(note_key(r.note) for r in source_like)
+    assert len(source_like) == 1600
+    assert 300 <= len(copies) <= 450  # the source: 444 distinct notes in 1,602 records
+    assert 20 <= max(copies.values()) <= 47  # the source's most repeated note: 47 copies
+    assert sum(count >= 20 for count in copies.values()) >= 3
+    stats = dataset_stats(source_like)
+    assert 0.08 <= stats.n_conflicting_notes / len(copies) <= 0.12  # the source: 45 of 444
+    assert 0.93 <= stats.accuracy_ceiling <= 0.97  # the source: 94.3%
+    assert all(is_template(r.note) for r in source_like)
+
+
+def test_source_like_keeps_the_source_class_mix(source_like):
+    counts = Counter(r.labels[0] for r in source_like)
+    assert 0.36 <= counts["1679004"] / 1600 <= 0.44  # PPR ~40%
+    for label in ("3974005", "72934000", "198462004", "29600000", "2260006", "40214000"):
+        assert counts[label] >= 40, label  # FMD, mastitis, HS, BQ, CCPP, anthrax
+    assert counts["24026003"] >= 3 and counts["14146002"] >= 2  # rare: babesiosis, rabies
+
+
+def test_source_like_ccpp_shares_signs_with_ppr(source_like):
+    def signs(label):
+        return {s for r in source_like if r.labels == (label,) for s in r.extra["symptoms"]}
+
+    shared = signs("2260006") & signs("1679004")
+    assert {"Fever", "Fluid leakage from nose", "Cough"} <= shared
+
+
+def test_source_like_is_deterministic():
+    first = synth.generate_styled("source-like", n=300, seed=4)
+    again = synth.generate_styled("source-like", n=300, seed=4)
+    assert [(r.note, r.labels) for r in first] == [(r.note, r.labels) for r in again]
+
+
+def test_free_style_is_all_free_text():
+    records = synth.generate_styled("free", n=200, seed=2)
+    assert not any(is_template(r.note) for r in records)
+    assert len({note_key(r.note) for r in records}) >= 195
+
+
+def test_every_catalogue_disease_has_signs_that_tell_it_apart():
+    catalogue = load_catalogue()
+    unprofiled = [d.key for d in catalogue.diseases if d.key not in PROFILES]
+    assert unprofiled == ["hc"]  # its meaning in the source is inconsistent: nothing to write
+
+    def pairs(key):
+        profile = PROFILES[key]
+        return {(species, sign) for species, _ in profile.species for sign, _ in profile.signs}
+
+    for key in PROFILES:
+        others = set().union(*(pairs(other) for other in PROFILES if other != key))
+        assert pairs(key) - others, f"{key}: every (species, sign) is shared with another disease"
+
+
+@pytest.mark.parametrize(
+    ("disease_key", "phrase"),
+    [
+        ("babesiosis", "hemoglobinuria"),
+        ("theileriosis", "enlarged lymph nodes"),
+        ("rabies", "history of dog bite"),
+        ("fascioliasis", "bottle jaw"),
+        ("ccpp", "painful breathing"),
+    ],
+)
+def test_template_style_can_show_the_distinguishing_sign(disease_key, phrase):
+    rng = random.Random(0)
+    notes = [synth.render_template(synth._sample_case(disease_key, rng), rng) for _ in range(200)]
+    assert any(phrase in note for note in notes)
+
+
+def test_cli_writes_a_source_like_split_with_a_test_part(tmp_path):
+    args = ["data", "synth", "--out", str(tmp_path), "--n", "400", "--seed", "2"]
+    assert cli_main([*args, "--style", "source-like", "--val", "0.1", "--test", "0.2"]) == 0
+    train = load_dataset_file(tmp_path / "train.json").records
+    test = load_dataset_file(tmp_path / "test.json").records
+    assert len(train) + len(test) + len(load_dataset_file(tmp_path / "val.json").records) == 400
+    assert leakage_report(train, test).share_leaked == 0.0
+    assert all(is_template(r.note) for r in train + test)
+
+
+def test_bad_style_and_fractions_are_reported_together(tmp_path):
+    with pytest.raises(VetLLMError) as caught:
+        write_synthetic_dataset(tmp_path, n=50, val_fraction=0.6, test_fraction=0.5, style="x")
+    assert "val_fraction + test_fraction" in str(caught.value) and "style" in str(caught.value)

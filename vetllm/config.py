@@ -102,6 +102,9 @@ class TrainConfig:
     # Experiment tracking (package): passed to the Trainer; "none", or tracker names, e.g.
     # "tensorboard" or "tensorboard,wandb". Checked for installation when training starts.
     report_to: str = "none"
+    # Recipe (issue 7): what the model trains on, beyond the user's rows as given.
+    dedupe_notes: bool = False  # each distinct note once, with its majority label set
+    synthetic_notes: int = 0  # package-generated free-text notes mixed into training (0 = off)
 
     def __post_init__(self) -> None:
         problems = _type_problems(self) or _value_problems(self)
@@ -307,6 +310,15 @@ _POSITIVE_OR_OFF = (
 )
 
 
+def _check_recipe(cfg: TrainConfig) -> list[str]:
+    """The training-mix fields: a count of synthetic notes the machine can hold."""
+    if not 0 <= cfg.synthetic_notes <= 20_000:
+        return [
+            f"synthetic_notes: got {cfg.synthetic_notes!r}; use 0 (off) to 20000 notes, e.g. 800"
+        ]
+    return []
+
+
 def _value_problems(cfg: TrainConfig) -> list[str]:
     problems = [
         f"{name}: got {getattr(cfg, name)!r}; {fix}" for name, ok, fix in _RULES if not ok(cfg)
@@ -322,6 +334,7 @@ def _value_problems(cfg: TrainConfig) -> list[str]:
         if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
     ]
     problems += _check_abstain(cfg)
+    problems += _check_recipe(cfg)
     return problems + _check_speed(cfg) + _check_tracking(cfg)
 
 

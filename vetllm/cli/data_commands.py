@@ -52,6 +52,15 @@ def add_commands(commands) -> None:
     synth.add_argument("--n", default="1600", help="number of notes")
     synth.add_argument("--seed", default="0")
     synth.add_argument("--val", default="0.15", help="share for validation")
+    synth.add_argument("--test", default="0", help="share for test (writes test.json when > 0)")
+    synth.add_argument(
+        "--style",
+        default="mixed",
+        choices=("mixed", "source-like", "free"),
+        help="mixed: the bundled examples (template + free text); source-like: the real "
+        "source's shape (few template notes, many copies, ~10%% conflicting labels); "
+        "free: free text only",
+    )
     synth.add_argument("--json", action="store_true", help="print JSON")
     synth.set_defaults(run=run_synth)
 
@@ -164,11 +173,14 @@ def run_synth(args: argparse.Namespace) -> int:
     n = _number(args.n, "--n", int)
     seed = _number(args.seed, "--seed", int)
     val = _number(args.val, "--val", float)
+    test = _number(args.test, "--test", float)
     try:  # written by another module; imported here so `vetllm data` works without it
         from vetllm.data.synth import write_synthetic_dataset
     except ImportError:
         raise VetLLMError("data synth: the synthetic data module is not installed") from None
-    summary = write_synthetic_dataset(args.out, n=n, seed=seed, val_fraction=val)
+    summary = write_synthetic_dataset(
+        args.out, n=n, seed=seed, val_fraction=val, style=args.style, test_fraction=test
+    )
     if args.json:
         _print_json(summary)
     else:

@@ -54,6 +54,62 @@ def add_commands(commands) -> None:
     train.set_defaults(run=_train)
 
 
+def add_bench_accuracy(bench: argparse.ArgumentParser) -> None:
+    """Register `vetllm bench accuracy` under the `bench` command (see engine/accuracy_bench)."""
+    actions = bench.add_subparsers(dest="bench_command", metavar="ACTION")
+    accuracy = actions.add_parser(
+        "accuracy",
+        help="train the CPU default on several data sets and seeds; model vs bag-of-words",
+    )
+    accuracy.add_argument("--config", type=Path, default=None, help="default: tiny-cpu.yaml")
+    accuracy.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
+    accuracy.add_argument(
+        "--datasets",
+        default="bundled,source-like,free-text,template-to-free",
+        help="comma-separated: bundled, source-like, free-text, template-to-free",
+    )
+    accuracy.add_argument("--data-seed", default="1", help="seed of the generated data sets")
+    accuracy.add_argument("--work-dir", type=Path, default=None, help="keep data and runs here")
+    accuracy.add_argument("--jobs", default="1", help="runs trained at once (processes)")
+    accuracy.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides"
+    )
+    accuracy.add_argument("--json", action="store_true", help="print JSON (for other tools)")
+    accuracy.set_defaults(run=_bench_accuracy)
+
+
+def _bench_accuracy(args: argparse.Namespace) -> int:
+    import json
+
+    from vetllm.engine.accuracy_bench import (
+        DEFAULT_CONFIG,
+        format_accuracy_bench,
+        run_accuracy_bench,
+    )
+
+    try:
+        seeds = tuple(int(part) for part in args.seeds.split(",") if part.strip())
+        data_seed = int(args.data_seed)
+        jobs = int(args.jobs)
+    except ValueError:
+        raise VetLLMError(
+            f"--seeds / --data-seed / --jobs: got {args.seeds!r} / {args.data_seed!r} / "
+            f"{args.jobs!r}; "
+            "give whole numbers, e.g. --seeds 0,1,2"
+        ) from None
+    result = run_accuracy_bench(
+        config=args.config or DEFAULT_CONFIG,
+        datasets=tuple(part.strip() for part in args.datasets.split(",") if part.strip()),
+        seeds=seeds,
+        work_dir=args.work_dir,
+        overrides=tuple(args.overrides),
+        data_seed=data_seed,
+        jobs=jobs,
+    )
+    print(json.dumps(result, indent=2) if args.json else format_accuracy_bench(result))
+    return 0
+
+
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = list(args.overrides)
     if args.data:

@@ -69,6 +69,9 @@ def add_commands(commands) -> None:
         "--save", metavar="PATH", default=None, help="with --gpu: also write JSON after each part"
     )
     bench.set_defaults(run=bench_command)
+    from vetllm.cli.engine_commands import add_bench_accuracy
+
+    add_bench_accuracy(bench)  # `vetllm bench accuracy`
 
 
 def _add_decoding(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 from vetllm import resources
@@ -23,19 +22,15 @@ from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA
 from vetllm.data.records import Record, note_key
 from vetllm.data.split import split_by_note
-from vetllm.data.synth_vocab import (
-    ANIMAL_WORDS,
-    BREEDS,
-    CONTEXT_PHRASES,
-    EXTRA_SIGNS,
-    FEMALE_SIGNS,
-    NONSPECIFIC_SIGNS,
-    NORMAL_TEMP_F,
-    PROFILES,
-    SIGNS,
-    TEMPLATES,
-    YOUNG_WORDS,
+from vetllm.data.synth_render import (  # noqa: F401 (re-exported: the renderers live there)
+    ClinicalCase,
+    join_and,
+    needs_female,
+    render_free_text,
+    render_template,
+    weighted_choice,
 )
+from vetllm.data.synth_vocab import EXTRA_SIGNS, NONSPECIFIC_SIGNS, PROFILES
 from vetllm.errors import VetLLMError
 
 # The packaged examples/ folder (vetllm.resources); tests point it elsewhere.
@@ -63,15 +58,6 @@ EXAMPLE_NOTE_PLAN = (
     ("theileriosis", "free"),
     ("foot-rot", "template"),
 )
-
-
-@dataclass(frozen=True)
-class ClinicalCase:
-    """What a note is generated from: the true disease, the animal and its checklist signs."""
-
-    disease_key: str
-    species: str
-    signs: tuple[str, ...]
 
 
 def generate_records(n: int = 1600, seed: int = 0, free_text_share: float = 0.35) -> list[Record]:
@@ -125,20 +111,15 @@ def _disease_sequence(n: int, rng: random.Random) -> list[str]:
     return sequence
 
 
-def _weighted_choice(options: tuple[tuple[str, float], ...], rng: random.Random) -> str:
-    names = [name for name, _ in options]
-    return rng.choices(names, weights=[share for _, share in options])[0]
-
-
 def _sample_case(disease_key: str, rng: random.Random) -> ClinicalCase:
     """Species from the disease's mix; 2-5 signs, each drawn with its published share."""
     profile = PROFILES[disease_key]
-    species = _weighted_choice(profile.species, rng)
+    species = weighted_choice(profile.species, rng)
     chosen = [name for name, share in profile.signs if rng.random() < share]
     wanted_min = min(MIN_SIGNS, len(profile.signs))
     while len(chosen) < wanted_min:
         remaining = tuple((s, w) for s, w in profile.signs if s not in chosen)
-        chosen.append(_weighted_choice(remaining, rng))
+        chosen.append(weighted_choice(remaining, rng))
     if len(chosen) > MAX_SIGNS:
         chosen = rng.sample(chosen, MAX_SIGNS)
     if rng.random() < NONSPECIFIC_SHARE:
@@ -166,7 +147,7 @@ def _make_record(
     note: str, case: ClinicalCase, recorded_key: str, catalogue: Catalogue, rng: random.Random
 ) -> Record:
     disease = next(d for d in catalogue.diseases if d.key == recorded_key)
-    variant = _weighted_choice(PROFILES[recorded_key].variants, rng)
+    variant = weighted_choice(PROFILES[recorded_key].variants, rng)
     return Record(
         note=note,
         labels=(disease.label,),
@@ -174,11 +155,6 @@ def _make_record(
         disease=variant,
         extra={"symptoms": list(case.signs)},
     )
-
-
-def needs_female(case: ClinicalCase) -> bool:
-    """Whether the case's signs (milk, udder, abortion) say the animal is female."""
-    return any(sign in FEMALE_SIGNS for sign in case.signs)
 
 
 def split_records(
@@ -232,27 +208,48 @@ def _shows_the_disease(note: str, case: ClinicalCase, style: str) -> bool:
     return any(extra.lower() in lowered for extra in EXTRA_SIGNS.get(case.disease_key, ()))
 
 
+STYLES = ("mixed", "source-like", "free")  # `vetllm data synth --style`; see generate_styled
+
+
+def generate_styled(style: str = "mixed", n: int = 1600, seed: int = 0) -> list[Record]:
+    """Records of one style: "mixed" (the bundled examples: 65% template, 35% free text),
+    "source-like" (the real source's shape: few template notes, many copies, ~10% conflicts;
+    see `synth_source`) or "free" (free text only, nearly every note unique)."""
+    if style == "source-like":
+        from vetllm.data.synth_source import generate_source_like
+
+        return generate_source_like(n=n, seed=seed)
+    if style == "free":
+        return generate_records(n=n, seed=seed, free_text_share=1.0)
+    return generate_records(n=n, seed=seed)
+
+
 def write_synthetic_dataset(
-    out_dir: str | Path, n: int = 1600, seed: int = 0, val_fraction: float = 0.15
+    out_dir: str | Path,
+    n: int = 1600,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    *,
+    style: str = "mixed",
+    test_fraction: float = 0.0,
 ) -> dict:
-    """Generate `n` notes, split them by note text and write train.json, val.json, notes.json.
+    """Generate `n` notes, split them by note text and write train.json, val.json, notes.json
+    (and test.json when `test_fraction` > 0).
 
     Returns a summary: the paths written and the record counts.
     """
-    if not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
-        raise VetLLMError(
-            f"synthetic data: val_fraction must be a number between 0 and 1, got {val_fraction!r}"
-        )
-    records = generate_records(n=n, seed=seed)
-    train, val = split_records(records, val_fraction=val_fraction, seed=seed)
+    _check_dataset_arguments(val_fraction, test_fraction, style)
+    records = generate_styled(style, n=n, seed=seed)
+    split = split_by_note(
+        records, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
+    )
     out = Path(out_dir)
-    paths = {"train": out / "train.json", "val": out / "val.json", "notes": out / "notes.json"}
-    generated_keys = {note_key(r.note) for r in records}
-    payloads = {
-        "train": records_to_source(train),
-        "val": records_to_source(val),
-        "notes": example_notes(seed=seed, exclude=generated_keys),
-    }
+    parts = {"train": split.train, "val": split.val}
+    if test_fraction:
+        parts["test"] = split.test
+    payloads = {part: records_to_source(list(rows)) for part, rows in parts.items()}
+    payloads["notes"] = example_notes(seed=seed, exclude={note_key(r.note) for r in records})
+    paths = {name: out / f"{name}.json" for name in payloads}
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, payload in payloads.items():
@@ -264,135 +261,34 @@ def write_synthetic_dataset(
             f"synthetic data: cannot write to folder {out.name!r} ({error.strerror}); "
             "choose a folder you can write to"
         ) from None
+    counts = {f"n_{part}": len(rows) for part, rows in parts.items()}
     return {
+        "style": style,
         "n_records": len(records),
-        "n_train": len(train),
-        "n_val": len(val),
+        **counts,
         "n_example_notes": len(payloads["notes"]),
         "seed": seed,
         "files": {name: str(path) for name, path in paths.items()},
     }
 
 
+def _check_dataset_arguments(val_fraction: object, test_fraction: object, style: object) -> None:
+    problems = []
+    if not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
+        problems.append(f"val_fraction must be a number between 0 and 1, got {val_fraction!r}")
+    if not isinstance(test_fraction, (int, float)) or not 0.0 <= test_fraction < 1.0:
+        problems.append(f"test_fraction must be a number from 0 to below 1, got {test_fraction!r}")
+    elif isinstance(val_fraction, (int, float)) and val_fraction + test_fraction >= 1.0:
+        problems.append(
+            f"val_fraction + test_fraction must stay below 1, got {val_fraction + test_fraction}"
+        )
+    if style not in STYLES:
+        problems.append(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    if problems:
+        raise VetLLMError("synthetic data: " + "; ".join(problems))
+
+
 def bundled_examples() -> tuple[Path, Path]:
     """Paths of the packaged examples/train.json and examples/val.json."""
     return resources.bundled_examples(EXAMPLES_DIR)
 
-
-# --- rendering: a case becomes note text -------------------------------------------------------
-
-
-def join_and(items: list[str]) -> str:
-    """'a', 'a and b', 'a, b, and c' (the source template's serial comma)."""
-    if len(items) <= 2:
-        return " and ".join(items)
-    return ", ".join(items[:-1]) + ", and " + items[-1]
-
-
-def render_template(case: ClinicalCase, rng: random.Random) -> str:
-    """The source's template style: species, then the checklist phrases in checklist order."""
-    template = _weighted_choice(TEMPLATES, rng)
-    phrases = [SIGNS[sign][0] for sign in case.signs]
-    return template.format(species=case.species.capitalize(), signs=join_and(phrases))
-
-
-def render_free_text(case: ClinicalCase, rng: random.Random) -> str:
-    """A note as a vet types it: animal, age, breed, vitals, synonyms, extra findings."""
-    temperature = _temperature_text(case, rng)
-    phrases = _free_sign_phrases(case, rng, temperature_shown=temperature is not None)
-    vitals = [temperature] if temperature else []
-    vitals += _other_vitals(case, rng)
-    subject = _subject(case, rng)
-    duration = rng.choice(
-        ("", "", "since 2 days", "x3d", "for 4 days", "2 days back", "since 1 wk")
-    )
-    context = rng.choice(CONTEXT_PHRASES) if rng.random() < 0.3 else ""
-    style = rng.randrange(5)
-    if style == 0:
-        parts = [subject, *vitals, *phrases, duration, context]
-        note = ", ".join(p for p in parts if p)
-    elif style == 1:
-        note = f"{subject} presented with {join_and(phrases)} {duration}".strip() + "."
-        note += f" O/E {', '.join(vitals)}." if vitals else ""
-        note += f" {context.capitalize()}." if context else ""
-    elif style == 2:
-        history = ", ".join(p for p in (subject, context or "sick", duration) if p)
-        note = f"Hx: {history}. O/E: {'; '.join(vitals + phrases)}."
-    elif style == 3:
-        note = f"Owner reports {subject} with {join_and(phrases)} {duration}".strip() + "."
-        note += f" {', '.join(vitals)}." if vitals else ""
-    else:
-        first = f"{phrases[0]} {duration}".strip()
-        note = f"{subject} c/o {first}" + "".join(f" + {p}" for p in phrases[1:])
-        note += f"; {', '.join(vitals)}" if vitals else ""
-    note = note[0].upper() + note[1:]
-    return note.lower() if rng.random() < 0.15 else note
-
-
-def _free_sign_phrases(case: ClinicalCase, rng: random.Random, temperature_shown: bool) -> list:
-    phrases = []
-    for sign in case.signs:
-        # A vet who wrote "T 105.8F" often does not also write "fever".
-        if sign in ("Fever", "Very High Fever") and temperature_shown and rng.random() < 0.6:
-            continue
-        phrases.append(rng.choice(SIGNS[sign][1]))
-    extras = EXTRA_SIGNS.get(case.disease_key, ())
-    wanted = rng.choices((0, 1, 2), weights=(0.25, 0.5, 0.25))[0]
-    phrases += rng.sample(extras, min(wanted, len(extras)))
-    if not phrases:
-        phrases.append(rng.choice(SIGNS[case.signs[0]][1]))
-    rng.shuffle(phrases)
-    return phrases
-
-
-def _temperature_text(case: ClinicalCase, rng: random.Random) -> str | None:
-    """Rectal temperature consistent with the fever signs, in F or C, or None (not written)."""
-    high = "Very High Fever" in case.signs
-    fever = high or "Fever" in case.signs
-    if rng.random() >= (0.75 if fever else 0.35):
-        return None
-    rise_f = rng.uniform(4.0, 5.2) if high else rng.uniform(2.2, 4.0) if fever else 0.0
-    temp_f = NORMAL_TEMP_F[case.species] + rise_f + rng.uniform(-0.6, 0.7)
-    if rng.random() < 0.55:
-        form = rng.choice(("T {:.1f}F", "temp {:.1f}°F", "Temp: {:.1f} F", "T={:.1f}F"))
-        return form.format(temp_f)
-    form = rng.choice(("temp {:.1f}C", "T {:.1f}°C", "temp. {:.1f} C", "T={:.1f}C"))
-    return form.format((temp_f - 32.0) * 5.0 / 9.0)
-
-
-def _other_vitals(case: ClinicalCase, rng: random.Random) -> list[str]:
-    """Respiratory and heart rate (per minute); raised when the signs say breathing is hard."""
-    vitals = []
-    breathless = {"Rapid breathing", "Difficulty In Breathing", "Breathing While Mouth Open"}
-    if breathless & set(case.signs) and rng.random() < 0.6:
-        vitals.append(f"RR {rng.randint(48, 90)}/min")
-    elif rng.random() < 0.15:
-        vitals.append(f"RR {rng.randint(18, 36)}")
-    if rng.random() < 0.1:
-        vitals.append(f"HR {rng.randint(70, 110)}")
-    return vitals
-
-
-def _subject(case: ClinicalCase, rng: random.Random) -> str:
-    """'2 yr Beetal goat', 'Nili-Ravi buffalo, 6 yrs', 'ewe (Kajli), 3y' ..."""
-    female_words, other_words = ANIMAL_WORDS[case.species]
-    words = female_words if needs_female(case) else female_words + other_words
-    # Black quarter strikes well-fed young cattle, 6-24 months old.
-    young_bq = case.disease_key == "bq" and not needs_female(case) and rng.random() < 0.6
-    if young_bq:
-        words = YOUNG_WORDS[case.species]
-    animal = rng.choice(words)
-    if young_bq or animal in ("calf", "kid", "lamb", "buffalo calf"):
-        age = rng.choice(("{} mo", "{} months", "{}m old")).format(rng.randint(4, 20))
-    else:
-        years = rng.randint(2, 10) if case.species in ("cow", "buffalo") else rng.randint(1, 5)
-        plural = "s" if years > 1 else ""
-        forms = ("{} yr", "{} yr" + plural, "{}y", "{} yo", "{} year" + plural + " old")
-        age = rng.choice(forms).format(years)
-    breed = rng.choice(BREEDS[case.species]) if rng.random() < 0.6 else ""
-    form = rng.randrange(3)
-    if form == 0:
-        return " ".join(p for p in (age, breed, animal) if p)
-    if form == 1:
-        return f"{breed + ' ' if breed else ''}{animal}, {age}"
-    return f"{animal} ({breed}), {age}" if breed else f"{animal}, {age}"

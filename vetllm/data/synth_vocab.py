@@ -12,118 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# checklist name -> (phrase in the source template, free-text ways of writing it)
-SIGNS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Fever": ("fever", ("fever", "pyrexia", "high temp", "fever")),
-    "Very High Fever": (
-        "high fever",
-        ("high fever", "very high temp", "high grade fever", "burning with fever"),
-    ),
-    "Fluid leakage from nose": (
-        "nasal discharge",
-        ("runny nose", "nasal d/c", "snotty nose", "mucopurulent nasal discharge", "nasal disch"),
-    ),
-    "Water or fluid leakage from eyes,nose or mouth": (
-        "ocular, nasal, or oral discharge",
-        ("discharge from eyes, nose and mouth", "oculonasal d/c", "eyes and nose running"),
-    ),
-    "Water leakage from eyes": (
-        "ocular discharge",
-        ("watery eyes", "lacrimation", "eye discharge", "ocular d/c", "teary eyes"),
-    ),
-    "blisters on lips": (
-        "labial vesicles",
-        ("sores on lips", "scabs on lips", "lip ulcers", "blisters on lips", "crusty lips"),
-    ),
-    "Blisters In Mouth": (
-        "oral vesicles",
-        ("blisters in mouth", "mouth ulcers", "vesicles on tongue", "ulcers on gums and tongue"),
-    ),
-    "Blisters On Feet": (
-        "foot vesicles",
-        ("blisters on feet", "lesions between claws", "interdigital vesicles", "sores on hooves"),
-    ),
-    "Mouth Frothing": (
-        "oral frothing",
-        ("frothing at mouth", "foamy saliva", "froth from mouth", "frothy salivation"),
-    ),
-    "Sever cough": ("severe cough", ("severe cough", "bad cough", "harsh cough", "coughing a lot")),
-    "Cough": ("cough", ("cough", "coughing", "mild cough", "occasional cough")),
-    "Loose motions": (
-        "diarrhea",
-        ("diarrhoea", "loose motions", "loose dung", "scouring", "watery faeces", "diarrhea"),
-    ),
-    "Drop In Milk Production": (
-        "decreased milk production",
-        ("milk drop", "milk yield down", "dec. milk", "drop in milk", "less milk than usual"),
-    ),
-    "Milk In Semi Solid Form": (
-        "abnormal milk consistency",
-        ("clots in milk", "flakes in milk", "thick curdy milk", "watery milk with clots"),
-    ),
-    "Teat Gnarls": (
-        "teat lesions",
-        ("teat lesions", "hard lumps on teats", "sore teats", "cracked teats"),
-    ),
-    "Udder become swollen": (
-        "udder edema",
-        ("swollen udder", "udder oedema", "hard swollen quarter", "hot swollen udder"),
-    ),
-    "Difficulty In Breathing": (
-        "respiratory distress",
-        ("difficulty breathing", "dyspnoea", "laboured breathing", "resp distress"),
-    ),
-    "Breathing While Mouth Open": (
-        "open-mouth breathing",
-        ("open mouth breathing", "breathing with mouth open", "mouth breathing"),
-    ),
-    "Rapid breathing": ("tachypnea", ("rapid breathing", "tachypnoea", "fast breathing")),
-    "Neck Swelling": (
-        "cervical swelling",
-        ("swollen neck", "neck swelling", "swelling of throat", "throat swelling"),
-    ),
-    "Swollen under jaw": (
-        "submandibular swelling",
-        ("swelling under the jaw", "submandibular oedema", "jaw swelling"),
-    ),
-    "Tongue Coming Out Of Mouth": (
-        "protruding tongue",
-        ("tongue protruding", "tongue hanging out", "tongue out of mouth"),
-    ),
-    "Air/crepitation feeling at surface of any body part": (
-        "subcutaneous emphysema",
-        ("crepitus on palpation", "crackling swelling", "gas under skin", "crepitant swelling"),
-    ),
-    "Color Change Of Muscles of limb": (
-        "limb muscle discoloration",
-        ("dark discoloured muscle on leg", "discolouration of thigh muscle", "black swollen leg"),
-    ),
-    "Sudden Death": (
-        "acute mortality",
-        ("sudden deaths in herd", "died suddenly", "2 animals found dead", "sudden death"),
-    ),
-    "Blood Leakage From Nose": (
-        "epistaxis",
-        ("bleeding from nose", "epistaxis", "blood from nostrils", "nose bleed"),
-    ),
-    "Stiffening of body": ("muscle rigidity", ("body stiff", "rigidity", "stiff muscles")),
-    "Pain in stomach and screams": (
-        "abdominal pain",
-        ("colic", "abdominal pain", "kicking at belly", "bellowing with belly pain"),
-    ),
-    "Lameness": ("lameness", ("lame", "lameness", "limping", "reluctant to walk")),
-    "Abortion": ("abortion", ("aborted", "abortion", "lost pregnancy", "aborted last week")),
-    "Weakness": ("weakness", ("weak", "weakness", "dull and weak", "lethargic")),
-    "Mites": ("mites", ("mites", "mange", "itching with mites")),
-    "Hair fall": ("alopecia", ("hair loss", "alopecia", "patchy hair fall")),
-    "Lesion on un-hairy parts of body": (
-        "skin lesions on glabrous areas",
-        ("pox lesions on hairless skin", "nodules on udder and lips", "papules on hairless areas"),
-    ),
-}
-
-# Signs a vet adds to almost any case; one is added to ~10% of notes (DOMAIN: realism noise).
-NONSPECIFIC_SIGNS = ("Weakness", "Fever", "Cough", "Loose motions")
+from vetllm.data.synth_signs import NONSPECIFIC_SIGNS, SIGNS  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -223,6 +112,8 @@ PROFILES: dict[str, DiseaseProfile] = {
             ("Water leakage from eyes", 0.74),
             ("Cough", 0.65),
             ("Sever cough", 0.28),
+            ("Pleuritic pain", 0.15),
+            ("Difficulty In Breathing", 0.15),
         ],
         ["ppr"],
     ),
@@ -236,6 +127,7 @@ PROFILES: dict[str, DiseaseProfile] = {
             ("Fever", 0.21),
             ("Stiffening of body", 0.17),
             ("Rapid breathing", 0.12),
+            ("Bleeding from orifices", 0.25),
         ],
         ["bq", "hs"],
     ),
@@ -243,89 +135,180 @@ PROFILES: dict[str, DiseaseProfile] = {
         24,
         [("Foot Rot", 1.0)],
         _SMALL,
-        [("Lameness", 0.83), ("Weakness", 0.2)],
+        [("Lameness", 0.83), ("Weakness", 0.2), ("Foul smelling hoof", 0.4)],
         ["fmd"],
     ),
     "babesiosis": _profile(
         9,
         [("Babesiosis", 0.7), ("BABESIOSIS", 0.3)],
         [("buffalo", 0.5), ("cow", 0.5)],
-        [("Drop In Milk Production", 0.56), ("Very High Fever", 0.44), ("Sudden Death", 0.44)],
+        [
+            ("Drop In Milk Production", 0.56),
+            ("Very High Fever", 0.44),
+            ("Sudden Death", 0.44),
+            ("Red urine", 0.5),
+            ("Ticks on body", 0.25),
+            ("Jaundice", 0.15),
+        ],
         ["theileriosis"],
     ),
     "brucellosis": _profile(
         7,
         [("Brucellosis", 1.0)],
         _CATTLE,
-        [("Drop In Milk Production", 1.0), ("Abortion", 1.0), ("Teat Gnarls", 0.86)],
+        [
+            ("Drop In Milk Production", 1.0),
+            ("Abortion", 1.0),
+            ("Teat Gnarls", 0.86),
+            ("Retained placenta", 0.4),
+            ("Swollen joints", 0.2),
+        ],
         ["mastitis"],
     ),
     "rabies": _profile(
         4,
         [("Rabies", 0.5), ("Rabbies", 0.5)],
         [("buffalo", 1.0)],
-        [("Drop In Milk Production", 0.6), ("Mouth Frothing", 0.8)],
+        [
+            ("Drop In Milk Production", 0.6),
+            ("Mouth Frothing", 0.8),
+            ("Dog bite", 0.5),
+            ("Aggression", 0.4),
+        ],
         ["fmd"],
     ),
     "theileriosis": _profile(
         4,
         [("Theileriosis", 1.0)],
         _CATTLE,
-        [("Very High Fever", 1.0), ("Drop In Milk Production", 0.5)],
+        [
+            ("Very High Fever", 1.0),
+            ("Drop In Milk Production", 0.5),
+            ("Swollen lymph nodes", 0.6),
+            ("Ticks on body", 0.3),
+        ],
         ["babesiosis"],
     ),
     "fascioliasis": _profile(
         4,
         [("Liver Fluke", 0.5), ("Fascioliasis", 0.5)],
         _SMALL,
-        [("Loose motions", 0.6), ("Weakness", 0.7), ("Swollen under jaw", 0.6)],
+        [
+            ("Loose motions", 0.6),
+            ("Weakness", 0.7),
+            ("Swollen under jaw", 0.6),
+            ("Bottle jaw", 0.4),
+            ("Pale mucous membranes", 0.3),
+        ],
         ["internal-worms"],
     ),
     "tuberculosis": _profile(
         1,
         [("T.B", 0.5), ("Tuberculosis", 0.5)],
         [("buffalo", 1.0)],
-        [("Drop In Milk Production", 0.7), ("Fever", 0.7), ("Cough", 0.4)],
+        [
+            ("Drop In Milk Production", 0.7),
+            ("Fever", 0.7),
+            ("Cough", 0.4),
+            ("Chronic cough", 0.5),
+            ("Weight loss", 0.5),
+        ],
     ),
     "goat-pox": _profile(
         1,
         [("Goat Pox", 1.0)],
         [("goat", 1.0)],
-        [("Fever", 0.8), ("Lesion on un-hairy parts of body", 0.9)],
+        [("Fever", 0.8), ("Lesion on un-hairy parts of body", 0.9), ("Skin nodules", 0.4)],
     ),
     # The 18 uncoded records of the source, spread over its eight uncoded diseases.
     "leg-fracture": _profile(
-        3, [("Fracture of the leg", 1.0)], _SMALL, [("Lameness", 0.9), ("Weakness", 0.3)]
+        3,
+        [("Fracture of the leg", 1.0)],
+        _SMALL,
+        [("Lameness", 0.9), ("Weakness", 0.3), ("Injury", 0.6)],
     ),
     "internal-worms": _profile(
         3,
         [("Internal worms", 1.0)],
         _SMALL,
-        [("Loose motions", 0.7), ("Weakness", 0.7), ("Hair fall", 0.3)],
+        [("Loose motions", 0.7), ("Weakness", 0.7), ("Hair fall", 0.3), ("Pot belly", 0.4)],
         ["fascioliasis"],
     ),
-    "infection": _profile(2, [("Infection", 1.0)], _SMALL, [("Fever", 0.9), ("Weakness", 0.5)]),
+    "infection": _profile(
+        2, [("Infection", 1.0)], _SMALL, [("Fever", 0.9), ("Weakness", 0.5), ("Abscess", 0.6)]
+    ),
     "tympany": _profile(
         3,
         [("Tympany", 1.0)],
         _SMALL,
-        [("Pain in stomach and screams", 0.9), ("Difficulty In Breathing", 0.6)],
+        [("Pain in stomach and screams", 0.9), ("Difficulty In Breathing", 0.6), ("Bloat", 0.7)],
     ),
     "ketosis": _profile(
-        2, [("Ketosis", 1.0)], _SMALL, [("Weakness", 0.9), ("Drop In Milk Production", 0.6)]
+        2,
+        [("Ketosis", 1.0)],
+        _SMALL,
+        [("Weakness", 0.9), ("Drop In Milk Production", 0.6), ("Sweet breath", 0.5)],
     ),
     "laminitis": _profile(
         2,
         [("laminitis", 0.5), ("Lamititus", 0.5)],
         _SMALL,
-        [("Lameness", 1.0), ("Weakness", 0.3)],
+        [("Lameness", 1.0), ("Weakness", 0.3), ("Hot hooves", 0.6)],
     ),
-    "abortion": _profile(2, [("Abortion", 1.0)], _SMALL, [("Abortion", 1.0), ("Fever", 0.3)]),
+    "abortion": _profile(
+        2,
+        [("Abortion", 1.0)],
+        _SMALL,
+        [("Abortion", 1.0), ("Fever", 0.3), ("Vaginal discharge", 0.4)],
+    ),
     "flu": _profile(
         1,
         [("Flue", 1.0)],
         _SMALL,
-        [("Fluid leakage from nose", 0.9), ("Cough", 0.7), ("Fever", 0.5)],
+        [("Fluid leakage from nose", 0.9), ("Cough", 0.7), ("Fever", 0.5), ("Sneezing", 0.5)],
+    ),
+    # In the catalogue but absent from the source data (weight 0: never in a generated data
+    # set's class mix); profiles from veterinary knowledge, used for the training mix.
+    "anaplasmosis": _profile(
+        0,
+        [("Anaplasmosis", 1.0)],
+        _CATTLE,
+        [
+            ("Very High Fever", 0.6),
+            ("Pale mucous membranes", 0.7),
+            ("Jaundice", 0.6),
+            ("Drop In Milk Production", 0.5),
+            ("Weakness", 0.4),
+        ],
+        ["babesiosis"],
+    ),
+    "enterotoxemia": _profile(
+        0,
+        [("Enterotoxemia", 0.7), ("Interotoximia", 0.3)],
+        _SMALL,
+        [
+            ("Sudden Death", 0.7),
+            ("Convulsions", 0.6),
+            ("Loose motions", 0.5),
+            ("Pain in stomach and screams", 0.4),
+        ],
+    ),
+    "metritis": _profile(
+        0,
+        [("Metritis", 1.0)],
+        _CATTLE,
+        [
+            ("Vaginal discharge", 0.9),
+            ("Fever", 0.6),
+            ("Retained placenta", 0.4),
+            ("Drop In Milk Production", 0.5),
+        ],
+    ),
+    "pox": _profile(
+        0,
+        [("Pox", 1.0)],
+        (("sheep", 0.6), ("cow", 0.4)),
+        [("Lesion on un-hairy parts of body", 0.9), ("Skin nodules", 0.6), ("Fever", 0.6)],
     ),
 }
 
@@ -355,6 +338,10 @@ _EXTRA_SIGN_TEXT = {
     "laminitis": "hot hooves; grain overload; standing with feet forward",
     "abortion": "aborted fetus found; vaginal discharge",
     "flu": "sneezing; mild fever; change of weather",
+    "anaplasmosis": "yellow mucous membranes; ticks seen; no red urine; marked anaemia",
+    "enterotoxemia": "found dead after grain feeding; kids on lush pasture; not vaccinated for ET",
+    "metritis": "calved 5 days ago; foul smelling uterine discharge; dystocia at calving",
+    "pox": "pock lesions on udder and teats; scabs around muzzle",
 }
 EXTRA_SIGNS: dict[str, tuple[str, ...]] = {
     key: tuple(text.split("; ")) for key, text in _EXTRA_SIGN_TEXT.items()
@@ -400,6 +387,8 @@ FEMALE_SIGNS = frozenset(
         "Teat Gnarls",
         "Udder become swollen",
         "Abortion",
+        "Retained placenta",
+        "Vaginal discharge",
     }
 )
 

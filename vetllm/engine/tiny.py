@@ -1,9 +1,10 @@
 """The CPU default model: a byte-level BPE tokenizer trained on the notes, and a tiny LLaMA.
 
-Nothing is downloaded. The tokenizer is trained on the training notes and responses, so every
-byte of any free text a user types has a token (byte-level: nothing becomes "unknown"); each
-catalogue label is one added token, so "Diagnosed conditions: 198462004" is a handful of tokens
-and a label can never be half-generated. The model is `LlamaForCausalLM` built from a
+Nothing is downloaded. The tokenizer is trained on the training notes and responses plus the
+package's clinical vocabulary (so ordinary clinical words stay whole even when the user's notes
+lack them), and every byte of any free text a user types has a token (byte-level: nothing
+becomes "unknown"); each catalogue label is one added token, so "Diagnosed conditions:
+198462004" is a handful of tokens and a label can never be half-generated. The model is `LlamaForCausalLM` built from a
 `LlamaConfig`: the same architecture and the same Trainer path as the 7B presets, only smaller.
 """
 
@@ -40,7 +41,13 @@ def train_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    # Clinical vocabulary the package knows (sign phrases and synonyms, findings, breeds,
+    # disease names) joins the notes: words absent from the user's notes stay whole tokens
+    # instead of shattering into bytes ("goat" -> g, o, at on template-only notes, measured).
+    from vetllm.data.synth_mix import clinical_vocabulary_texts
+
+    corpus = [*texts, *clinical_vocabulary_texts()]
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
     # single_word: "1679004" inside a longer digit string stays digits, not the label token.
     tokenizer.add_tokens(
         [AddedToken(label, single_word=True, normalized=False) for label in dict.fromkeys(labels)]

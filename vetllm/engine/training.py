@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments, set_seed
 
-from vetllm.catalogue import load_catalogue
+from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.config import TINY_BASE, TrainConfig, tracker_names
 from vetllm.data.records import Record
 from vetllm.engine import modeling
@@ -177,9 +177,11 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
     train_records, val_records, data_files = load_training_data(cfg, catalogue)
     log(f"data: {len(train_records)} training notes, {len(val_records)} validation notes")
+    model_records, mix = training_mix(cfg, train_records, catalogue, log)
     trainer, callback, params = _prepare_trainer(
-        cfg, run, source, catalogue, train_records, val_records, resume, log
+        cfg, run, source, catalogue, model_records, val_records, resume, log
     )
+    trainer.training_mix = mix  # for the run card
     checkpoint = run.last_complete_checkpoint() if resume else None
     for name, problem in run.damaged_checkpoints() if resume else []:
         log(f"{name} is damaged ({problem}); not resuming from it")
@@ -239,6 +241,7 @@ def _finish(
     # load_best_model_at_end has already put the best step's weights in the model just saved.
     card["served"] = served_step(trainer.state, trainer.args.load_best_model_at_end)
     log("served model: " + card["served"]["summary"])
+    card["training_mix"] = getattr(trainer, "training_mix", None)
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
     calibrate_at_finish(run.path, cfg, val_records, log)  # before the evaluation uses it
     evaluation = None
@@ -257,6 +260,30 @@ def _finish(
         final_metrics=_headline(evaluation),
         served=card["served"],
     )
+
+
+def training_mix(cfg: TrainConfig, records: list[Record], catalogue: Catalogue, log) -> tuple:
+    """(records the model trains on, summary or None): dedupe and synthetic notes, if set.
+
+    Only the training records: validation stays the user's own notes.
+    """
+    if not cfg.dedupe_notes and not cfg.synthetic_notes:
+        return records, None
+    from vetllm.data.synth_mix import build_training_mix
+
+    mixed, summary = build_training_mix(
+        records,
+        dedupe=cfg.dedupe_notes,
+        synthetic_notes=cfg.synthetic_notes,
+        seed=cfg.seed,
+        catalogue=catalogue,
+    )
+    log(
+        f"training mix: {len(records)} user records"
+        + (f" -> {summary['deduplicated_to']} distinct notes" if cfg.dedupe_notes else "")
+        + f" + {summary['synthetic_free_text_notes']} synthetic free-text notes"
+    )
+    return mixed, summary
 
 
 # -- the Trainer -----------------------------------------------------------------------------
