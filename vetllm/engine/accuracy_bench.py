@@ -25,10 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from vetllm import resources
 from vetllm.errors import VetLLMError
 
 DATASETS = ("bundled", "source-like", "free-text", "template-to-free")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "tiny-cpu.yaml"
+DEFAULT_CONFIG = resources.PRESETS_DIR / f"{resources.DEFAULT_PRESET}.yaml"
 SPLIT = {"val_fraction": 0.1, "test_fraction": 0.2}  # shares of distinct notes
 SCORES = ("lenient_accuracy", "strict_accuracy", "macro_f1")
 

@@ -317,9 +317,10 @@ def default_preset(hardware: dict) -> str:
     """The preset the Train tab proposes: the fast QLoRA preset on a CUDA GPU that can run it."""
     if not (hardware.get("cuda") and hardware.get("bitsandbytes") and hardware.get("bf16")):
         return CPU_PRESET
+    from vetllm import resources
     from vetllm.config import load_config
 
-    preset = Path(__file__).resolve().parents[2] / "configs" / f"{FAST_GPU_PRESET}.yaml"
+    preset = resources.PRESETS_DIR / f"{FAST_GPU_PRESET}.yaml"
     if not preset.is_file():
         return CPU_PRESET
     plan = plan_micro_batch(load_config(preset), hardware.get("gpu_memory_gb"))
