@@ -88,9 +88,9 @@ def test_real_template_and_bundled_notes_never_abstain(policy):
 
 def test_training_notes_extend_the_vocabulary():
     base = clinical_vocabulary(load_catalogue())
-    extended = clinical_vocabulary(load_catalogue(), ["berseem zebu"])
-    assert "berseem" not in base and {"berseem", "zebu"} <= extended
-    assert check_scope("zebu berseem", extended).known_share == 1.0
+    extended = clinical_vocabulary(load_catalogue(), ["quokka zebu"])
+    assert "quokka" not in base and {"quokka", "zebu"} <= extended
+    assert check_scope("zebu quokka", extended).known_share == 1.0
 
 
 def test_note_words_drop_numbers_symbols_and_function_words():

@@ -124,11 +124,11 @@ def test_the_model_card_states_recipe_data_evaluation_sctids_and_limits(quick_ru
     card = model_card(run, repo_id="me/vetllm-tiny")
     assert card.startswith("---\nlibrary_name: transformers")
     for expected in ("## Recipe", "learning rate / schedule", "## Training data", "leakage:",
-                     "1,383 training records", "66.0% | 60.0% - 72.0%", "baseline: bag_of_words",
+                     "1,344 training records", "66.0% | 60.0% - 72.0%", "baseline: bag_of_words",
                      "ece 0.081", "## Codes with an invalid SCTID", "1679004 (Peste des petits",
                      "## Intended use and limits", "not a clinical tool"):  # fmt: skip
         assert expected in card, expected
-    assert card_facts(run)["data"]["val_records"] == 217
+    assert card_facts(run)["data"]["val_records"] == 256  # examples/val.json
 
 
 def test_the_archive_holds_model_card_and_evaluation_but_no_notes_or_pickles(quick_run, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from vetllm.catalogue import load_catalogue
 from vetllm.cli import main as cli_main
-from vetllm.data import synth
+from vetllm.data import synth, synth_cases
 from vetllm.data.loading import load_dataset_file
 from vetllm.data.records import note_key
 from vetllm.data.split import leakage_report
@@ -373,7 +373,9 @@ def test_every_catalogue_disease_has_signs_that_tell_it_apart():
 )
 def test_template_style_can_show_the_distinguishing_sign(disease_key, phrase):
     rng = random.Random(0)
-    notes = [synth.render_template(synth._sample_case(disease_key, rng), rng) for _ in range(200)]
+    notes = [
+        synth.render_template(synth_cases.sample_case(disease_key, rng), rng) for _ in range(200)
+    ]
     assert any(phrase in note for note in notes)
 
 

@@ -256,7 +256,7 @@ def test_an_anonymous_coverage_plan_for_a_million_epochs_stays_small_and_fast(ho
     elapsed = time.perf_counter() - started
     assert message["success"] is True
     plan_md, figure = message["output"]["data"]
-    assert "1.46e+06" in plan_md  # 1,383 samples x 1e6 epochs over 949 distinct notes
+    assert "1.4e+06" in plan_md  # 1,344 samples x 1e6 epochs over 961 distinct notes
     bars = json.loads(figure["plot"])["data"][0]["x"]
     assert len(bars) == 100  # was one bar per epoch: 8 s and a 37 MB answer
     assert elapsed < 5.0

@@ -103,8 +103,11 @@ def note_words(text: str) -> list[str]:
 def _base_vocabulary(catalogue: Catalogue) -> frozenset[str]:
     """Catalogue names and variants, the generator's words and the general clinical list."""
     from vetllm.data.synth import generate_records
+    from vetllm.data.synth_mix import clinical_vocabulary_texts
 
     words = set(GENERAL_CLINICAL)
+    for text in clinical_vocabulary_texts(catalogue):  # every wording the generator knows
+        words.update(note_words(text))
     for disease in catalogue.diseases:
         for text in (disease.name, disease.key, *disease.variants, *disease.species):
             words.update(note_words(text))

@@ -18,10 +18,18 @@ import random
 from pathlib import Path
 
 from vetllm import resources
-from vetllm.catalogue import Catalogue, load_catalogue
+from vetllm.catalogue import load_catalogue
 from vetllm.data.prompts import ALPACA
 from vetllm.data.records import Record, note_key
 from vetllm.data.split import split_by_note
+from vetllm.data.synth_cases import (
+    LABEL_NOISE_SHARE,
+    check_arguments,
+    disease_sequence,
+    make_record,
+    recorded_disease,
+    sample_case,
+)
 from vetllm.data.synth_render import (  # noqa: F401 (re-exported: the renderers live there)
     ClinicalCase,
     join_and,
@@ -30,18 +38,11 @@ from vetllm.data.synth_render import (  # noqa: F401 (re-exported: the renderers
     render_template,
     weighted_choice,
 )
-from vetllm.data.synth_vocab import EXTRA_SIGNS, NONSPECIFIC_SIGNS, PROFILES
+from vetllm.data.synth_vocab import EXTRA_SIGNS, PROFILES
 from vetllm.errors import VetLLMError
 
 # The packaged examples/ folder (vetllm.resources); tests point it elsewhere.
 EXAMPLES_DIR = resources.EXAMPLES_DIR
-
-# Share of notes given a confusable label. Template notes repeat, so their noise creates the
-# conflicting duplicates that cap accuracy (source ceiling 94.6%); free-text notes are unique.
-LABEL_NOISE_SHARE = {"template": 0.02, "free": 0.005}
-NONSPECIFIC_SHARE = 0.10  # share of notes with one extra non-specific sign
-MIN_SIGNS, MAX_SIGNS = 2, 5
-MAX_RECORDS = 200_000  # ~75 MB of JSON; more is a typo, not a data set
 
 # Diseases and styles of the app's example notes (examples/notes.json): one per disease.
 EXAMPLE_NOTE_PLAN = (
@@ -72,89 +73,18 @@ def generate_records(n: int = 1600, seed: int = 0, free_text_share: float = 0.35
         Records with one catalogue label each, `species` lower-case, `disease` a label variant as
         the source writes it, and `extra={"symptoms": [checklist names]}`.
     """
-    _check_arguments(n=n, seed=seed, free_text_share=free_text_share)
+    check_arguments(n=n, seed=seed, free_text_share=free_text_share)
     rng = random.Random(seed)
     catalogue = load_catalogue()
     records = []
-    for disease_key in _disease_sequence(n, rng):
-        case = _sample_case(disease_key, rng)
+    for disease_key in disease_sequence(n, rng):
+        case = sample_case(disease_key, rng)
         style_is_free = rng.random() < free_text_share
         note = render_free_text(case, rng) if style_is_free else render_template(case, rng)
         noise = LABEL_NOISE_SHARE["free" if style_is_free else "template"]
-        recorded_key = _recorded_disease(disease_key, case.species, noise, rng)
-        records.append(_make_record(note, case, recorded_key, catalogue, rng))
+        recorded_key = recorded_disease(disease_key, case.species, noise, rng)
+        records.append(make_record(note, case, recorded_key, catalogue, rng))
     return records
-
-
-def _check_arguments(*, n: object, seed: object, free_text_share: object) -> None:
-    problems = []
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RECORDS:
-        problems.append(f"n must be a whole number of records from 1 to {MAX_RECORDS}, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        problems.append(f"seed must be a whole number, got {seed!r}")
-    if not isinstance(free_text_share, (int, float)) or not 0.0 <= free_text_share <= 1.0:
-        problems.append(f"free_text_share must be a number from 0 to 1, got {free_text_share!r}")
-    if problems:
-        raise VetLLMError("synthetic data: " + "; ".join(problems))
-
-
-def _disease_sequence(n: int, rng: random.Random) -> list[str]:
-    """Disease keys in the source proportions (largest-remainder rounding), shuffled."""
-    total = sum(p.weight for p in PROFILES.values())
-    exact = {key: n * p.weight / total for key, p in PROFILES.items()}
-    counts = {key: int(value) for key, value in exact.items()}
-    by_remainder = sorted(exact, key=lambda key: (counts[key] - exact[key], key))
-    for key in by_remainder[: n - sum(counts.values())]:
-        counts[key] += 1
-    sequence = [key for key in PROFILES for _ in range(counts[key])]
-    rng.shuffle(sequence)
-    return sequence
-
-
-def _sample_case(disease_key: str, rng: random.Random) -> ClinicalCase:
-    """Species from the disease's mix; 2-5 signs, each drawn with its published share."""
-    profile = PROFILES[disease_key]
-    species = weighted_choice(profile.species, rng)
-    chosen = [name for name, share in profile.signs if rng.random() < share]
-    wanted_min = min(MIN_SIGNS, len(profile.signs))
-    while len(chosen) < wanted_min:
-        remaining = tuple((s, w) for s, w in profile.signs if s not in chosen)
-        chosen.append(weighted_choice(remaining, rng))
-    if len(chosen) > MAX_SIGNS:
-        chosen = rng.sample(chosen, MAX_SIGNS)
-    if rng.random() < NONSPECIFIC_SHARE:
-        extra = [s for s in NONSPECIFIC_SIGNS if s not in chosen]
-        chosen.append(rng.choice(extra))
-    # Checklist order, as the source lists them; non-specific signs go last.
-    order = {name: index for index, (name, _) in enumerate(profile.signs)}
-    chosen.sort(key=lambda name: order.get(name, len(order)))
-    return ClinicalCase(disease_key, species, tuple(chosen))
-
-
-def _recorded_disease(true_key: str, species: str, noise: float, rng: random.Random) -> str:
-    """The disease the recorder wrote: usually the true one, rarely a confusable one."""
-    confusable = [
-        key
-        for key in PROFILES[true_key].confusable
-        if species in {name for name, _ in PROFILES[key].species}
-    ]
-    if confusable and rng.random() < noise:
-        return rng.choice(confusable)
-    return true_key
-
-
-def _make_record(
-    note: str, case: ClinicalCase, recorded_key: str, catalogue: Catalogue, rng: random.Random
-) -> Record:
-    disease = next(d for d in catalogue.diseases if d.key == recorded_key)
-    variant = weighted_choice(PROFILES[recorded_key].variants, rng)
-    return Record(
-        note=note,
-        labels=(disease.label,),
-        species=case.species,
-        disease=variant,
-        extra={"symptoms": list(case.signs)},
-    )
 
 
 def split_records(
@@ -182,7 +112,7 @@ def example_notes(seed: int = 0, exclude: set[str] | None = None) -> list[dict]:
     for disease_key, style in EXAMPLE_NOTE_PLAN:
         render = render_free_text if style == "free" else render_template
         for _attempt in range(500):
-            case = _sample_case(disease_key, rng)
+            case = sample_case(disease_key, rng)
             note = render(case, rng)
             if note_key(note) not in excluded and _shows_the_disease(note, case, style):
                 break
@@ -291,4 +221,3 @@ def _check_dataset_arguments(val_fraction: object, test_fraction: object, style:
 def bundled_examples() -> tuple[Path, Path]:
     """Paths of the packaged examples/train.json and examples/val.json."""
     return resources.bundled_examples(EXAMPLES_DIR)
-

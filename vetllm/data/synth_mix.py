@@ -40,7 +40,7 @@ def synthetic_training_notes(
     records: list[Record], n: int, seed: int = 0, catalogue: Catalogue | None = None
 ) -> list[Record]:
     """`n` free-text notes for the diseases of `records`, square-root balanced (see above)."""
-    from vetllm.data import synth
+    from vetllm.data import synth_cases, synth_render
 
     catalogue = catalogue or load_catalogue()
     counts = mixable_label_counts(records, catalogue)
@@ -51,9 +51,9 @@ def synthetic_training_notes(
     weights = [math.sqrt(counts[key]) for key in keys]
     mixed = []
     for disease_key in rng.choices(keys, weights=weights, k=n):
-        case = synth._sample_case(disease_key, rng)
-        note = synth.render_free_text(case, rng)
-        mixed.append(synth._make_record(note, case, disease_key, catalogue, rng))
+        case = synth_cases.sample_case(disease_key, rng)
+        note = synth_render.render_free_text(case, rng)
+        mixed.append(synth_cases.make_record(note, case, disease_key, catalogue, rng))
     return mixed
 
 

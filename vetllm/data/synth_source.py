@@ -31,12 +31,14 @@ _ATTEMPTS_PER_NOTE = 40  # a rare disease with two signs has only a few distinct
 
 def generate_source_like(n: int = 1600, seed: int = 0) -> list[Record]:
     """`n` template-style records shaped like the source set (see the module docstring)."""
-    from vetllm.data import synth
+    from vetllm.data import synth_cases, synth_render
 
-    synth._check_arguments(n=n, seed=seed, free_text_share=0.0)
+    synth_cases.check_arguments(n=n, seed=seed, free_text_share=0.0)
     rng = random.Random(seed)
-    rows_per_disease = Counter(synth._disease_sequence(n, rng))
-    notes: dict[str, tuple[str, synth.ClinicalCase]] = {}  # note_key -> (note, its first case)
+    rows_per_disease = Counter(synth_cases.disease_sequence(n, rng))
+    notes: dict[
+        str, tuple[str, synth_render.ClinicalCase]
+    ] = {}  # note_key -> (note, its first case)
     rows: list[tuple[str, str]] = []  # (note_key, disease key) per record
     for disease_key in PROFILES:
         n_rows = rows_per_disease.get(disease_key, 0)
@@ -53,21 +55,21 @@ def generate_source_like(n: int = 1600, seed: int = 0) -> list[Record]:
     rng.shuffle(rows)
     catalogue = load_catalogue()
     return [
-        synth._make_record(notes[key][0], notes[key][1], disease_key, catalogue, rng)
+        synth_cases.make_record(notes[key][0], notes[key][1], disease_key, catalogue, rng)
         for key, disease_key in rows
     ]
 
 
 def _distinct_notes(disease_key: str, wanted: int, rng: random.Random) -> dict:
     """Up to `wanted` different template notes of one disease (fewer when its signs run out)."""
-    from vetllm.data import synth
+    from vetllm.data import synth_cases, synth_render
 
-    found: dict[str, tuple[str, synth.ClinicalCase]] = {}
+    found: dict[str, tuple[str, synth_render.ClinicalCase]] = {}
     for _attempt in range(wanted * _ATTEMPTS_PER_NOTE):
         if len(found) >= wanted:
             break
-        case = synth._sample_case(disease_key, rng)
-        note = synth.render_template(case, rng)
+        case = synth_cases.sample_case(disease_key, rng)
+        note = synth_render.render_template(case, rng)
         found.setdefault(note_key(note), (note, case))
     return found
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from vetllm.catalogue import Catalogue
 from vetllm.config import TrainConfig
@@ -83,16 +84,18 @@ def encode_record(tokenizer, template: PromptTemplate, record: Record, max_lengt
 class EncodedDataset(torch.utils.data.Dataset):
     """Examples tokenized once up front, optionally with note-token dropout for training.
 
-    `note_token_dropout` removes each token of the note with that probability every time an
-    example is drawn (word dropout: a regulariser for small models that would otherwise learn
-    the exact wording of repeated template notes). The template and the answer are never touched.
+    `note_token_dropout` removes each token of the note with that probability, drawn anew in
+    every epoch (word dropout: a regulariser for small models that would otherwise learn the
+    exact wording of repeated template notes). The template and the answer are never touched.
+    The draw depends only on (seed, epoch, example), so a resumed run sees the same tokens as
+    an uninterrupted one; `epoch` is kept current by DropoutEpochCallback.
     """
 
     def __init__(self, examples: Sequence[dict], note_token_dropout: float = 0.0, seed: int = 0):
         self.examples = examples  # a list, or the datasets.Dataset that encode_records mapped
         self.tokenize_seconds, self.from_cache = 0.0, False  # set by encode_records
         self.note_token_dropout = note_token_dropout
-        self._rng = random.Random(seed)
+        self.seed, self.epoch = seed, 0
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -102,15 +105,27 @@ class EncodedDataset(torch.utils.data.Dataset):
         if not self.note_token_dropout:
             return example
         start, end = example["note_span"]
+        rng = random.Random(f"{self.seed}-{self.epoch}-{index}")  # str seeds hash stably
         keep = [
             i
             for i in range(len(example["input_ids"]))
-            if not start <= i < end or self._rng.random() >= self.note_token_dropout
+            if not start <= i < end or rng.random() >= self.note_token_dropout
         ]
         return {
             "input_ids": [example["input_ids"][i] for i in keep],
             "labels": [example["labels"][i] for i in keep],
         }
+
+
+class DropoutEpochCallback(TrainerCallback):
+    """Tells the training set which epoch is drawn, so note-token dropout is a function of the
+    epoch (the Trainer calls on_epoch_begin for a resumed epoch too, with its epoch restored)."""
+
+    def __init__(self, dataset: EncodedDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.epoch = int(state.epoch + 1e-6)  # 2.0 at the start of the third epoch
 
 
 def encode_records(

@@ -29,7 +29,12 @@ from vetllm.data.records import Record
 from vetllm.engine import modeling
 from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
-from vetllm.engine.collate import ResponseOnlyCollator, encode_records, load_training_data
+from vetllm.engine.collate import (
+    DropoutEpochCallback,
+    ResponseOnlyCollator,
+    encode_records,
+    load_training_data,
+)
 from vetllm.engine.environment import check_trackers
 from vetllm.engine.run_faults import record_failure
 from vetllm.engine.runs import RunDirectory
@@ -329,7 +334,7 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
 
 
 def _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback) -> VetTrainer:
-    callbacks = [callback]
+    callbacks = [callback, DropoutEpochCallback(train_set)]
     if cfg.early_stopping_patience and len(eval_set):
         callbacks.append(LenientEarlyStopping(cfg.early_stopping_patience))
     return VetTrainer(
