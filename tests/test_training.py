@@ -112,8 +112,10 @@ def test_note_token_dropout_only_removes_note_tokens(tokenizer):
     assert tokenizer.decode(note_ids).strip() == record.note
     dataset = EncodedDataset([example], note_token_dropout=0.4, seed=0)
     lengths = set()
-    for _ in range(20):
+    for epoch in range(20):  # a new draw every epoch
+        dataset.epoch = epoch
         drawn = dataset[0]
+        assert dataset[0] == drawn  # the same (seed, epoch, example): a resumed run repeats it
         lengths.add(len(drawn["input_ids"]))
         assert drawn["input_ids"][:start] == example["input_ids"][:start]
         answer = len(example["input_ids"]) - end
