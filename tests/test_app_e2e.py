@@ -112,10 +112,13 @@ def test_evaluate_endpoint_scores_the_bundled_validation_set(live_app, quick_run
 
 def test_evaluate_in_the_page_gives_tables_charts_and_a_csv(live_app, quick_run):
     _, predict = live_app
-    headline, per_code, confusion, worst, baselines, comparison, download = predict.evaluate(
-        "quick", "Bundled validation set", None, "constrained", ""
+    headline, per_code, confusion, worst, baselines, comparison, download, *calibration = (
+        predict.evaluate("quick", "Bundled validation set", None, "constrained", "")
     )
     assert "strict accuracy" in headline and "95% CI" in headline
+    reliability, coverage = calibration  # drawn from the evaluation's own tables
+    assert "ECE" in reliability.layout.title.text and len(reliability.data[1].x) >= 1
+    assert len(coverage.data[0].x) >= 2 and max(coverage.data[0].x) == 1.0
     assert per_code and confusion.data
     assert [row[0] for row in baselines][:2] == ["quick (lenient)", "quick (strict)"]
     assert {"majority", "bag_of_words"} <= {row[0] for row in baselines}

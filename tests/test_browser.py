@@ -116,6 +116,8 @@ def test_evaluate_shows_scores_baselines_and_a_csv_download(page):
     page.get_by_role("button", name="Download predictions as CSV (formula-safe)").wait_for()
     page.wait_for_timeout(1500)  # plotly draws the confusion matrix
     page.screenshot(path=str(ARTIFACTS / "06-evaluate.png"), full_page=True)
+    page.locator(".js-plotly-plot", has_text="Reliability diagram (ECE").first.wait_for()
+    page.locator(".js-plotly-plot", has_text="Accuracy vs coverage").first.wait_for()
 
 
 def test_an_uploaded_file_with_bad_rows_lists_every_problem(page, tmp_path):

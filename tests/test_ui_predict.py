@@ -110,10 +110,11 @@ def test_evaluate_outputs_and_csv_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluate_module, "evaluate_run", fake_evaluate)
     handlers = PredictHandlers(settings, PredictorCache(lambda path: FakePredictor()))
-    headline, per_code, confusion, worst, baselines, comparison, download = handlers.evaluate(
-        "done", "Bundled validation set", None, "free", ""
+    headline, per_code, confusion, worst, baselines, comparison, download, *calibration = (
+        handlers.evaluate("done", "Bundled validation set", None, "free", "")
     )
     assert "strict accuracy" in headline and per_code[0][0] == "1"
+    assert len(calibration) == 2  # reliability diagram, accuracy vs coverage
     assert "| code |" not in headline  # the per-code table is its own dataframe
     assert [row[0] for row in baselines] == ["done (lenient)", "done (strict)", "majority"]
     assert worst[0][0] == "=cmd()" and len(worst) == 1

@@ -136,7 +136,7 @@ def test_evaluating_an_upload_reports_the_skipped_rows(tmp_path, monkeypatch):
                                         str(_csv_with_unclosed_quote(tmp_path)), "free", "")  # fmt: skip
     assert seen == {"n": 3, "out": "eval-upload"}  # beside, not over, the run's own evaluation
     assert "Skipped 2 row(s) of notes.csv" in headline and "never closed" in headline
-    download = rest[-1].value
+    download = rest[5].value  # after per code, confusion, worst, baselines, comparison
     assert (download["path"] if isinstance(download, dict) else download).endswith(
         "predictions-done-free.csv"
     )  # 17: free and constrained downloads no longer share a name

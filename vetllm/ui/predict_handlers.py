@@ -270,7 +270,18 @@ class PredictHandlers:
             views.baseline_table(comparison),
             charts.accuracy_comparison_figure(comparison),
             download,
+            *_calibration_figures(metrics),
         )
+
+
+def _calibration_figures(metrics: dict) -> tuple:
+    """Reliability diagram and accuracy-vs-coverage of an evaluation (empty when not scored)."""
+    ece = metrics.get("expected_calibration_error")
+    title = f"Reliability diagram (ECE {ece:.3f})" if isinstance(ece, float) else None
+    reliability = charts.reliability_figure(
+        metrics.get("reliability") or [], *filter(None, [title])
+    )
+    return reliability, charts.coverage_accuracy_figure(metrics.get("selective") or [])
 
 
 def skipped_markdown(result) -> str:

@@ -115,12 +115,16 @@ def _evaluation_section(
     worst = gr.Dataframe(headers=["note", "gold", "predicted", "raw output", "confidence"],
                          label="Worst cases", interactive=False, wrap=True,
                          column_widths=["34%", "17%", "17%", "22%", "10%"])  # fmt: skip
+    with gr.Row():  # is a confidence worth trusting, and what abstaining below it would buy
+        reliability = gr.Plot(label="Calibration")
+        coverage = gr.Plot(label="Accuracy vs coverage")
     csv_file = gr.DownloadButton("Download predictions as CSV (formula-safe)", visible=False)
     # Uploading a file selects it: the radio must never say "bundled" while a file is waiting.
     upload.upload(_select_upload, None, [source], **PRIVATE)
     evaluate.click(
         handlers.evaluate, [run, source, upload, decoding, password],
-        [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file],
+        [headline, per_code, confusion, worst, baselines, comparison_plot, csv_file,
+         reliability, coverage],
         concurrency_id="evaluate", concurrency_limit=1, api_name="evaluate_in_page", **PRIVATE,
     )  # fmt: skip
     return evaluate
