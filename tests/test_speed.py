@@ -15,20 +15,14 @@ from vetllm.engine.environment import (
     plan_micro_batch,
     shape_from_config,
 )
+from vetllm.engine.random_llama import SHAPES
 from vetllm.engine.speed import liger_status, speed_arguments
 from vetllm.errors import VetLLMError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST_PRESETS = sorted(CONFIGS.glob("*-qlora-fast.yaml"))
 GPU = {"cuda": True, "bf16": True, "bitsandbytes": True, "gpu_name": "fake", "gpu_memory_gb": 80.0}
-LLAMA_7B_CONFIG = {
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "vocab_size": 32000,
-}
+LLAMA_7B_CONFIG = SHAPES["llama-7b"]  # the published LLaMA-7B config the bench builds
 # Result-relevant fields: a fast preset must equal its source-recipe preset in every one.
 RESULT_FIELDS = (
     "base_model", "method", "data", "val_data", "prompt_template", "lora_r", "lora_alpha",

@@ -13,7 +13,6 @@ Predictor.from_run applies the file.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibration re-exported
@@ -28,6 +27,7 @@ from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibrat
     selective_table,
 )
 from vetllm.catalogue import Catalogue
+from vetllm.engine.runs import atomic_write_text
 from vetllm.errors import VetLLMError
 
 DECODINGS = ("free", "constrained")
@@ -85,7 +85,7 @@ def calibrate_run(
         predictor.temperatures, predictor.policy = saved
     warning = small_validation_warning(result["n_distinct"], "choose a threshold")
     result["warnings"] = [warning] if warning else []
-    _write_atomic(run_path / CALIBRATION_FILE, json.dumps(result, indent=2))
+    atomic_write_text(run_path / CALIBRATION_FILE, json.dumps(result, indent=2))
     predictor.temperatures = dict(result["temperatures"])
     if predictor.policy is not None:
         predictor.policy.thresholds = {k: v for k, v in result["thresholds"].items() if v}
@@ -151,9 +151,3 @@ def _catalogue(cfg) -> Catalogue:
     from vetllm.catalogue import load_catalogue
 
     return load_catalogue(cfg.catalogue) if cfg and cfg.catalogue else load_catalogue()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

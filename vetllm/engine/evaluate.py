@@ -10,12 +10,12 @@ file. Note text goes only into predictions.jsonl, never to stdout.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.records import Record
+from vetllm.engine.runs import atomic_write_text
 from vetllm.errors import VetLLMError
 
 BUNDLED = "bundled"  # data value meaning the repository's examples/ (as in TrainConfig)
@@ -98,8 +98,8 @@ def evaluate_run(
     target.mkdir(parents=True, exist_ok=True)
     _write_predictions(target / "predictions.jsonl", records, predictions, scores.outcomes)
     metrics["files"] = {"predictions": "predictions.jsonl", "summary": "summary.md"}
-    _write_atomic(target / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
-    _write_atomic(target / "summary.md", render_summary(metrics))
+    atomic_write_text(target / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
+    atomic_write_text(target / "summary.md", render_summary(metrics))
     return metrics
 
 
@@ -240,17 +240,11 @@ def _write_predictions(path: Path, records, predictions, outcomes) -> None:
             "decoding": prediction.decoding,
         }
         lines.append(json.dumps(row, ensure_ascii=False))
-    _write_atomic(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def render_summary(metrics: dict) -> str:
