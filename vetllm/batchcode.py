@@ -5,8 +5,9 @@ strings) or plain text (one note per line), keeping every original column. `code
 the notes through a prediction function in chunks and adds, per row: the codes, their disease
 names, whether each SCTID is valid, the confidence, whether the model abstained and why, and the
 run that answered. A row whose note is empty or too long is not predicted: it is marked
-abstained with the reason. `coded_csv` / `coded_jsonl` write the result (CSV cells a spreadsheet
-would run as formulas are escaped). Imports neither torch nor gradio.
+abstained with the reason. `coded_csv` / `coded_jsonl` write the result through the project's
+one CSV and JSONL writers (`vetllm.data.writing`: CSV cells a spreadsheet would run as formulas
+are escaped). Imports neither torch nor gradio.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from vetllm.data.loading import _decode, _read_limited
 from vetllm.data.validation import normalise_note_text
-from vetllm.data.writing import escape_formula
+from vetllm.data.writing import guarded_csv, json_cell_text, jsonl_text
 from vetllm.errors import VetLLMError
 
 NOTE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
@@ -195,30 +196,22 @@ def skipped_fields(reason: str, run: str) -> dict:
             "abstained": True, "reason": f"not predicted: {reason}", "run": run}  # fmt: skip
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
+def coded_cell_text(value: object) -> str:
+    """A coded cell as text: lists joined with '; ', objects as JSON, missing as empty."""
     if isinstance(value, (list, tuple)):
-        return escape_formula("; ".join("" if v is None else str(v) for v in value))
-    if isinstance(value, (dict,)):
-        return escape_formula(json.dumps(value, ensure_ascii=False))
-    return escape_formula(str(value))
+        return "; ".join("" if v is None else str(v) for v in value)
+    return json_cell_text(value)
 
 
 def coded_csv(rows: Iterable[Mapping], columns: list[str]) -> str:
     """CSV text: the original columns, then CODED_COLUMNS; formula-like cells escaped."""
     header = [c for c in columns if c not in CODED_COLUMNS] + list(CODED_COLUMNS)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([escape_formula(c) for c in header])
-    for row in rows:
-        writer.writerow([_cell(row.get(column)) for column in header])
-    return buffer.getvalue()
+    return guarded_csv(rows, header, coded_cell_text)
 
 
 def coded_jsonl(rows: Iterable[Mapping]) -> str:
     """JSON Lines text, one coded row per line (values as they are: lists stay lists)."""
-    return "".join(json.dumps(dict(row), ensure_ascii=False, default=str) + "\n" for row in rows)
+    return jsonl_text(rows, default=str)
 
 
 def predict_with(predictor, decoding: str = "free", batch_size: int = 32) -> PredictBatch:

@@ -1,21 +1,23 @@
-"""Write records back to disk in the source format, and guard CSV cells against formula injection.
+"""Write records back to disk in the source format; the project's one CSV and JSONL writers.
 
 `write_records()` writes a JSON list, JSON Lines or CSV file, chosen by the file's suffix
 (`FORMATS`, the same table the loader reads by), regenerating `instruction` and `output` from a
 prompt template; the write is atomic (a temporary file, then a rename), so a reader never sees
-half a file. A spreadsheet runs a CSV cell that starts with `=`, `+`, `-`, `@`, a tab or a
-carriage return as a formula, so such cells get a leading apostrophe (`escape_formula`);
-`unescape_formula` removes it again when `vetllm.data.loading` reads the file, so the note text
-round-trips unchanged.
+half a file. Every CSV the project writes (records, batch-coded notes, evaluation predictions)
+goes through `guarded_csv`: a pandas table written with `to_csv`, every header and cell passed
+through `escape_formula` first, because a spreadsheet runs a cell that starts with `=`, `+`,
+`-`, `@`, a tab or a carriage return as a formula; `unescape_formula` removes the apostrophe
+again when `vetllm.data.loading` reads the file, so the note text round-trips unchanged. Every
+JSONL goes through `jsonl_text` (UTF-8, one object per line, non-ASCII kept).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from vetllm.data.prompts import ALPACA, PromptTemplate
@@ -46,9 +48,9 @@ def write_records(
     if fmt == "json":
         text = json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
     elif fmt == "jsonl":
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        text = jsonl_text(rows)
     else:
-        text = _csv_text(rows)
+        text = _records_csv(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
@@ -69,21 +71,52 @@ def unescape_formula(cell: str) -> str:
     return cell
 
 
-def _csv_text(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([escape_formula(_csv_cell_text(key, row.get(key))) for key in columns])
-    return buffer.getvalue()
+def is_missing(value: object) -> bool:
+    """True for None and NaN (pandas' mark for a key a row does not have)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _csv_cell_text(key: str, value: object) -> str:
-    if value is None:
+def json_cell_text(value: object) -> str:
+    """A cell as text: empty when missing, lists and objects as JSON, anything else as str()."""
+    if is_missing(value):
         return ""
-    if key == "snomed_codes" and isinstance(value, list):
-        return "; ".join(str(v) for v in value)
-    if isinstance(value, (list, dict)):
+    if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def guarded_csv(
+    rows: Iterable[Mapping],
+    columns: Sequence[str],
+    cell_text: Callable[[object], str] = json_cell_text,
+) -> str:
+    """CSV text for spreadsheets: one line per row, `columns` in order, "\n" line ends.
+
+    Every cell becomes text through `cell_text` (a key a row lacks arrives as NaN), then every
+    header and cell goes through `escape_formula`; no CSV leaves the project without it.
+    """
+    import pandas as pd  # only when a CSV is written: reading data never imports pandas
+
+    # dtype=object keeps ints as ints: a column with a gap would otherwise turn 1 into 1.0.
+    frame = pd.DataFrame(list(rows), columns=list(columns), dtype=object)
+    safe = frame.map(lambda value: escape_formula(cell_text(value)))
+    safe.columns = [escape_formula(str(column)) for column in frame.columns]
+    return safe.to_csv(index=False, lineterminator="\n")
+
+
+def jsonl_text(rows: Iterable[Mapping], default: Callable[[object], object] | None = None) -> str:
+    """JSON Lines text: one object per line, UTF-8 with non-ASCII kept, a final newline.
+
+    json.dumps, not pandas' to_json: that writes 1 as 1.0 in a column with gaps, "/" as "\\/",
+    a null for every key a row lacks, and floats cut to 10 digits.
+    """
+    return "".join(
+        json.dumps(dict(row), ensure_ascii=False, default=default) + "\n" for row in rows
+    )
+
+
+def _records_csv(rows: list[dict]) -> str:
+    """Source rows as CSV: codes joined with '; ' (as the loader reads them), other lists JSON."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    joined = [{**row, "snomed_codes": "; ".join(map(str, row["snomed_codes"]))} for row in rows]
+    return guarded_csv(joined, columns)

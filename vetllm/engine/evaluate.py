@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.records import Record
+from vetllm.data.writing import jsonl_text
 from vetllm.engine.runs import atomic_write_text
 from vetllm.errors import VetLLMError
 
@@ -215,7 +216,7 @@ def _baselines_beside(cfg, records: list[Record], catalogue: Catalogue) -> dict:
 
 
 def _write_predictions(path: Path, records, predictions, outcomes) -> None:
-    lines = []
+    rows = []
     for index, (record, prediction, outcome) in enumerate(
         zip(records, predictions, outcomes, strict=True), start=1
     ):
@@ -239,8 +240,8 @@ def _write_predictions(path: Path, records, predictions, outcomes) -> None:
             "unknown_codes": list(prediction.result.unknown_codes),
             "decoding": prediction.decoding,
         }
-        lines.append(json.dumps(row, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+        rows.append(row)
+    atomic_write_text(path, jsonl_text(rows))
 
 
 def _rounded(value: float | None) -> float | None:

@@ -13,7 +13,6 @@ train.log only.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ from transformers import TrainingArguments, set_seed
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.config import TINY_BASE, TrainConfig, tracker_names
 from vetllm.data.records import Record
+from vetllm.data.writing import jsonl_text
 from vetllm.engine import modeling
 from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
@@ -381,8 +381,7 @@ def _own_evaluation(run, trainer, cfg, records) -> dict:
         {"raw_output": a, "gold": list(r.labels)} for a, r in zip(answers, records, strict=True)
     ]
     run.eval_dir.mkdir(parents=True, exist_ok=True)
-    text = "".join(json.dumps(line) + "\n" for line in lines)
-    (run.eval_dir / "predictions.jsonl").write_text(text, encoding="utf-8")
+    (run.eval_dir / "predictions.jsonl").write_text(jsonl_text(lines), encoding="utf-8")
     modeling.write_json(run.eval_dir / "metrics.json", scores)
     return scores
 
