@@ -82,6 +82,7 @@ def test_the_runs_table_marks_the_served_run_with_accuracy_and_baseline(tmp_path
     assert one["served"] == serving.SERVED_MARK and one["val. accuracy"] == "62.5%"
     assert one["bag-of-words"] == "50.0%"  # one format for every share in the table
     assert frame[frame["run"] == "two"].iloc[0]["served"] == ""
+    assert frame[frame["run"] == "two"].iloc[0]["val. accuracy"] == "-"  # not 'nan%'
 
 
 def test_predict_api_takes_a_run_name_and_says_which_run_answered(tmp_path):

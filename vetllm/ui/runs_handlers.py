@@ -54,7 +54,7 @@ class RunsHandlers:
         rows = run_rows(self.settings.runs_dir)
         frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
         for column in ("val. accuracy", "bag-of-words"):
-            frame[column] = [views.percent_or_dash(v) for v in frame[column]]
+            frame[column] = frame[column].map(views.percent_or_dash)
         return frame
 
     @user_facing

@@ -317,8 +317,13 @@ def _training_line(status: Mapping, first_model: bool) -> str:
 
 
 def percent_or_dash(value: object) -> str:
-    """A share as '62.3%', or '-' when missing (one format for every accuracy in a table)."""
-    return f"{float(value):.1%}" if isinstance(value, (int, float)) else "-"
+    """A share as '62.3%', or '-' when missing (one format for every accuracy in a table).
+
+    NaN counts as missing: a pandas column of shares holds NaN for a run without one.
+    """
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return f"{float(value):.1%}"
+    return "-"
 
 
 SMALL_DATA_RECORDS = 200  # below this a model learns little, and validation says even less
