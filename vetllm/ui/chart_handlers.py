@@ -55,11 +55,7 @@ class ChartHandlers:
                 continue
             plateau = analysis.plateau or {}
             plateaus[name] = plateau.get("start_step" if x_axis == "step" else "start_epoch")
-            table += [
-                [name, p["step"], round(p.get("epoch") or 0.0, 4), round(p["loss"], 4),
-                 f"{p.get('reduction', 0.0):.1%}"]
-                for p in analysis.points
-            ]  # fmt: skip
+            table += loss_table(name, analysis.points)
         reference = SOURCE_LOSS_HISTORY if show_reference else None
         return (
             charts.loss_figure(
@@ -175,8 +171,7 @@ def _upload_figures(result, smoothing: float, show_reference: bool, x_axis: str)
     x_axis = x_axis if x_axis in ("step", "epoch") else "step"
     runs, plateau = {result.name: result.history}, result.analysis.plateau or {}
     key = "start_step" if x_axis == "step" else "start_epoch"
-    table = [[result.name, p["step"], round(p.get("epoch") or 0.0, 4), round(p["loss"], 4),
-              f"{p['reduction']:.1%}"] for p in result.analysis.points]  # fmt: skip
+    table = loss_table(result.name, result.analysis.points)
     plan, stats = result.plan, result.stats.to_dict() if result.stats else None
     leak = result.leakage.to_dict() if result.leakage else {}
     return (
@@ -198,6 +193,15 @@ def _upload_figures(result, smoothing: float, show_reference: bool, x_axis: str)
         charts.leakage_figure(leak.get("n_other_notes", 0), leak.get("n_leaked_notes", 0))
         if leak else None,
     )  # fmt: skip
+
+
+def loss_table(name: str, points: list[dict]) -> list[list]:
+    """Rows of the loss table: run, step, epoch, loss, reduction from the first loss."""
+    return [
+        [name, p["step"], round(p.get("epoch") or 0.0, 4), round(p["loss"], 4),
+         f"{p.get('reduction', 0.0):.1%}"]
+        for p in points
+    ]  # fmt: skip
 
 
 def _whole_or_none(value, label: str) -> int | None:
