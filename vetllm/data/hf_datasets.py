@@ -15,7 +15,9 @@ text formats do not need it.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -67,9 +69,10 @@ def read_parquet_rows(path: Path, name: str) -> ArrowRows:
     datasets.disable_progress_bars()
     cache = tempfile.TemporaryDirectory(prefix="vetllm-parquet-")
     try:
-        stream = datasets.load_dataset(
-            "parquet", data_files=str(path), split="train", streaming=True, cache_dir=cache.name
-        )
+        with _quiet():
+            stream = datasets.load_dataset(
+                "parquet", data_files=str(path), split="train", streaming=True, cache_dir=cache.name
+            )
         columns = list(stream.column_names or [])
     except Exception as error:  # pyarrow and datasets raise many types; none may reach a user
         cache.cleanup()
@@ -80,8 +83,9 @@ def read_parquet_rows(path: Path, name: str) -> ArrowRows:
 def _rows(dataset, name: str, kind: str, cache=None) -> Iterator[dict]:
     """Plain rows of a dataset; a read error part way becomes a DataError."""
     try:
-        for row in dataset:
-            yield _plain(row)
+        with _quiet():
+            for row in dataset:
+                yield _plain(row)
     except DataError:
         raise
     except Exception as error:  # a damaged row group shows only when it is read
@@ -89,6 +93,20 @@ def _rows(dataset, name: str, kind: str, cache=None) -> Iterator[dict]:
     finally:
         if cache is not None:
             cache.cleanup()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """datasets logs a read error (with the file's path) before raising it: the DataError made
+    from it says what is wrong instead, so its log stays quiet meanwhile."""
+    from datasets.utils import logging as datasets_logging
+
+    level = datasets_logging.get_verbosity()
+    datasets_logging.set_verbosity(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets_logging.set_verbosity(level)
 
 
 def _plain(row: dict) -> dict:
@@ -124,7 +142,8 @@ def read_hub_rows(value: str) -> ArrowRows:
         # to the network, so stop here.
         raise _offline(value, repo, split)
     try:
-        dataset = datasets.load_dataset(repo, split=split)
+        with _quiet():
+            dataset = datasets.load_dataset(repo, split=split)
     except Exception as error:  # network, hub and pyarrow errors of many types
         raise _hub_error(value, repo, split, error) from None
     return ArrowRows(list(dataset.column_names), _rows(dataset, value, "a Hub dataset"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from vetllm.data.hf_datasets import (
     records_dataset,
 )
 from vetllm.data.records import Record
+from vetllm.data.text_formats import Budget
 from vetllm.data.validation import check_header, record_from_row, summarise_flags
 from vetllm.data.writing import FORMATS, write_records
 from vetllm.errors import DataError, Problem, VetLLMError
@@ -56,26 +56,6 @@ _BOMS = (
     (b"\xff\xfe", "utf-16", "UTF-16"),
     (b"\xfe\xff", "utf-16", "UTF-16"),
 )
-_BUDGET_EVERY = 64  # rows between clock reads of the time budget
-
-
-class Budget:
-    """A wall-clock limit on one check: the app gives anonymous uploads a few seconds each."""
-
-    def __init__(self, name: str, seconds: float | None):
-        self.name, self.seconds, self.count = name, seconds, 0
-        self.deadline = None if seconds is None else time.monotonic() + seconds
-
-    def check(self, force: bool = False) -> None:
-        """Raise DataError once the limit has passed (the clock is read every few rows)."""
-        self.count += 1
-        if self.deadline is None or (self.count % _BUDGET_EVERY and not force):
-            return
-        if time.monotonic() > self.deadline:
-            raise DataError(
-                f"{self.name}: checking stopped at the time limit of {self.seconds:g} s; "
-                "split the file into smaller ones or check it with `vetllm data validate`"
-            )
 
 
 @dataclass

@@ -3,6 +3,8 @@
 The standard library parses: `json` (whose errors give line and column) and `csv`. Each row
 keeps the physical line it starts on, and a row that cannot be parsed becomes one `Problem`,
 so the row rules of `vetllm.data.validation` can name line, field and reason for every row.
+The row limit and the time budget (`Budget`, shared with the other sources) are checked while
+parsing, so a huge or slow file stops early.
 
 Hugging Face `datasets` does not read these files for validation, because it changes what the
 messages are about (checked with datasets 5.2 / pyarrow 26): it drops line numbers, reads NaN
@@ -20,15 +22,12 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from vetllm.data.validation import check_header, json_decoder, kind_of
 from vetllm.data.writing import unescape_formula
 from vetllm.errors import DataError, Problem
-
-if TYPE_CHECKING:
-    from vetllm.data.loading import Budget
 
 # A row as parsed: (line number, the raw object or CSV cells by header | the row's one problem).
 ParsedRow = tuple[int, dict | Problem]
@@ -36,6 +35,26 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace, as the json module
 # The syntax check of a whole JSON list: C speed; parse_int=str so that a code of thousands of
 # digits (over Python's 4,300-digit int limit) is left to the row check to name.
 _SYNTAX_CHECK = json.JSONDecoder(parse_int=str)
+_BUDGET_EVERY = 64  # rows between clock reads of the time budget
+
+
+class Budget:
+    """A wall-clock limit on one check: the app gives anonymous uploads a few seconds each."""
+
+    def __init__(self, name: str, seconds: float | None):
+        self.name, self.seconds, self.count = name, seconds, 0
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+
+    def check(self, force: bool = False) -> None:
+        """Raise DataError once the limit has passed (the clock is read every few rows)."""
+        self.count += 1
+        if self.deadline is None or (self.count % _BUDGET_EVERY and not force):
+            return
+        if time.monotonic() > self.deadline:
+            raise DataError(
+                f"{self.name}: checking stopped at the time limit of {self.seconds:g} s; "
+                "split the file into smaller ones or check it with `vetllm data validate`"
+            )
 
 
 def too_many_rows(name: str, max_rows: int) -> DataError:
