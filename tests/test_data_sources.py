@@ -107,6 +107,15 @@ def test_reading_parquet_leaves_nothing_in_the_datasets_cache(tmp_path):
     assert after == before
 
 
+def test_parquet_without_the_datasets_package_says_what_to_install(tmp_path, monkeypatch):
+    path = _parquet(tmp_path, [{"input": NOTE, "disease": "PPR"}])
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    assert "pip install datasets" in str(_error(path))
+    text = tmp_path / "data.json"
+    text.write_text(json.dumps([{"input": NOTE, "disease": "PPR"}]))
+    assert load_dataset_file(text).records  # the text formats do not need it
+
+
 # ------------------------------------------------------------------ Hub datasets
 
 

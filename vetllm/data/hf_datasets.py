@@ -59,14 +59,26 @@ def parse_hub_source(value: str) -> tuple[str, str]:
     return repo, split
 
 
+def _import_datasets(name: str):
+    """The `datasets` module, or DataError: a bare GPU image may lack it (text formats do not
+    need it)."""
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"{name}: needs the `datasets` package (it reads Parquet and Hub data), which is "
+            "not installed; pip install datasets, or give a JSON, JSON Lines or CSV file"
+        ) from None
+    datasets.disable_progress_bars()  # one load is one line of output, not a progress bar
+    return datasets
+
+
 # ---------------------------------------------------------------- Parquet
 
 
 def read_parquet_rows(path: Path, name: str) -> ArrowRows:
     """The rows of a local Parquet file, streamed (no Arrow copy of the file is written)."""
-    import datasets
-
-    datasets.disable_progress_bars()
+    datasets = _import_datasets(name)
     cache = tempfile.TemporaryDirectory(prefix="vetllm-parquet-")
     try:
         with _quiet():
@@ -134,9 +146,7 @@ def hub_offline() -> bool:
 def read_hub_rows(value: str) -> ArrowRows:
     """The rows of a Hub dataset split; offline, only a dataset already in the cache loads."""
     repo, split = parse_hub_source(value)
-    import datasets
-
-    datasets.disable_progress_bars()
+    datasets = _import_datasets(value)
     if hub_offline() and not datasets.config.HF_HUB_OFFLINE:
         # datasets read HF_HUB_OFFLINE when it was imported, before it was set: it would go
         # to the network, so stop here.
@@ -184,7 +194,7 @@ def _offline(value: str, repo: str, split: str) -> DataError:
 def records_dataset(records: list[Record]):
     """Validated records as a `datasets.Dataset` (columns input, snomed_codes, animal,
     disease, line); the types are fixed, so no row can make Arrow guess another."""
-    import datasets
+    datasets = _import_datasets("LoadResult.to_dataset()")
 
     features = datasets.Features(
         {
