@@ -153,6 +153,30 @@ def test_hub_rows_are_validated_like_file_rows(monkeypatch):
     assert problem.message.startswith("row 2: 'PPR' is a disease name")
 
 
+@pytest.mark.parametrize(
+    "raised, offline, words",
+    [
+        (ValueError("Unknown split \"tain\". Should be one of ['train']."), "1", "no split 'tain'"),
+        ("not found", "0", "no dataset 'someone/vet-notes' on the Hugging Face Hub"),
+        (ConnectionError("Couldn't reach the Hub"), "0", "could not be reached"),
+        (OSError("disk full"), "0", "cannot be read as a Hub dataset (OSError: disk full)"),
+    ],
+)
+def test_hub_errors_become_clear_data_errors(monkeypatch, no_network, raised, offline, words):
+    if raised == "not found":
+        raised = datasets.exceptions.DatasetNotFoundError("Dataset doesn't exist on the Hub")
+
+    def fake_load_dataset(repo, split):
+        raise raised
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # the fake answers, no network
+    message = str(_error("hub:someone/vet-notes:tain"))
+    assert message.startswith("hub:someone/vet-notes:tain: ") and words in message
+
+
 def test_data_validate_cli_with_a_hub_dataset_offline_gives_no_traceback():
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
     done = subprocess.run(

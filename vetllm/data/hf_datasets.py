@@ -88,20 +88,18 @@ def read_parquet_rows(path: Path, name: str) -> ArrowRows:
         columns = list(stream.column_names or [])
     except Exception as error:  # pyarrow and datasets raise many types; none may reach a user
         cache.cleanup()
-        raise _unreadable(name, "Parquet", error) from None
-    return ArrowRows(columns, _rows(stream, name, "Parquet", cache))
+        raise _unreadable(name, "Parquet", error, path) from None
+    return ArrowRows(columns, _rows(stream, name, "Parquet", cache, path))
 
 
-def _rows(dataset, name: str, kind: str, cache=None) -> Iterator[dict]:
+def _rows(dataset, name: str, kind: str, cache=None, path=None) -> Iterator[dict]:
     """Plain rows of a dataset; a read error part way becomes a DataError."""
     try:
         with _quiet():
             for row in dataset:
                 yield _plain(row)
-    except DataError:
-        raise
     except Exception as error:  # a damaged row group shows only when it is read
-        raise _unreadable(name, kind, error) from None
+        raise _unreadable(name, kind, error, path) from None
     finally:
         if cache is not None:
             cache.cleanup()
@@ -126,8 +124,11 @@ def _plain(row: dict) -> dict:
     return json.loads(json.dumps(row, default=str))
 
 
-def _unreadable(name: str, kind: str, error: Exception) -> DataError:
-    reason = (str(error).strip().splitlines() or [""])[0][:200]
+def _unreadable(name: str, kind: str, error: Exception, path: Path | None = None) -> DataError:
+    reason = (str(error).strip().splitlines() or [""])[0]
+    if path is not None:  # the name the user knows, never the server's path
+        reason = reason.replace(str(path), name)
+    reason = reason[:200]
     return DataError(
         f"{name}: cannot be read as {kind} ({type(error).__name__}: {reason}); "
         "export it again, or save it as JSON, JSON Lines or CSV"
@@ -162,6 +163,9 @@ def read_hub_rows(value: str) -> ArrowRows:
 def _hub_error(value: str, repo: str, split: str, error: Exception) -> DataError:
     from datasets.exceptions import DatasetNotFoundError
 
+    if isinstance(error, ValueError) and "split" in str(error).lower():  # cached, wrong split
+        reason = str(error).strip().splitlines()[0][:200]
+        return DataError(f"{value}: dataset {repo!r} has no split {split!r} ({reason})")
     if hub_offline():
         return _offline(value, repo, split)
     if isinstance(error, DatasetNotFoundError):
@@ -174,8 +178,6 @@ def _hub_error(value: str, repo: str, split: str, error: Exception) -> DataError
             f"{value}: the Hugging Face Hub could not be reached; check the network, or use a "
             "local file (JSON, JSONL, CSV or Parquet)"
         )
-    if isinstance(error, ValueError) and "split" in str(error).lower():
-        return DataError(f"{value}: dataset {repo!r} has no split {split!r} ({error})")
     return _unreadable(value, "a Hub dataset", error)
 
 
@@ -195,7 +197,6 @@ def records_dataset(records: list[Record]):
     """Validated records as a `datasets.Dataset` (columns input, snomed_codes, animal,
     disease, line); the types are fixed, so no row can make Arrow guess another."""
     datasets = _import_datasets("LoadResult.to_dataset()")
-
     features = datasets.Features(
         {
             "input": datasets.Value("string"),

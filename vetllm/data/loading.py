@@ -114,7 +114,7 @@ def load_dataset_file(
     if is_hub_source(path):
         name = display_name or str(path)
         fmt, budget, notices = "hub", Budget(name, time_budget_s), []
-        rows = _arrow_rows(read_hub_rows(str(path)), name, max_rows, budget)
+        rows = _arrow_rows(read_hub_rows(str(path)), name, max_rows)
     else:
         path = Path(path)
         name = display_name or path.name
@@ -144,7 +144,7 @@ def _file_rows(path: Path, name: str, fmt: str, max_bytes: int, max_rows: int, b
     budget.check(force=True)
     if fmt == "parquet":
         _check_parquet_bytes(raw, name)
-        return _arrow_rows(read_parquet_rows(path, name), name, max_rows, budget), []
+        return _arrow_rows(read_parquet_rows(path, name), name, max_rows), []
     text, notices = _decode(raw, name)
     return _PARSERS[fmt](text, name, max_rows, budget), notices
 
@@ -157,13 +157,13 @@ def _check_parquet_bytes(raw: bytes, name: str) -> None:
         )
 
 
-def _arrow_rows(source: ArrowRows, name: str, max_rows: int, budget: Budget) -> Iterable:
-    """(row number, row) of a Parquet file or Hub dataset, within the row limit."""
+def _arrow_rows(source: ArrowRows, name: str, max_rows: int) -> Iterable:
+    """(row number, row) of a Parquet file or Hub dataset, read as validation goes (which
+    checks the time budget), within the row limit."""
     check_header(source.columns, name)  # the same column rules as a CSV header
     for number, row in enumerate(source.rows, start=1):
         if number > max_rows:
             raise text_formats.too_many_rows(name, max_rows)
-        budget.check()
         yield number, row
 
 

@@ -86,6 +86,7 @@ def parse_json_list(text: str, name: str, max_rows: int, budget: Budget) -> list
         raise _not_a_list(name, json_decoder().decode(text))
     if len(value) > max_rows:
         raise too_many_rows(name, max_rows)
+    del value  # the records are decoded again below, with the row rules' markers
     rows = []
     for index, (line, item) in enumerate(_records_with_lines(text, name), start=1):
         budget.check()
