@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from vetllm.data.hf_datasets import is_hub_source
 from vetllm.data.prompts import ALPACA_TEMPLATE, DEFAULT_INSTRUCTION, PromptTemplate
 from vetllm.errors import VetLLMError
 from vetllm.resources import config_path
@@ -41,8 +42,10 @@ class TrainConfig:
     base_model: str = TINY_BASE  # "tiny", a hub id ("Qwen/Qwen2.5-7B-Instruct") or a local dir
     base_revision: str | None = None  # hub revision (branch, tag or commit) for reproducibility
     method: str = "full"  # full | lora | qlora
-    data: str = BUNDLED_DATA  # training file (JSON / JSONL / CSV, source format) or "bundled"
-    val_data: str | None = BUNDLED_DATA  # validation file, "bundled", or None for no validation
+    # training data: a file (JSON / JSONL / CSV / Parquet, source format), "bundled", or a Hub
+    # dataset "hub:user/name[:split]"
+    data: str = BUNDLED_DATA
+    val_data: str | None = BUNDLED_DATA  # like data, or None for no validation
     catalogue: str | None = None  # optional JSON file extending the disease catalogue
     # Prompt: "alpaca", "compact", or a literal template containing {input} (and {instruction}).
     prompt_template: str = "alpaca"
@@ -447,7 +450,7 @@ def _coerce_numbers(raw: dict) -> dict:
 
 def _resolve_path(value: str | None, base_dir: Path) -> str | None:
     """Relative data paths are taken from the working directory, else from the config's folder."""
-    if value is None or value == BUNDLED_DATA:
+    if value is None or value == BUNDLED_DATA or is_hub_source(value):
         return value
     path = Path(value).expanduser()
     if path.is_absolute() or path.exists():

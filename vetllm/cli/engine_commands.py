@@ -32,7 +32,11 @@ def add_commands(commands) -> None:
         metavar="PRESET_OR_FILE",
         help="a packaged preset (e.g. tiny-cpu) or a YAML config file",
     )
-    train.add_argument("--data", metavar="PATH", help="training file (JSON/JSONL/CSV)")
+    train.add_argument(
+        "--data",
+        metavar="PATH",
+        help="training file (JSON/JSONL/CSV/Parquet) or hub:USER/NAME[:SPLIT]",
+    )
     train.add_argument("--val-data", metavar="PATH", help="validation file; 'none' for none")
     train.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")
     train.add_argument(
@@ -123,6 +127,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _absolute(path: str) -> str:
+    from vetllm.data.hf_datasets import is_hub_source
+
+    if is_hub_source(path):  # hub:user/name[:split], loaded (or refused) when training starts
+        return path
     if not Path(path).is_file():
         raise VetLLMError(f"data file {Path(path).name!r} not found; check the path")
     return str(Path(path).resolve())

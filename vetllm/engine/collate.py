@@ -235,6 +235,7 @@ class ResponseOnlyCollator:
 # -- the configured data files ----------------------------------------------------------------
 def load_training_data(cfg: TrainConfig, catalogue: Catalogue):
     """(train records, validation records, {role: {name, sha256}}); bad rows reject the file."""
+    from vetllm.data.hf_datasets import is_hub_source
     from vetllm.data.loading import load_dataset_file
 
     train_path, val_path = cfg.data_paths()
@@ -242,10 +243,15 @@ def load_training_data(cfg: TrainConfig, catalogue: Catalogue):
     for role, path in (("data", train_path), ("val_data", val_path)):
         if path is None:
             continue
-        if not path.is_file():
+        hub = is_hub_source(path)  # hub:user/name[:split]: no file to check or hash
+        if not hub and not path.is_file():
             raise VetLLMError(f"{role}: file {path.name!r} not found; give an existing data file")
         loaded[role] = load_dataset_file(path, on_error="reject", catalogue=catalogue).records
-        files[role] = {"name": path.name, "sha256": _sha256(path), "records": len(loaded[role])}
+        files[role] = {
+            "name": str(path) if hub else path.name,
+            "sha256": None if hub else _sha256(path),
+            "records": len(loaded[role]),
+        }
     if not loaded["data"]:
         raise VetLLMError(f"data: {train_path.name} holds no usable records")
     return loaded["data"], loaded.get("val_data", []), files

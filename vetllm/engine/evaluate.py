@@ -169,6 +169,7 @@ def load_records(source, catalogue: Catalogue, which: str) -> tuple[list[Record]
         if not source or not all(isinstance(r, Record) for r in source):
             raise VetLLMError("data: expected a non-empty list of Record objects or a file path")
         return list(source), f"{len(source)} records", 0
+    from vetllm.data.hf_datasets import is_hub_source
     from vetllm.data.loading import load_dataset_file
     from vetllm.data.synth import bundled_examples
 
@@ -177,8 +178,8 @@ def load_records(source, catalogue: Catalogue, which: str) -> tuple[list[Record]
         path, name = (val if which == "validation" else train), f"bundled {which} examples"
     else:
         path = Path(source)
-        name = path.name
-    if not path.is_file():
+        name = str(source) if is_hub_source(source) else path.name
+    if not is_hub_source(source) and not path.is_file():
         raise VetLLMError(f"data: file {name} not found; give a JSON, JSONL or CSV file")
     loaded = load_dataset_file(path, on_error="skip", catalogue=catalogue, display_name=name)
     if not loaded.records:
