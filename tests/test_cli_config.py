@@ -11,11 +11,30 @@ from vetllm.config import load_config
 def test_show_prints_the_resolved_preset_with_overrides(capsys, tmp_path):
     assert cli_main(["config", "show", "--config", "tiny-cpu", "--set", "epochs=2"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert shown == load_config("tiny-cpu", ["epochs=2"]).to_dict()
-    assert shown["epochs"] == 2.0 and shown["base_model"] == "tiny"
+    cfg = load_config("tiny-cpu", ["epochs=2"])
+    assert shown == cfg.to_sections()  # sectioned: name, then model, data, lora, ...
+    assert shown["optimisation"]["epochs"] == 2.0 and shown["model"]["base_model"] == "tiny"
     saved = tmp_path / "shown.yaml"  # what show prints loads back to the same config
     saved.write_text(yaml.safe_dump(shown), encoding="utf-8")
-    assert load_config(saved).to_dict() == shown
+    assert load_config(saved) == cfg
+
+
+def test_show_takes_overrides_with_their_section(capsys):
+    args = ["config", "show", "--set", "optimisation.learning_rate=1e-3", "--set", "lora_r=4"]
+    assert cli_main(args) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert (shown["optimisation"]["learning_rate"], shown["lora"]["lora_r"]) == (1e-3, 4)
+
+
+def test_validate_names_the_section_of_a_misplaced_key(capsys, tmp_path):
+    path = tmp_path / "moved.yaml"
+    path.write_text("optimisation:\n  lora_r: 8\n  epochz: 3\nseed: 2\n", encoding="utf-8")
+    assert cli_main(["config", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err
+    assert "optimisation.lora_r: lora_r belongs in section lora" in err
+    assert "seed: seed belongs in section optimisation" in err
+    assert "unknown field(s) optimisation.epochz; did you mean optimisation.epochs?" in err
 
 
 def test_show_defaults_to_the_cpu_default(capsys):

@@ -254,3 +254,106 @@ def test_load_config_takes_a_packaged_preset_name():
     assert (cfg.name, cfg.base_model, cfg.epochs) == ("tiny-cpu", "tiny", 1.0)
     with pytest.raises(VetLLMError, match="'tiny' is not one of tiny-cpu"):
         load_config("tiny")
+
+
+def test_every_field_sits_in_one_of_the_sections_and_presets_use_them():
+    from vetllm.config import SECTION_OF
+
+    assert SECTION_OF["name"] is None  # the only field at the top of a file
+    sections = {s for s in SECTION_OF.values() if s}
+    assert {"model", "data", "lora", "optimisation", "tiny"} <= sections
+    assert (SECTION_OF["learning_rate"], SECTION_OF["lora_r"]) == ("optimisation", "lora")
+    assert [k for k, s in SECTION_OF.items() if s is None] == ["name"]
+    for path in CONFIGS:
+        top = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert set(top) - {"name"} <= sections, path.name  # every preset is sectioned
+
+
+def test_saved_config_is_sectioned_and_loads_back(tmp_path):
+    cfg = TrainConfig(name="sect", learning_rate=1e-3, lora_r=8, tiny_layers=1)
+    written = yaml.safe_load(cfg.to_yaml(tmp_path / "config.yaml").read_text(encoding="utf-8"))
+    assert written["name"] == "sect" and "learning_rate" not in written
+    assert written["optimisation"]["learning_rate"] == 1e-3
+    assert (written["lora"]["lora_r"], written["tiny"]["tiny_layers"]) == (8, 1)
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_flat_config_of_an_older_run_folder_still_loads(tmp_path):
+    cfg = TrainConfig(name="old", epochs=2.0, max_steps=7, lora_target_modules=["q_proj"])
+    flat = tmp_path / "run" / "config.yaml"  # what run folders held before sections
+    flat.parent.mkdir()
+    flat.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    assert load_config(flat) == cfg
+    assert load_config(flat, ["optimisation.max_steps=9"]).max_steps == 9
+
+
+def test_data_is_both_a_section_and_a_field(tmp_path):
+    sectioned = tmp_path / "s.yaml"
+    sectioned.write_text("data:\n  data: bundled\n  val_data: null\n", encoding="utf-8")
+    assert (load_config(sectioned).data, load_config(sectioned).val_data) == ("bundled", None)
+    flat = tmp_path / "f.yaml"
+    flat.write_text("data: bundled\nval_data: null\n", encoding="utf-8")
+    assert load_config(flat).val_data is None
+
+
+def test_misplaced_and_unknown_keys_name_their_section_all_at_once(tmp_path):
+    path = tmp_path / "mixed.yaml"
+    path.write_text(
+        "model:\n  name: x\n  base_model: tiny\n"
+        "lora:\n  learning_rate: 0.01\n  lora_rr: 4\n"
+        "epochs: 2\noptimisation:\n  per_device_batch: 0\nspeed: 3\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(VetLLMError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "config mixed.yaml has 6 problem(s)" in message
+    assert "unknown field(s) lora.lora_rr; did you mean lora.lora_r?" in message
+    assert "model.name: name belongs at the top of the file (no section)" in message
+    assert "lora.learning_rate: learning_rate belongs in section optimisation" in message
+    assert "epochs: epochs belongs in section optimisation" in message
+    assert "speed: got 3; expected a section" in message
+    assert "per_device_batch: got 0; use a positive integer" in message  # values checked too
+
+
+def test_a_field_given_twice_is_reported(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("lora:\n  lora_r: 4\noptimisation:\n  lora_r: 8\n", encoding="utf-8")
+    with pytest.raises(VetLLMError, match="lora_r is given twice"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("optimisation.learning_rate=1e-3", ("learning_rate", 1e-3)),
+        ("lora.lora_r=8", ("lora_r", 8)),
+        ("name=x", ("name", "x")),
+    ],
+)
+def test_overrides_may_name_the_section(text, expected):
+    assert parse_override(text) == expected
+
+
+def test_override_under_the_wrong_section_names_the_right_one():
+    with pytest.raises(VetLLMError, match="lora_r belongs in section lora; write lora_r="):
+        parse_override("optimisation.lora_r=8")
+    with pytest.raises(VetLLMError, match="KEY one of: name, base_model"):
+        parse_override("optimisation.nothing=8")
+
+
+def test_unknown_keyword_and_bad_types_are_reported_together():
+    with pytest.raises(VetLLMError) as caught:
+        TrainConfig(name="kw", lerning_rate=0.1, seed="x", lora_target_modules=["q", 3])
+    message = str(caught.value)
+    assert "config 'kw' has 3 problem(s)" in message
+    assert "unknown field(s) lerning_rate" in message
+    assert "seed: got 'x'; expected an integer" in message
+    assert "lora_target_modules: got ['q', 3]; expected a list of strings" in message
+
+
+def test_replace_validates_again():
+    cfg = TrainConfig()
+    assert cfg.replace(epochs=2).epochs == 2.0 and cfg.epochs == 3.0
+    with pytest.raises(VetLLMError, match="epochs: got 0.0"):
+        cfg.replace(epochs=0.0)

@@ -1,121 +1,182 @@
 """TrainConfig: the one typed, validated description of a training run, loaded from YAML.
 
 The CLI, the UI and the tests all build this object and hand it to `vetllm.engine.training.train`.
-`load_config(path, overrides)` reads a YAML file from `configs/` (or a run directory), applies
-`key=value` overrides typed by the dataclass field types, and checks every field at once in
-`__post_init__`: a bad config fails before any model is built, with one message per field that
-names the value received and what to write instead. Pure Python: no torch here.
+It is a strict pydantic model: a value of the wrong type is a problem, not a silent conversion
+(numbers YAML 1.1 reads as text, like `2e-4`, are the one exception). Every problem -- wrong
+types, unknown or misplaced keys, broken value rules (`vetllm.config_checks`) -- is reported at
+once in one VetLLMError, before any model is built. Code reads fields flat (`cfg.learning_rate`);
+files group them in sections (`optimisation:`), each field naming its section once below
+(`vetllm.config_sections` moves values between the two shapes; flat files still load).
+`load_config(path, overrides)` reads a preset or a file and applies `key=value` overrides.
+Pure Python: no torch here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
+import functools
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vetllm.config_checks import (
+    ATTENTION_IMPLEMENTATIONS,
+    COMPACT_TEMPLATE,
+    METHODS,
+    PROMPT_STYLES,
+    SCHEDULERS,
+    TINY_BASE,
+    TRACKERS,
+    tracker_names,
+    value_problems,
+)
+from vetllm.config_sections import field_named, flatten, nest
 from vetllm.data.hf_datasets import is_hub_source
-from vetllm.data.prompts import ALPACA_TEMPLATE, DEFAULT_INSTRUCTION, PromptTemplate
+from vetllm.data.prompts import DEFAULT_INSTRUCTION, PromptTemplate
 from vetllm.errors import VetLLMError
 from vetllm.resources import config_path
 
-TINY_BASE = "tiny"  # base_model value that builds the CPU default from scratch (no download)
+__all__ = [  # the choices are defined in config_checks; callers import them from here
+    "ATTENTION_IMPLEMENTATIONS",
+    "BUNDLED_DATA",
+    "COMPACT_TEMPLATE",
+    "METHODS",
+    "PROMPT_STYLES",
+    "SCHEDULERS",
+    "SECTION_OF",
+    "TINY_BASE",
+    "TRACKERS",
+    "ConfigError",
+    "TrainConfig",
+    "field_types",
+    "load_config",
+    "parse_override",
+    "parse_text",
+    "tracker_names",
+]
+
 BUNDLED_DATA = "bundled"  # data / val_data value meaning the repository's examples/
-METHODS = ("full", "lora", "qlora")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-# A compact prompt for the tiny model: it has no use for the long Alpaca preamble, and every prompt
-# token costs CPU time; the answer format ("Diagnosed conditions: ...") stays the same.
-COMPACT_TEMPLATE = "Note: {input}\n"
-PROMPT_STYLES = {"alpaca": ALPACA_TEMPLATE, "compact": COMPACT_TEMPLATE}
 
 
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; field comments give units and meaning."""
+def _in(section: str, default: Any) -> Any:
+    """A field's default, and the config-file section that holds the field."""
+    return Field(default, json_schema_extra={"section": section})
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; field comments give units and meaning.
+
+    Each `_in(SECTION, default)` names the section of the field in YAML files; `name` stays at
+    the top of the file. The field order is the file order.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     name: str = "run"
-    base_model: str = TINY_BASE  # "tiny", a hub id ("Qwen/Qwen2.5-7B-Instruct") or a local dir
-    base_revision: str | None = None  # hub revision (branch, tag or commit) for reproducibility
-    method: str = "full"  # full | lora | qlora
+    # -- model: what is trained, and the prompt it reads (train, predict and evaluate alike)
+    # "tiny", a hub id ("Qwen/Qwen2.5-7B-Instruct") or a local dir
+    base_model: str = _in("model", TINY_BASE)
+    base_revision: str | None = _in("model", None)  # hub revision (branch, tag or commit)
+    method: str = _in("model", "full")  # full | lora | qlora
+    # Prompt: "alpaca", "compact", or a literal template containing {input} (and {instruction}).
+    prompt_template: str = _in("model", "alpaca")
+    instruction: str = _in("model", DEFAULT_INSTRUCTION)
+    note_prefix: str = _in("model", "Clinical Note: ")
+    answer_prefix: str = _in("model", "Diagnosed conditions: ")
+    # -- data: what the model trains on (the recipe beyond the user's rows: issue 7)
     # training data: a file (JSON / JSONL / CSV / Parquet, source format), "bundled", or a Hub
     # dataset "hub:user/name[:split]"
-    data: str = BUNDLED_DATA
-    val_data: str | None = BUNDLED_DATA  # like data, or None for no validation
-    catalogue: str | None = None  # optional JSON file extending the disease catalogue
-    # Prompt: "alpaca", "compact", or a literal template containing {input} (and {instruction}).
-    prompt_template: str = "alpaca"
-    instruction: str = DEFAULT_INSTRUCTION
-    note_prefix: str = "Clinical Note: "
-    answer_prefix: str = "Diagnosed conditions: "
-    # LoRA (ignored by method=full)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )
-    # Optimisation
-    learning_rate: float = 2e-4
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03  # share of all optimizer steps spent warming up
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    epochs: float = 3.0
-    max_steps: int | None = None  # optimizer steps; overrides epochs when set
-    per_device_batch: int = 2  # micro-batch per device (samples)
-    grad_accum: int = 4  # micro-batches per optimizer step
-    max_length: int = 512  # tokens per example (prompt + answer + EOS); longer notes are cut
-    drop_last: bool = True
-    note_token_dropout: float = 0.0  # share of note tokens removed per draw in training (0 = off)
-    seed: int = 0
-    optim: str = "adamw_torch"
-    gradient_checkpointing: bool = False
-    bf16: bool = False  # bf16 mixed precision (CUDA only; ignored with a warning elsewhere)
-    # Logging, validation, checkpoints (all in optimizer steps)
-    logging_steps: int = 10
-    eval_steps: int | None = None  # periodic validation every N steps; None = only at the end
-    # Cap on validation notes scored in each periodic validation (spread evenly); None = all.
-    eval_samples: int | None = None
-    early_stopping_patience: int | None = None  # evals without lenient-accuracy gain; None = off
-    save_steps: int = 200  # checkpoint interval; while validation runs, every eval_steps instead
-    max_new_tokens: int = 24  # generation budget per answer (tokens)
-    final_eval: bool = True  # evaluate the final model on val_data and write RUN_DIR/eval/
-    # The CPU default model (base_model: tiny): built from scratch, sizes in units / tokens.
-    tiny_vocab_size: int = 1024
-    tiny_hidden_size: int = 128
-    tiny_layers: int = 2
-    tiny_heads: int = 4
-    tiny_intermediate_size: int = 256
-    torch_threads: int | None = None  # CPU threads for torch; None = torch's default
-    # GPU speed (issue 10): what the *-fast presets turn on. None of these changes the data, the
+    data: str = _in("data", BUNDLED_DATA)
+    val_data: str | None = _in("data", BUNDLED_DATA)  # like data, or None: no validation
+    catalogue: str | None = _in("data", None)  # optional JSON file extending the catalogue
+    max_length: int = _in("data", 512)  # tokens per example (prompt + answer + EOS); cut beyond
+    dedupe_notes: bool = _in("data", False)  # each distinct note once, majority label set
+    synthetic_notes: int = _in("data", 0)  # package-generated free-text notes mixed in (0 = off)
+    note_token_dropout: float = _in("data", 0.0)  # share of note tokens removed per draw (0 = off)
+    # -- lora: the adapter (ignored by method: full)
+    lora_r: int = _in("lora", 16)
+    lora_alpha: int = _in("lora", 32)
+    lora_dropout: float = _in("lora", 0.1)
+    lora_target_modules: list[str] = _in("lora", ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # -- optimisation: steps are optimizer steps
+    learning_rate: float = _in("optimisation", 2e-4)
+    lr_scheduler: str = _in("optimisation", "cosine")
+    warmup_ratio: float = _in("optimisation", 0.03)  # share of all optimizer steps warming up
+    weight_decay: float = _in("optimisation", 0.0)
+    max_grad_norm: float = _in("optimisation", 1.0)
+    epochs: float = _in("optimisation", 3.0)
+    max_steps: int | None = _in("optimisation", None)  # overrides epochs when set
+    per_device_batch: int = _in("optimisation", 2)  # micro-batch per device (samples)
+    grad_accum: int = _in("optimisation", 4)  # micro-batches per optimizer step
+    drop_last: bool = _in("optimisation", True)
+    seed: int = _in("optimisation", 0)
+    optim: str = _in("optimisation", "adamw_torch")
+    bf16: bool = _in("optimisation", False)  # bf16 mixed precision (CUDA only; else a warning)
+    # -- speed (issue 10): what the *-fast presets turn on. None of these changes the data, the
     # effective batch, the optimizer step count or the LoRA recipe; they only cut time per step.
-    auto_micro_batch: bool = False  # CUDA: largest micro-batch the memory estimate fits (same
-    # effective batch; may also drop gradient checkpointing); needs drop_last: false
-    group_by_length: bool = False  # draw batches of similar length (less padding per batch)
-    attn_implementation: str | None = None  # sdpa | flash_attention_2 | eager; None = default
-    use_liger_kernel: bool = False  # CUDA: fused Liger kernels when liger-kernel is installed
+    gradient_checkpointing: bool = _in("speed", False)
+    # CUDA: largest micro-batch the memory estimate fits (same effective batch; may also drop
+    # gradient checkpointing); needs drop_last: false
+    auto_micro_batch: bool = _in("speed", False)
+    group_by_length: bool = _in("speed", False)  # batches of similar length (less padding)
+    # sdpa | flash_attention_2 | eager; None = transformers' default
+    attn_implementation: str | None = _in("speed", None)
+    use_liger_kernel: bool = _in("speed", False)  # CUDA: fused Liger kernels when installed
+    torch_threads: int | None = _in("speed", None)  # CPU threads for torch; None = its default
+    # -- evaluation: validation during and after training (steps are optimizer steps)
+    eval_steps: int | None = _in("evaluation", None)  # validate every N steps; None = at the end
+    # Cap on validation notes scored in each periodic validation (spread evenly); None = all.
+    eval_samples: int | None = _in("evaluation", None)
+    # evals without lenient-accuracy gain before stopping; None = off
+    early_stopping_patience: int | None = _in("evaluation", None)
+    max_new_tokens: int = _in("evaluation", 24)  # generation budget per answer (tokens)
+    final_eval: bool = _in("evaluation", True)  # evaluate on val_data into RUN_DIR/eval/
     # abstention (issue 7): answers below a confidence chosen on validation for this accuracy
     # get no code ("refer to a veterinarian"); None = off (out-of-scope notes always abstain)
-    abstain_target_accuracy: float | None = None
-    # Experiment tracking (package): passed to the Trainer; "none", or tracker names, e.g.
-    # "tensorboard" or "tensorboard,wandb". Checked for installation when training starts.
-    report_to: str = "none"
-    # Recipe (issue 7): what the model trains on, beyond the user's rows as given.
-    dedupe_notes: bool = False  # each distinct note once, with its majority label set
-    synthetic_notes: int = 0  # package-generated free-text notes mixed into training (0 = off)
+    abstain_target_accuracy: float | None = _in("evaluation", None)
+    # -- logging: the loss log, checkpoints and experiment trackers
+    logging_steps: int = _in("logging", 10)
+    # checkpoint interval; while validation runs, every eval_steps instead
+    save_steps: int = _in("logging", 200)
+    # "none", or tracker names, e.g. "tensorboard" or "tensorboard,wandb" (checked at start)
+    report_to: str = _in("logging", "none")
+    # -- tiny: the CPU default model (base_model: tiny), built from scratch; units / tokens
+    tiny_vocab_size: int = _in("tiny", 1024)
+    tiny_hidden_size: int = _in("tiny", 128)
+    tiny_layers: int = _in("tiny", 2)
+    tiny_heads: int = _in("tiny", 4)
+    tiny_intermediate_size: int = _in("tiny", 256)
 
-    def __post_init__(self) -> None:
-        problems = _type_problems(self) or _value_problems(self)
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            source = f"'{values.get('name', 'run')}'"
+            raise ConfigError(source, _problems(error, values)) from None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_written_as_text(cls, value: Any, info) -> Any:
+        """YAML 1.1 reads `2e-4` (no dot) as text: in a number field such text becomes a number.
+
+        Text that is no number stays as it is and is reported ("got 'fast'; expected a number").
+        """
+        kind = _split_optional(field_types()[info.field_name])[0]
+        if kind in (int, float) and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return parse_text(value, kind)
+        return value
+
+    @model_validator(mode="after")
+    def _check_values(self) -> TrainConfig:
+        problems = value_problems(self)
         if problems:
-            raise VetLLMError(
-                f"config '{self.name}' has {len(problems)} problem(s):\n"
-                + "\n".join(f"  - {p}" for p in problems)
-            )
+            raise _ValueProblems(problems)
+        return self
 
     @property
     def effective_batch(self) -> int:
@@ -161,11 +222,19 @@ class TrainConfig:
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, flat (field name -> value)."""
+        return self.model_dump()
+
+    def to_sections(self) -> dict:
+        """Every field in the file layout: `name`, then one mapping per section."""
+        return nest(self.to_dict(), SECTION_OF)
 
     def yaml_text(self) -> str:
-        """Every field as YAML, in field order (what `load_config` reads back)."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        """Every field as sectioned YAML, in field order (what `load_config` reads back)."""
+        parts = self.to_sections().items()  # one block each, a blank line between them
+        return "\n".join(
+            yaml.safe_dump({k: v}, sort_keys=False, allow_unicode=True) for k, v in parts
+        )
 
     def to_yaml(self, path: str | Path) -> Path:
         """Write the resolved config (every field) so the run can be repeated or resumed."""
@@ -175,19 +244,61 @@ class TrainConfig:
         path.write_text(text + self.yaml_text(), encoding="utf-8")
         return path
 
-    def replace(self, **changes) -> TrainConfig:
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        return TrainConfig(**{**self.to_dict(), **changes})
 
 
-_FIELD_TYPES: dict[str, object] = {}
+# field -> its section in config files (None: top of the file), read from the class above.
+SECTION_OF: dict[str, str | None] = {
+    name: (info.json_schema_extra or {}).get("section")
+    for name, info in TrainConfig.model_fields.items()
+}
 
 
+class ConfigError(VetLLMError):
+    """A config with problems; `problems` holds every one of them, one line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"config {source} has {len(problems)} problem(s):\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
+
+
+class _ValueProblems(ValueError):
+    """Carries the broken value rules out of pydantic's validation (see `_problems`)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _problems(error: ValidationError, values: dict) -> list[str]:
+    """pydantic's errors -> our lines: one per field, naming the value given and the type."""
+    problems, unknown, seen = [], [], set()
+    for item in error.errors():
+        cause = item.get("ctx", {}).get("error")
+        if isinstance(cause, _ValueProblems):
+            problems += cause.problems
+            continue
+        field = str(item["loc"][0]) if item["loc"] else ""
+        if item["type"] == "extra_forbidden":
+            unknown.append(field)
+        elif field in field_types() and field not in seen:
+            seen.add(field)
+            expected = _type_name(field_types()[field])
+            problems.append(f"{field}: got {values.get(field)!r}; expected {expected}")
+    if unknown:
+        problems.insert(0, f"unknown field(s) {', '.join(sorted(unknown))}")
+    return problems
+
+
+@functools.cache
 def field_types() -> dict[str, object]:
-    """Resolved type of every TrainConfig field (postponed annotations evaluated once)."""
-    if not _FIELD_TYPES:
-        _FIELD_TYPES.update(typing.get_type_hints(TrainConfig))
-    return _FIELD_TYPES
+    """Resolved type of every TrainConfig field."""
+    return {name: info.annotation for name, info in TrainConfig.model_fields.items()}
 
 
 def _split_optional(kind: object) -> tuple[object, bool]:
@@ -207,196 +318,23 @@ def _type_name(kind: object) -> str:
     return name + (" (or null)" if optional else "")
 
 
-def _has_type(value: object, kind: object) -> bool:
-    inner, optional = _split_optional(kind)
-    if value is None:
-        return optional
-    if inner is bool:
-        return isinstance(value, bool)
-    if inner is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if inner is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if inner is str:
-        return isinstance(value, str)
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _type_problems(cfg: TrainConfig) -> list[str]:
-    problems = []
-    for name, kind in field_types().items():
-        value = getattr(cfg, name)
-        if not _has_type(value, kind):
-            problems.append(f"{name}: got {value!r}; expected {_type_name(kind)}")
-        elif _split_optional(kind)[0] is float and value is not None:
-            setattr(cfg, name, float(value))  # YAML `epochs: 3` is an int; the field is a float
-    return problems
-
-
-# (field, is the value acceptable?, what to write instead); checked in this order, all reported.
-_RULES: tuple = (
-    ("name", lambda c: bool(c.name.strip()), "give the run a short name"),
-    ("method", lambda c: c.method in METHODS, f"use one of {', '.join(METHODS)}"),
-    (
-        "method",
-        lambda c: c.base_model != TINY_BASE or c.method == "full",
-        "the tiny CPU model is trained from scratch: use method: full with base_model: tiny",
-    ),
-    ("base_model", lambda c: bool(c.base_model.strip()), "use 'tiny', a hub id or a local dir"),
-    ("data", lambda c: bool(c.data.strip()), "give a training file or 'bundled'"),
-    (
-        "prompt_template",
-        lambda c: c.prompt_template in PROMPT_STYLES or "{input}" in c.prompt_template,
-        "use 'alpaca', 'compact' or a template text containing {input}",
-    ),
-    ("lr_scheduler", lambda c: c.lr_scheduler in SCHEDULERS, f"use one of {', '.join(SCHEDULERS)}"),
-    (
-        "learning_rate",
-        lambda c: math.isfinite(c.learning_rate) and 0 < c.learning_rate < 1,
-        "use a positive number below 1, e.g. 2e-4 (LoRA) or 3e-3 (tiny)",
-    ),
-    ("warmup_ratio", lambda c: 0 <= c.warmup_ratio < 1, "use a share from 0 to below 1, e.g. 0.03"),
-    ("weight_decay", lambda c: c.weight_decay >= 0, "use 0 or a small positive number"),
-    ("max_grad_norm", lambda c: c.max_grad_norm > 0, "use a positive number, e.g. 1.0"),
-    (
-        "epochs",
-        lambda c: math.isfinite(c.epochs) and 0 < c.epochs <= 1000,
-        "use a positive number of epochs, e.g. 3",
-    ),
-    ("lora_dropout", lambda c: 0 <= c.lora_dropout < 1, "use a probability below 1, e.g. 0.1"),
-    (
-        "note_token_dropout",
-        lambda c: 0 <= c.note_token_dropout < 0.5,
-        "use a share from 0 (off) to below 0.5, e.g. 0.1",
-    ),
-    (
-        "lora_target_modules",
-        lambda c: bool(c.lora_target_modules) or c.method == "full",
-        "list the modules to adapt, e.g. [q_proj, k_proj, v_proj, o_proj]",
-    ),
-    ("max_length", lambda c: c.max_length >= 32, "use at least 32 tokens (prompt + answer)"),
-    ("tiny_vocab_size", lambda c: c.tiny_vocab_size >= 300, "use at least 300 (bytes + merges)"),
-    (
-        "tiny_heads",
-        lambda c: c.tiny_heads > 0 and c.tiny_hidden_size % c.tiny_heads == 0,
-        "use a positive divisor of tiny_hidden_size",
-    ),
-    (
-        "early_stopping_patience",
-        lambda c: c.early_stopping_patience is None or c.val_data is not None,
-        "early stopping needs val_data",
-    ),
-    (
-        "early_stopping_patience",
-        lambda c: c.early_stopping_patience is None or c.eval_steps is not None,
-        "early stopping needs eval_steps (how often to validate)",
-    ),
-)
-_POSITIVE = (
-    "per_device_batch",
-    "grad_accum",
-    "logging_steps",
-    "save_steps",
-    "max_new_tokens",
-    "lora_r",
-    "lora_alpha",
-    "tiny_hidden_size",
-    "tiny_layers",
-    "tiny_intermediate_size",
-)
-_POSITIVE_OR_OFF = (
-    "max_steps",
-    "eval_steps",
-    "early_stopping_patience",
-    "torch_threads",
-    "eval_samples",
-)
-
-
-def _check_recipe(cfg: TrainConfig) -> list[str]:
-    """The training-mix fields: a count of synthetic notes the machine can hold."""
-    if not 0 <= cfg.synthetic_notes <= 20_000:
-        return [
-            f"synthetic_notes: got {cfg.synthetic_notes!r}; use 0 (off) to 20000 notes, e.g. 800"
-        ]
-    return []
-
-
-def _value_problems(cfg: TrainConfig) -> list[str]:
-    problems = [
-        f"{name}: got {getattr(cfg, name)!r}; {fix}" for name, ok, fix in _RULES if not ok(cfg)
-    ]
-    problems += [
-        f"{name}: got {getattr(cfg, name)!r}; use a positive integer"
-        for name in _POSITIVE
-        if getattr(cfg, name) <= 0
-    ]
-    problems += [
-        f"{name}: got {getattr(cfg, name)!r}; use a positive integer or null (off)"
-        for name in _POSITIVE_OR_OFF
-        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0
-    ]
-    problems += _check_abstain(cfg)
-    problems += _check_recipe(cfg)
-    return problems + _check_speed(cfg) + _check_tracking(cfg)
-
-
-ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
-
-
-def _check_speed(cfg: TrainConfig) -> list[str]:
-    """The GPU speed fields (issue 10)."""
-    problems = []
-    if cfg.attn_implementation not in (None, *ATTENTION_IMPLEMENTATIONS):
-        problems.append(
-            f"attn_implementation: got {cfg.attn_implementation!r}; use one of "
-            f"{', '.join(ATTENTION_IMPLEMENTATIONS)}, or null for transformers' default"
-        )
-    if cfg.auto_micro_batch and cfg.drop_last:
-        # With drop_last the step count depends on the micro-batch (1,602 notes: 603 steps at
-        # 2 x 4 but 600 at 8 x 1); without it, it depends only on the effective batch.
-        problems.append(
-            "auto_micro_batch: got true with drop_last: true; set drop_last: false so that "
-            "changing the micro-batch keeps the optimizer step count"
-        )
-    return problems
-
-
-TRACKERS = ("tensorboard", "trackio", "wandb")  # report_to values this package supports
-
-
-def tracker_names(report_to: str) -> list[str]:
-    """The trackers named by a report_to value ("none" or empty -> none)."""
-    names = [part.strip().lower() for part in report_to.split(",") if part.strip()]
-    return [] if names == ["none"] else names
-
-
-def _check_tracking(cfg: TrainConfig) -> list[str]:
-    unknown = [name for name in tracker_names(cfg.report_to) if name not in TRACKERS]
-    if not unknown:
-        return []
-    return [f"report_to: got {cfg.report_to!r}; use none or any of {', '.join(TRACKERS)}"]
-
-
-def _check_abstain(cfg: TrainConfig) -> list[str]:
-    target = cfg.abstain_target_accuracy
-    if target is None or (math.isfinite(target) and 0 < target < 1):
-        return []
-    return [
-        f"abstain_target_accuracy: got {target!r}; use a share above 0 and below 1 "
-        "(e.g. 0.95) or null (off)"
-    ]
-
-
 def parse_override(text: str) -> tuple[str, object]:
-    """`key=value` -> (key, value typed by the field's type); raises VetLLMError if unusable."""
+    """`key=value` or `section.key=value` -> (key, value typed by the field's type).
+
+    Raises VetLLMError for an unknown key, a key under the wrong section or an unusable value.
+    """
     key, sep, raw = text.partition("=")
     key = key.strip().replace("-", "_")
-    types_by_name = field_types()
-    if not sep or key not in types_by_name:
-        known = ", ".join(types_by_name)
+    try:
+        key = field_named(key, SECTION_OF) if sep else ""
+    except ValueError as error:
+        raise VetLLMError(f"--set {text!r}: {error}; write {key.rpartition('.')[2]}=...") from None
+    except KeyError:
+        key = ""
+    if not key:
+        known = ", ".join(field_types())
         raise VetLLMError(f"--set {text!r}: expected KEY=VALUE with KEY one of: {known}")
-    kind = types_by_name[key]
+    kind = field_types()[key]
     try:
         return key, parse_text(raw, kind)
     except ValueError:
@@ -433,21 +371,6 @@ def _parse_int(raw: str) -> int:
         return int(number)
 
 
-def _coerce_numbers(raw: dict) -> dict:
-    """Numbers PyYAML reads as text (YAML 1.1: `2e-4` without a dot) become numbers.
-
-    Only text in number fields is converted; text that is no number stays as it is, so the
-    field checks report it with every other problem ("learning_rate: got 'fast'; ...").
-    """
-    kinds = field_types()
-    for key, value in raw.items():
-        inner = _split_optional(kinds.get(key))[0]
-        if inner in (int, float) and isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                raw[key] = parse_text(value, inner)
-    return raw
-
-
 def _resolve_path(value: str | None, base_dir: Path) -> str | None:
     """Relative data paths are taken from the working directory, else from the config's folder."""
     if value is None or value == BUNDLED_DATA or is_hub_source(value):
@@ -473,25 +396,22 @@ def _read_yaml(path: Path) -> dict:
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a YAML config (a file, or a packaged preset by name), apply `key=value` overrides,
-    validate every field (unknown ones included, all reported at once), return it."""
+    validate every field, return it.
+
+    The file may be sectioned (what presets and new run folders hold) or flat (run folders of
+    earlier versions). Unknown and misplaced keys and every field problem are reported at once.
+    """
     path = config_path(path)
-    raw = _read_yaml(path)
-    unknown = sorted(map(str, set(raw) - set(field_types())))
-    known = {key: value for key, value in raw.items() if key in field_types()}
-    known.setdefault("name", path.stem)
-    known.update(dict(parse_override(item) for item in overrides))
+    values, problems = flatten(_read_yaml(path), SECTION_OF)
+    values.setdefault("name", path.stem)
+    values.update(parse_override(item) for item in overrides)
     for key in ("data", "val_data", "catalogue"):
-        if key in known and isinstance(known[key], str):
-            known[key] = _resolve_path(known[key], path.parent)
-    _coerce_numbers(known)
-    if not unknown:
-        return TrainConfig(**known)
-    problems = [f"unknown field(s) {', '.join(unknown)}; known fields: {', '.join(field_types())}"]
+        if isinstance(values.get(key), str):
+            values[key] = _resolve_path(values[key], path.parent)
+    if not problems:
+        return TrainConfig(**values)
     try:
-        TrainConfig(**known)
-    except VetLLMError as error:  # the field problems, one "  - ..." line each
-        problems += [line[4:] for line in str(error).splitlines() if line.startswith("  - ")]
-    raise VetLLMError(
-        f"config {path.name} has {len(problems)} problem(s):\n"
-        + "\n".join(f"  - {p}" for p in problems)
-    )
+        TrainConfig(**values)
+    except ConfigError as error:  # the field problems join the layout problems
+        problems += error.problems
+    raise ConfigError(path.name, problems)

@@ -1,9 +1,11 @@
 """CLI for training configs: `vetllm config show|validate|presets`.
 
 `config show [--config PRESET_OR_FILE] [--set KEY=VALUE ...]` prints the resolved config (every
-field, defaults filled in, overrides applied) as YAML that `vetllm train --config` reads back.
-`config validate FILE [FILE ...]` checks files without training and reports every problem of every
-file at once (exit 2 when any file has one). `config presets` lists the packaged presets.
+field, defaults filled in, overrides applied) as sectioned YAML (`model:`, `data:`, `lora:`,
+`optimisation:`, ...) that `vetllm train --config` reads back. `config validate FILE [FILE ...]`
+checks files (sectioned, or flat as older run folders hold them) without training and reports every
+problem of every file at once: wrong types, bad values, unknown keys and keys in the wrong section
+(exit 2 when any file has one). `config presets` lists the packaged presets.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ def add_commands(commands) -> None:
     """Register this group's sub-commands on the argparse sub-parsers object."""
     group = commands.add_parser("config", help="show, validate and list training configs")
     actions = group.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="print the resolved config as YAML")
+    show = actions.add_parser("show", help="print the resolved config as sectioned YAML")
     show.add_argument(
         "--config",
         default="tiny-cpu",
@@ -29,7 +31,7 @@ def add_commands(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field, e.g. --set epochs=2 (repeatable)",
+        help="override a field, e.g. --set epochs=2 or --set optimisation.epochs=2 (repeatable)",
     )
     show.set_defaults(run=run_show)
     validate = actions.add_parser("validate", help="check config files; every problem at once")
