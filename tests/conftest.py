@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def train_quick_run(runs_dir: Path, name: str = QUICK_RUN_NAME) -> Path:
     """Train the CPU default for a few steps into runs_dir/name (reused if already completed)."""
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(runs_dir / name)
     if run.read_status().get("state") == "completed" and run.model_dir.is_dir():

@@ -21,18 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from vetllm.engine import launcher
-from vetllm.engine.launcher import (
-    LOCK_NAME,
-    current_lock_holder,
+from vetllm.errors import VetLLMError
+from vetllm.runs import launcher
+from vetllm.runs.directory import RunDirectory, process_alive
+from vetllm.runs.launcher import (
     launch_run,
     refresh_status,
     resume_run,
     stop_run,
     wait_for_run,
 )
-from vetllm.engine.runs import RunDirectory, process_alive
-from vetllm.errors import VetLLMError
+from vetllm.runs.lock import LOCK_NAME, current_lock_holder
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
@@ -42,7 +41,7 @@ TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
 FAKE_TRAINER = textwrap.dedent(
     """
     import json, os, subprocess, sys, time
-    from vetllm.engine.runs import RunDirectory, process_alive
+    from vetllm.runs.directory import RunDirectory, process_alive
     run_dir, mode = sys.argv[1], sys.argv[2]
     run = RunDirectory(run_dir)
     with open(os.path.join(run_dir, "argv.json"), "a") as handle:
@@ -163,7 +162,7 @@ def test_two_processes_racing_start_exactly_one_run(tmp_path, config):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from vetllm.engine import launcher
+        from vetllm.runs import launcher
         launcher._training_command = lambda run, resume: [
             sys.executable, "-c", "import time; time.sleep(30)"]
         while time.time() < {time.time() + 1.5}:  # start both at the same instant
@@ -288,7 +287,7 @@ def test_a_restarted_app_reattaches_to_a_running_run(tmp_path, config):
     code = textwrap.dedent(
         f"""
         import sys
-        from vetllm.engine import launcher
+        from vetllm.runs import launcher
         launcher._training_command = lambda run, resume: [
             sys.executable, "-c", "import time; time.sleep(30)"]
         launcher.launch_run({str(config)!r}, {str(run_dir)!r})

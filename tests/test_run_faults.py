@@ -20,16 +20,15 @@ from pathlib import Path
 import pytest
 
 from vetllm.cli import main as cli_main
-from vetllm.engine import launcher, runs
-from vetllm.engine.launcher import (
-    LOCK_NAME,
-    current_lock_holder,
+from vetllm.errors import VetLLMError
+from vetllm.runs import directory, launcher
+from vetllm.runs.directory import RunDirectory
+from vetllm.runs.faults import checkpoint_problem, record_failure
+from vetllm.runs.launcher import (
     launch_run,
     refresh_status,
 )
-from vetllm.engine.run_faults import checkpoint_problem, record_failure
-from vetllm.engine.runs import RunDirectory
-from vetllm.errors import VetLLMError
+from vetllm.runs.lock import LOCK_NAME, current_lock_holder
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
@@ -37,7 +36,7 @@ TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
 SLEEPER = textwrap.dedent(
     """
     import sys, time
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
     run = RunDirectory(sys.argv[1])
     if sys.argv[2] == "train":
         run.write_status("running", step=1, total_steps=100)
@@ -231,7 +230,7 @@ def test_a_full_disk_is_recorded_as_the_cause_even_when_status_writes_fail(tmp_p
     run.write_status("running", step=3)
     half = run.checkpoints_dir / "checkpoint-4"
     half.mkdir(parents=True)  # a save torn by the full disk: no COMPLETE marker
-    monkeypatch.setattr(runs, "atomic_write_text", _no_space)
+    monkeypatch.setattr(directory, "atomic_write_text", _no_space)
     cause = record_failure(run, "OSError: No space", None, OSError(errno.ENOSPC, "full"))
     status = json.loads(run.status_path.read_text())
     assert status["state"] == "failed" and status["error"] == cause
@@ -256,7 +255,7 @@ def test_runs_commands_on_a_full_disk_print_no_traceback(tmp_path, monkeypatch, 
     run.config_path.parent.mkdir(parents=True)
     run.config_path.write_text(TINY_CONFIG.read_text())
     run.write_status("running", pid=launcher_dead_pid(), step=3, total_steps=10)
-    monkeypatch.setattr(runs, "atomic_write_text", _no_space)
+    monkeypatch.setattr(directory, "atomic_write_text", _no_space)
     argv = {
         "status": ["runs", "status", str(run.path)],
         "list": ["runs", "list", "--runs-dir", str(run.path.parent)],

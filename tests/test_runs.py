@@ -12,10 +12,12 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from vetllm.engine.runs import COMPLETE_MARKER, RunDirectory, process_alive, process_start_time
+import vetllm.runs
+from vetllm.runs.directory import COMPLETE_MARKER, RunDirectory, process_alive, process_start_time
 
 
 # -- RunDirectory ----------------------------------------------------------------------------
@@ -166,10 +168,26 @@ def test_process_alive_tells_reused_pids_apart():
         assert not process_alive(pid, str(int(start) + 1))
 
 
-def test_runs_module_does_not_import_torch():
-    code = "import sys, vetllm.engine.runs, vetllm.engine.launcher; print('torch' in sys.modules)"
+RUNS_PACKAGE = Path(vetllm.runs.__file__).parent
+RUNS_MODULES = ["vetllm.runs"] + [
+    f"vetllm.runs.{path.stem}"
+    for path in sorted(RUNS_PACKAGE.glob("*.py"))
+    if path.stem != "__init__"
+]
+
+
+def test_every_runs_module_is_checked():
+    expected = {"directory", "faults", "launcher", "lock", "serving"}
+    assert {f"vetllm.runs.{name}" for name in expected} <= set(RUNS_MODULES)
+
+
+@pytest.mark.parametrize("module", RUNS_MODULES)
+def test_runs_modules_do_not_import_torch_or_gradio(module):
+    """Run management stays cheap: the CLI and the app list and launch runs without torch."""
+    heavy = ("torch", "transformers", "peft", "gradio")
+    code = f"import sys, {module}; print(*[m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "", f"importing {module} imported {out.stdout.strip()}"
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -205,7 +223,7 @@ def test_cli_status_list_and_stop(tmp_path, capsys):
 
 
 def test_cli_launch_refusal_is_a_clear_error(tmp_path, capsys):
-    from vetllm.engine.launcher import LOCK_NAME
+    from vetllm.runs.lock import LOCK_NAME
 
     root = tmp_path / "runs"
     root.mkdir()
@@ -235,7 +253,7 @@ def test_cli_report_writes_report_md(tmp_path, capsys):
 
 
 def test_refresh_status_leaves_live_and_final_runs_alone(tmp_path):
-    from vetllm.engine.launcher import refresh_status
+    from vetllm.runs.launcher import refresh_status
 
     run = RunDirectory(tmp_path / "run")
     run.write_status("running", pid=os.getpid())
@@ -250,7 +268,7 @@ def test_refresh_status_leaves_live_and_final_runs_alone(tmp_path):
 
 
 def test_list_runs_newest_first(tmp_path):
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     root = tmp_path / "runs"
     for name, created in (("old", "2026-01-01T00:00:00Z"), ("new", "2026-02-01T00:00:00Z")):

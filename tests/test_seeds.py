@@ -7,9 +7,9 @@ import pytest
 from vetllm.cli import main as cli_main
 from vetllm.config import load_config
 from vetllm.data.synth import write_synthetic_dataset
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.seeds import describe_summary, parse_seeds, summarise_seeds
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 
 def test_seeds_are_distinct_whole_numbers():

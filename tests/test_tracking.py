@@ -9,9 +9,9 @@ import pytest
 
 from vetllm.config import TrainConfig, tracker_names
 from vetllm.engine import environment
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.training import train, training_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 
 def test_tracking_is_off_by_default(tmp_path):

@@ -21,10 +21,10 @@ from vetllm.engine.collate import (
 )
 from vetllm.engine.modeling import load_trained
 from vetllm.engine.predict import Predictor
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.tiny import train_tokenizer
 from vetllm.engine.training import train, training_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 COMPACT = TrainConfig(prompt_template="compact", note_prefix="").prompt()
 

@@ -135,7 +135,7 @@ def default_output(name: str) -> Path:
 
 
 def _check_output(run_dir: Path, resume: bool) -> None:
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     state = RunDirectory(run_dir).read_status().get("state")
     if resume and not (run_dir / "config.yaml").is_file():
@@ -157,7 +157,7 @@ def _train(args: argparse.Namespace) -> int:
         raise VetLLMError("--output RUN_DIR is required when several processes train together")
     run_dir = args.output or default_output(cfg.name)
     if is_main_process() and not args.seeds:  # other ranks would see rank 0's "running" status
-        from vetllm.engine.run_lock import acquire_training_lock
+        from vetllm.runs.lock import acquire_training_lock
 
         acquire_training_lock(run_dir)  # the app's lock: one training per runs folder
         _check_output(run_dir, args.resume)

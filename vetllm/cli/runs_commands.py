@@ -1,6 +1,6 @@
 """CLI for training runs: `vetllm runs list|status|stop|resume|launch` and `vetllm report`.
 
-Each command is a thin call into vetllm.engine.launcher / vetllm.engine.runs (no torch import):
+Each command is a thin call into vetllm.runs.launcher / vetllm.runs.directory (no torch import):
 training itself always happens in the separate process those functions start.
 """
 
@@ -18,7 +18,7 @@ from vetllm.errors import VetLLMError
 
 def add_commands(commands) -> None:
     """Register `runs` (with its sub-commands) and `report` on the argparse sub-parsers object."""
-    from vetllm.engine.runs import DEFAULT_RUNS_DIR
+    from vetllm.runs.directory import DEFAULT_RUNS_DIR
 
     runs = commands.add_parser("runs", help="list, inspect, stop, resume and launch training runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -57,7 +57,7 @@ def add_commands(commands) -> None:
 
 
 def _require_run(path: Path):
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(path)
     if not run.exists():
@@ -94,7 +94,7 @@ def _duration(seconds: float) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     runs = list_runs(args.runs_dir)
     if args.json:
@@ -107,7 +107,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import refresh_status
+    from vetllm.runs.launcher import refresh_status
 
     run = _require_run(args.run_dir)
     status = refresh_status(run)
@@ -118,7 +118,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import stop_run
+    from vetllm.runs.launcher import stop_run
 
     run = _require_run(args.run_dir)
     status = stop_run(run, timeout_s=args.timeout)
@@ -127,7 +127,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import resume_run
+    from vetllm.runs.launcher import resume_run
 
     run = resume_run(_require_run(args.run_dir))
     print(f"resumed {run.name}; log: {run.log_path}")
@@ -135,7 +135,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import launch_run
+    from vetllm.runs.launcher import launch_run
 
     output = args.output or args.runs_dir / _default_run_name(args.config, args.set)
     runs_root = args.runs_dir if args.output is None else None
@@ -153,8 +153,8 @@ def _default_run_name(config: Path, overrides: list[str]) -> str:
 
 def _follow(run) -> int:
     """Print progress until the run ends; exit 0 only if it completed."""
-    from vetllm.engine.launcher import wait_for_run
-    from vetllm.engine.runs import ACTIVE_STATES
+    from vetllm.runs.directory import ACTIVE_STATES
+    from vetllm.runs.launcher import wait_for_run
 
     shown: list[str] = []
 
@@ -186,8 +186,8 @@ def render_run_report(run) -> str:
     with a note on stderr.
     """
     from vetllm.analysis import analyse_losses
-    from vetllm.engine.runs import atomic_write_text
     from vetllm.report import render_training_report
+    from vetllm.runs.directory import atomic_write_text
 
     # read_metrics skips a damaged line, as training's own report does (issue 11, item 18)
     history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]

@@ -20,7 +20,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from vetllm.engine.runs import (
+from vetllm.runs.directory import (
     COMPLETE_MARKER,
     LAUNCHED_RUN_ENV,
     RunDirectory,

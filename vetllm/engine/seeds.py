@@ -44,9 +44,9 @@ def summary_path(base: Path) -> Path:
 
 def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = False) -> dict:
     """Train one run per seed (completed ones are kept when resuming); returns the summary."""
-    from vetllm.engine.run_lock import acquire_training_lock
-    from vetllm.engine.runs import RunDirectory
     from vetllm.engine.training import is_main_process, train
+    from vetllm.runs.directory import RunDirectory
+    from vetllm.runs.lock import acquire_training_lock
 
     results = []
     for seed in seeds:

@@ -36,8 +36,6 @@ from vetllm.engine.collate import (
     load_training_data,
 )
 from vetllm.engine.environment import check_trackers
-from vetllm.engine.run_faults import record_failure
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.selection import (
     GenerationEval,
     LenientEarlyStopping,
@@ -48,6 +46,8 @@ from vetllm.engine.selection import (
 )
 from vetllm.engine.speed import speed_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
+from vetllm.runs.faults import record_failure
 
 OOM_REMEDY = (
     "lower per_device_batch (raise grad_accum to keep the effective batch), shorten max_length, "

@@ -6,7 +6,7 @@ launches find the completed run and use it at once. A default run that was inter
 and trainer killed) is resumed from its last complete checkpoint instead of starting a new one;
 a stopped run, or an unfinished run of someone else's, is left for its owner to resume (no new
 run takes the lock from it). The launched run is recorded as the pending
-default (`vetllm.engine.serving`): it becomes the served model when it completes, only if no
+default (`vetllm.runs.serving`): it becomes the served model when it completes, only if no
 other run is served by then. `first_launch_banner` is the line every tab shows meanwhile.
 """
 
@@ -25,8 +25,8 @@ LOGGER = logging.getLogger("vetllm.ui")
 
 def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -> str | None:
     """Launch the CPU default if no run is completed or active; returns the launched run's name."""
-    from vetllm.engine.launcher import launch_run, list_runs, resume_run
-    from vetllm.engine.runs import ACTIVE_STATES
+    from vetllm.runs.directory import ACTIVE_STATES
+    from vetllm.runs.launcher import launch_run, list_runs, resume_run
 
     runs = list_runs(settings.runs_dir)
     if any(r.get("state") == "completed" and r.get("has_model") for r in runs):
@@ -55,7 +55,7 @@ def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -
     except VetLLMError as error:  # e.g. another process took the lock first
         LOGGER.warning("could not start the CPU default run: %s", error)
         return None
-    from vetllm.engine.serving import note_pending_default
+    from vetllm.runs.serving import note_pending_default
 
     note_pending_default(settings.runs_dir, run.name)
     LOGGER.info("training the CPU default in the background: %s", run.name)

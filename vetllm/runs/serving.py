@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, atomic_write_text
+from vetllm.runs.directory import ACTIVE_STATES, RunDirectory, atomic_write_text
 from vetllm.errors import VetLLMError
 
 SERVED_FILE = "served.json"
@@ -61,7 +61,7 @@ def note_pending_default(runs_dir: Path, name: str) -> None:
 
 def served_run_name(runs_dir: Path, runs: list[dict] | None = None) -> str | None:
     """The run that answers by default, adopting one (and writing it down) when none is served."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     runs = list_runs(runs_dir) if runs is None else runs
     completed = completed_run_names(runs)
@@ -84,7 +84,7 @@ def served_run_name(runs_dir: Path, runs: list[dict] | None = None) -> str | Non
 
 def promote_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> dict[str, Any]:
     """Serve the completed run `name` from now on; VetLLMError for any other name."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     completed = completed_run_names(list_runs(runs_dir) if runs is None else runs)
     if name not in completed:
@@ -99,7 +99,7 @@ def promote_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> di
 
 def delete_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> None:
     """Delete a finished run's folder; the served run and active runs are refused."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     entries = {r["name"]: r for r in (list_runs(runs_dir) if runs is None else runs)}
     if name not in entries:
@@ -193,7 +193,7 @@ RUN_COLUMNS = (
 
 def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, Any]]:
     """One dict per run (RUN_COLUMNS keys), newest first; the served run marked."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     runs = list_runs(runs_dir) if runs is None else runs
     served = served_run_name(runs_dir, runs)

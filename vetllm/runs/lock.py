@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.runs import (
+from vetllm.runs.directory import (
     ACTIVE_STATES,
     FINAL_STATES,
     LAUNCHED_RUN_ENV,

@@ -3,8 +3,9 @@
 The app never trains inside an event handler: `launch_run` spawns
 `python -m vetllm train --config RUN_DIR/config.yaml --output RUN_DIR [--resume]` in its own
 process session, with stdout and stderr going to RUN_DIR/train.log, and returns at once. The lock
-that allows one training at a time (for every entry point) lives in `vetllm.engine.run_lock`. Everything the UI needs afterwards is read back from the run
-directory, so a restarted app simply reattaches. Imports no torch.
+that allows one training at a time (for every entry point) lives in `vetllm.runs.lock`.
+Everything the UI needs afterwards is read back from the run directory, so a restarted app simply
+reattaches. Imports no torch.
 """
 
 from __future__ import annotations
@@ -22,18 +23,16 @@ from typing import Any
 
 import vetllm
 from vetllm import resources
-from vetllm.engine.run_faults import disk_full_cause, is_disk_full
-from vetllm.engine.run_lock import (  # noqa: F401 - LOCK_NAME and acquire_training_lock re-exported
+from vetllm.runs.faults import disk_full_cause, is_disk_full
+from vetllm.runs.lock import (
     _CHILDREN,
     _EXIT_CODES,
-    LOCK_NAME,
     _alive,
     _lock_guard,
     _take_lock,
-    acquire_training_lock,
     current_lock_holder,
 )
-from vetllm.engine.runs import (
+from vetllm.runs.directory import (
     ACTIVE_STATES,
     LAUNCHED_RUN_ENV,
     UNKNOWN_STATE,
@@ -46,7 +45,7 @@ _POLL_S = 0.2  # seconds between checks while waiting for a process to exit
 _KILL_WAIT_S = 10.0  # seconds to wait for the kernel to reap a SIGKILLed process group
 
 
-# Popen objects of the processe---------------------------------------------------------------
+# -- launch ---------------------------------------------------------------------------------
 def launch_run(
     config_path: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],

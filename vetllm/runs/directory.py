@@ -1,12 +1,12 @@
 """Durable run directories: the files a training process writes and the app reads.
 
-A run directory (docs/ARCHITECTURE.md, "Engine — run directory layout") holds the resolved
+A run directory (docs/ARCHITECTURE.md, `runs/`) holds the resolved
 config, an atomically replaced `status.json`, an append-only `metrics.jsonl`, the HF Trainer
 checkpoints (each with a `COMPLETE` marker once fully saved), the final model, evaluation output
 and a `STOP` flag. Everything here is plain files so that a UI restarted mid-run, or another
 process entirely, can reattach by just reading them. This module never imports torch.
 
-The launcher (separate process, lock, stop, resume) lives in `vetllm.engine.launcher`, which
+The launcher (separate process, lock, stop, resume) lives in `vetllm.runs.launcher`, which
 imports this module (never the reverse).
 """
 
@@ -24,10 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.run_faults import (  # noqa: F401 - RunFolderGone re-exported
-    RunFolderGone,
-    checkpoint_problem,
-)
+from vetllm.runs.faults import RunFolderGone, checkpoint_problem
 
 # Every state a status file may hold. "stopping" is transient (STOP seen, checkpoint being
 # saved); "unknown" is only ever returned by readers for a missing or unreadable status file.
