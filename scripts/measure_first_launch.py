@@ -20,7 +20,7 @@ def _first_step(run_dir: Path, started: float, limit_s: float) -> float | None:
 
     run = RunDirectory(run_dir)
     while time.monotonic() - started < limit_s:
-        if (run.read_status().get("step") or 0) > 0:
+        if (run.read_status().step or 0) > 0:
             return time.monotonic() - started
         time.sleep(0.2)
     return None

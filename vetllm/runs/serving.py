@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vetllm.runs.directory import ACTIVE_STATES, RunDirectory, atomic_write_text
+from vetllm.runs.directory import RunDirectory, atomic_write_text
+from vetllm.runs.state import ACTIVE_STATES, RunState
 from vetllm.errors import VetLLMError
 
 SERVED_FILE = "served.json"
@@ -49,7 +50,7 @@ def _write_record(runs_dir: Path, record: dict[str, Any]) -> None:
 
 def completed_run_names(runs: list[dict]) -> list[str]:
     """Names of runs with a final model, in the given order (list_runs: newest first)."""
-    return [r["name"] for r in runs if r.get("state") == "completed" and r.get("has_model")]
+    return [r["name"] for r in runs if r.get("state") == RunState.COMPLETED and r.get("has_model")]
 
 
 def note_pending_default(runs_dir: Path, name: str) -> None:
@@ -120,8 +121,8 @@ def run_scores(run_dir: Path) -> dict[str, Any]:
     evaluation on the validation set (eval/metrics.json, with the bag-of-words baseline on the
     same notes); {} when it was never evaluated."""
     run = RunDirectory(run_dir)
-    final = run.read_status().get("final_metrics") or {}
-    if isinstance(final, dict) and final.get("lenient_accuracy") is not None:
+    final = run.read_status().final_metrics or {}
+    if final.get("lenient_accuracy") is not None:
         return {
             "accuracy": float(final["lenient_accuracy"]),
             "n": final.get("n"),
@@ -201,7 +202,7 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
     for entry in runs:
         run_dir = Path(runs_dir) / entry["name"]
         facts = _config_facts(run_dir)
-        scores = run_scores(run_dir) if entry.get("state") == "completed" else {}
+        scores = run_scores(run_dir) if entry.get("state") == RunState.COMPLETED else {}
         baseline = scores.get("baseline")
         if baseline is None and scores:
             baseline = run_baseline(run_dir)
@@ -209,7 +210,7 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
         rows.append(
             {
                 "run": entry["name"],
-                "state": entry.get("state", "unknown"),
+                "state": entry.get("state", RunState.UNKNOWN.value),
                 "preset": facts.get("preset", "-"),
                 "data": facts.get("data", "-"),
                 "steps": f"{step or 0} / {total}" if total else str(step or 0),

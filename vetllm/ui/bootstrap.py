@@ -25,18 +25,18 @@ LOGGER = logging.getLogger("vetllm.ui")
 
 def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -> str | None:
     """Launch the CPU default if no run is completed or active; returns the launched run's name."""
-    from vetllm.runs.directory import ACTIVE_STATES
     from vetllm.runs.launcher import launch_run, list_runs, resume_run
+    from vetllm.runs.state import ACTIVE_STATES, UNFINISHED_STATES, RunState
 
     runs = list_runs(settings.runs_dir)
-    if any(r.get("state") == "completed" and r.get("has_model") for r in runs):
+    if any(r.get("state") == RunState.COMPLETED and r.get("has_model") for r in runs):
         return None
     if any(r.get("state") in ACTIVE_STATES for r in runs):
         return None
-    unfinished = [r for r in runs if r.get("state") in ("interrupted", "stopped")]
+    unfinished = [r for r in runs if r.get("state") in UNFINISHED_STATES]
     if unfinished:  # newest first: resume the default's, never start a second one beside it
         default = next((r for r in unfinished if r["name"].startswith("cpu-default-")), None)
-        if default is None or default.get("state") != "interrupted":
+        if default is None or default.get("state") != RunState.INTERRUPTED:
             return None  # a stop was someone's decision; a run of theirs is theirs to resume
         try:
             run = resume_run(default["path"], runs_root=settings.runs_dir)

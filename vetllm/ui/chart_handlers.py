@@ -257,7 +257,7 @@ def _build_report(run_path: Path) -> str:
             evaluation = json.loads(metrics_file.read_text(encoding="utf-8"))
         except ValueError:
             evaluation = None
-    served = run.read_status().get("served")  # which step model/ holds, and why
+    served = run.read_status().served  # which step model/ holds, and why
     return render_training_report(analysis, evaluation=evaluation, served=served)
 
 

@@ -114,8 +114,8 @@ class PredictHandlers:
         return self.settings.runs_dir / served
 
     def _no_model_message(self) -> str:
-        from vetllm.runs.directory import ACTIVE_STATES
         from vetllm.runs.launcher import list_runs
+        from vetllm.runs.state import ACTIVE_STATES
 
         for run in list_runs(self.settings.runs_dir):
             if run.get("state") in ACTIVE_STATES:

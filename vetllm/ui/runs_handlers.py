@@ -26,9 +26,9 @@ class RunsHandlers:
     # -- banner ---------------------------------------------------------------------------------
     def banner_facts(self) -> tuple[dict | None, dict | None]:
         """({run, accuracy, n, baseline} of the served run or None, an active run's status)."""
-        from vetllm.runs.directory import ACTIVE_STATES
         from vetllm.runs.launcher import list_runs
         from vetllm.runs.serving import run_baseline, run_scores, served_run_name
+        from vetllm.runs.state import ACTIVE_STATES
 
         runs = list_runs(self.settings.runs_dir)
         name = served_run_name(self.settings.runs_dir, runs)

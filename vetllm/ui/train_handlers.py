@@ -318,7 +318,7 @@ class TrainHandlers:
             status = stop_run(run_dir, timeout_s=30)
         finally:
             self._stopping.discard(run_name)
-        return views.stop_message(run_name, status)
+        return views.stop_message(run_name, status.to_dict())
 
     @user_facing
     def resume(self, run_name: str, password: str):
@@ -351,7 +351,7 @@ class TrainHandlers:
     @user_facing
     def poll(self, run_name: str | None):
         """Progress bar, failure details and live loss chart; the timer stops when the run ends."""
-        from vetllm.runs.directory import ACTIVE_STATES, RunDirectory
+        from vetllm.runs.directory import RunDirectory
         from vetllm.runs.launcher import refresh_status
 
         try:
@@ -362,10 +362,11 @@ class TrainHandlers:
         tail = log_tail(run.log_path, LOG_TAIL_LINES)
         if self.settings.public:  # anyone may poll: no traceback frames or source lines
             tail = redact_traceback(tail)
-        failure = views.failure_markdown(status, tail)
+        record = status.to_dict()
+        failure = views.failure_markdown(record, tail)
         figure = charts.loss_figure({run_name: run.read_metrics()})
-        active = status.get("state") in ACTIVE_STATES
-        return views.progress_html(run_name, status), failure, figure, gr.Timer(active=active)
+        timer = gr.Timer(active=status.active)
+        return views.progress_html(run_name, record), failure, figure, timer
 
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
