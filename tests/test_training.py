@@ -249,7 +249,7 @@ def test_cuda_out_of_memory_ends_as_failed_with_remedies(monkeypatch, tmp_path):
     status = RunDirectory(tmp_path).read_status()
     assert status.state == "failed" and status.error == "CUDA out of memory"
     for remedy in ("per_device_batch", "max_length", "gradient_checkpointing"):
-        assert remedy in status["remedy"]
+        assert remedy in status.remedy
 
 
 def test_a_crash_ends_as_failed_with_one_line_and_the_traceback_in_train_log(monkeypatch, tmp_path):
