@@ -216,11 +216,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _training_summary(base: Path, train_file: Path, val_file: Path, work: Path, steps: int):
+    from vetllm.runs.state import RunState
+
     status, seconds = train_qlora(base, train_file, val_file, work / "run", steps)
     card = json.loads((work / "run" / "model" / "run_card.json").read_text())
     losses = [m["loss"] for m in _metrics(work / "run") if "loss" in m]
     return {
-        "ok": status.get("state") == "completed" and bool(losses) and losses[-1] < losses[0],
+        "ok": status.get("state") == RunState.COMPLETED and bool(losses) and losses[-1] < losses[0],
         "state": status.get("state"),
         "steps": status.get("step"),
         "train_seconds": round(seconds, 1),

@@ -16,11 +16,11 @@ from pathlib import Path
 
 
 def _first_step(run_dir: Path, started: float, limit_s: float) -> float | None:
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(run_dir)
     while time.monotonic() - started < limit_s:
-        if (run.read_status().get("step") or 0) > 0:
+        if (run.read_status().step or 0) > 0:
             return time.monotonic() - started
         time.sleep(0.2)
     return None
@@ -46,7 +46,7 @@ def _page_load(url: str) -> float:
 def main(limit_s: float = 1800) -> dict:
     from gradio_client import Client
 
-    from vetllm.engine.serving import served_run_name
+    from vetllm.runs.serving import served_run_name
     from vetllm.ui.app import build_app, launch_app
     from vetllm.ui.bootstrap import ensure_default_run
     from vetllm.ui.settings import AppSettings

@@ -38,10 +38,10 @@ def free_port() -> int:
 
 def train_quick_run(runs_dir: Path, name: str = QUICK_RUN_NAME) -> Path:
     """Train the CPU default for a few steps into runs_dir/name (reused if already completed)."""
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(runs_dir / name)
-    if run.read_status().get("state") == "completed" and run.model_dir.is_dir():
+    if run.read_status().state == "completed" and run.model_dir.is_dir():
         return run.path
     code = (
         "import sys; from vetllm.config import load_config; from vetllm.engine.training import train; "
@@ -52,7 +52,7 @@ def train_quick_run(runs_dir: Path, name: str = QUICK_RUN_NAME) -> Path:
         command + QUICK_OVERRIDES, cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert run.read_status().get("state") == "completed"
+    assert run.read_status().state == "completed"
     return run.path
 
 

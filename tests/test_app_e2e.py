@@ -162,7 +162,7 @@ class _Answer:
 def test_a_full_queue_answers_busy_instead_of_hanging(tmp_path, app_launcher):
     from gradio_client import Client
 
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
     from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache
     from vetllm.ui.settings import AppSettings
 
@@ -202,7 +202,7 @@ def test_api_callers_choose_a_run_and_code_a_batch(quick_run, app_launcher, tmp_
 
     from gradio_client import Client
 
-    from vetllm.engine.serving import promote_run
+    from vetllm.runs.serving import promote_run
     from vetllm.ui.settings import AppSettings
 
     runs = tmp_path / "runs"

@@ -130,7 +130,7 @@ class _Predictor:
 
 
 def _handlers(tmp_path, **settings):
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
     from vetllm.ui.batch_handlers import BatchHandlers
     from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache
     from vetllm.ui.settings import AppSettings

@@ -39,7 +39,7 @@ def browser_app(tmp_path_factory, quick_run, app_launcher):
     settings = AppSettings(runs_dir=runs, bootstrap=False, poll_seconds=1.0)
     demo, url = app_launcher(settings)
     yield url, runs
-    from vetllm.engine.launcher import list_runs, stop_run
+    from vetllm.runs.launcher import list_runs, stop_run
 
     for run in list_runs(runs):  # never leave a training process behind
         stop_run(runs / run["name"], timeout_s=5)
@@ -254,8 +254,8 @@ def first_launch_page(tmp_path_factory, app_launcher, page):
         pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
     import os
 
-    from vetllm.engine.runs import RunDirectory, process_start_time
-    from vetllm.engine.serving import note_pending_default
+    from vetllm.runs.directory import RunDirectory, process_start_time
+    from vetllm.runs.serving import note_pending_default
     from vetllm.ui.settings import AppSettings
 
     runs = tmp_path_factory.mktemp("first-launch-runs")

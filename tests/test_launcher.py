@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from vetllm.engine import launcher
-from vetllm.engine.launcher import (
-    LOCK_NAME,
-    current_lock_holder,
+from vetllm.errors import VetLLMError
+from vetllm.runs import launcher
+from vetllm.runs.directory import RunDirectory, process_alive
+from vetllm.runs.launcher import (
     launch_run,
     refresh_status,
     resume_run,
     stop_run,
     wait_for_run,
 )
-from vetllm.engine.runs import RunDirectory, process_alive
-from vetllm.errors import VetLLMError
+from vetllm.runs.lock import LOCK_NAME, current_lock_holder
+from vetllm.runs.state import RunStatus
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
@@ -42,7 +42,7 @@ TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
 FAKE_TRAINER = textwrap.dedent(
     """
     import json, os, subprocess, sys, time
-    from vetllm.engine.runs import RunDirectory, process_alive
+    from vetllm.runs.directory import RunDirectory, process_alive
     run_dir, mode = sys.argv[1], sys.argv[2]
     run = RunDirectory(run_dir)
     with open(os.path.join(run_dir, "argv.json"), "a") as handle:
@@ -92,7 +92,7 @@ def _wait_for_state(run, states, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = refresh_status(run)
-        if status["state"] in states:
+        if status.state in states:
             return status
         time.sleep(0.05)
     raise AssertionError(f"run never reached {states}: {run.read_status()}")
@@ -109,17 +109,17 @@ def test_launch_writes_the_resolved_config_and_refuses_a_second_run(tmp_path, fa
     run = launch_run(config, runs_root / "first", overrides=["epochs=2"])
     try:
         assert "epochs: 2" in run.config_path.read_text()  # resolved, with the override
-        assert _wait_for_state(run, ["running"])["pid"] > 0
+        assert _wait_for_state(run, ["running"]).pid > 0
         assert current_lock_holder(runs_root)["run_name"] == "first"
         with pytest.raises(VetLLMError, match="a run is already in progress: first"):
             launch_run(config, runs_root / "second")
         assert not (runs_root / "second").exists()
     finally:
         stop_run(run, timeout_s=10)
-    assert run.read_status()["state"] == "stopped"
+    assert run.read_status().state == "stopped"
     assert current_lock_holder(runs_root) is None  # its process is gone, so the lock is free
     again = launch_run(config, runs_root / "second")
-    assert stop_run(again, timeout_s=10)["state"] == "stopped"
+    assert stop_run(again, timeout_s=10).state == "stopped"
 
 
 def test_launch_refuses_an_output_folder_that_holds_a_run(tmp_path, fake_trainer, config):
@@ -163,7 +163,7 @@ def test_two_processes_racing_start_exactly_one_run(tmp_path, config):
     code = textwrap.dedent(
         f"""
         import sys, time
-        from vetllm.engine import launcher
+        from vetllm.runs import launcher
         launcher._training_command = lambda run, resume: [
             sys.executable, "-c", "import time; time.sleep(30)"]
         while time.time() < {time.time() + 1.5}:  # start both at the same instant
@@ -212,34 +212,34 @@ def test_refresh_status_marks_a_vanished_process(tmp_path):
     (run.checkpoints_dir / "checkpoint-5").mkdir(parents=True)
     run.mark_checkpoint_complete(run.checkpoints_dir / "checkpoint-5")
     status = refresh_status(run)
-    assert status["state"] == "interrupted"
-    assert "checkpoint-5" in status["remedy"] and status["step"] == 7
-    assert run.read_status()["state"] == "interrupted"  # written, not only reported
+    assert status.state == "interrupted"
+    assert "checkpoint-5" in status.remedy and status.step == 7
+    assert run.read_status().state == "interrupted"  # written, not only reported
 
     queued = RunDirectory(tmp_path / "queued")
     queued.write_status("queued", pid=_dead_pid())
     queued.log_path.write_text("Traceback ...\nValueError: base_model 'x' not found\n")
     status = refresh_status(queued)
-    assert status["state"] == "failed" and "base_model 'x' not found" in status["error"]
+    assert status.state == "failed" and "base_model 'x' not found" in status.error
 
 
 def test_a_vanished_process_that_was_asked_to_stop_reads_as_stopped(tmp_path):
     run = RunDirectory(tmp_path / "run")
     run.write_status("running", pid=_dead_pid(), step=7, total_steps=20)
     run.request_stop()
-    assert refresh_status(run)["state"] == "stopped"
+    assert refresh_status(run).state == "stopped"
 
     stopping = RunDirectory(tmp_path / "stopping")
     stopping.write_status("stopping", pid=_dead_pid(), step=3, total_steps=20)
-    assert refresh_status(stopping)["state"] == "stopped"
+    assert refresh_status(stopping).state == "stopped"
 
 
 def test_a_crash_before_training_is_reported_as_failed(tmp_path, fake_trainer, config):
     fake_trainer["value"] = "crash"
     run = launch_run(config, tmp_path / "runs" / "crash")
     status = wait_for_run(run, timeout_s=20, poll_s=0.05)
-    assert status["state"] == "failed"
-    assert "the config could not be used" in status["error"]
+    assert status.state == "failed"
+    assert "the config could not be used" in status.error
 
 
 def test_stop_kills_the_whole_process_group_after_the_timeout(tmp_path, fake_trainer, config):
@@ -248,7 +248,7 @@ def test_stop_kills_the_whole_process_group_after_the_timeout(tmp_path, fake_tra
     _wait_for_state(run, ["running"])
     grandchild = int((run.path / "grandchild.pid").read_text())
     status = stop_run(run, timeout_s=0.5)
-    assert status["state"] == "stopped" and "killed" in status["message"]
+    assert status.state == "stopped" and "killed" in status.message
     deadline = time.monotonic() + 5
     while process_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -261,7 +261,7 @@ def test_stop_before_training_began_ends_the_process_at_once(tmp_path, fake_trai
     started = time.monotonic()
     status = stop_run(run, timeout_s=30)
     assert time.monotonic() - started < 10  # SIGTERM, not the 30 s timeout and a kill
-    assert status["state"] == "stopped" and status["message"] == "stopped before training began"
+    assert status.state == "stopped" and status.message == "stopped before training began"
 
 
 def test_resume_relaunches_with_resume_and_refuses_active_or_completed(
@@ -275,7 +275,7 @@ def test_resume_relaunches_with_resume_and_refuses_active_or_completed(
     assert run.stop_requested()
     resumed = resume_run(run)
     assert not run.stop_requested()  # an old STOP must not end the resumed run at once
-    assert wait_for_run(resumed, timeout_s=30, poll_s=0.1)["state"] == "completed"
+    assert wait_for_run(resumed, timeout_s=30, poll_s=0.1).state == "completed"
     argv = [json.loads(line) for line in (run.path / "argv.json").read_text().splitlines()]
     assert argv == [[], ["--resume"]]
     with pytest.raises(VetLLMError, match="already completed"):
@@ -288,7 +288,7 @@ def test_a_restarted_app_reattaches_to_a_running_run(tmp_path, config):
     code = textwrap.dedent(
         f"""
         import sys
-        from vetllm.engine import launcher
+        from vetllm.runs import launcher
         launcher._training_command = lambda run, resume: [
             sys.executable, "-c", "import time; time.sleep(30)"]
         launcher.launch_run({str(config)!r}, {str(run_dir)!r})
@@ -297,12 +297,12 @@ def test_a_restarted_app_reattaches_to_a_running_run(tmp_path, config):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     run = RunDirectory(run_dir)  # a new reader, as after an app restart
     status = refresh_status(run)
-    assert status["state"] == "queued" and launcher._alive(status["pid"], status["pid_start"])
+    assert status.state == "queued" and launcher._alive(status.pid, status.pid_start)
     with pytest.raises(VetLLMError, match="already in progress: detached"):
         launch_run(config, tmp_path / "runs" / "other")
     stop_run(run, timeout_s=0.5)  # not our child: it is killed through its process group
-    assert refresh_status(run)["state"] == "stopped"
-    assert not launcher._alive(status["pid"], status["pid_start"])
+    assert refresh_status(run).state == "stopped"
+    assert not launcher._alive(status.pid, status.pid_start)
 
 
 # -- the key fault test: kill -9 a real training, resume, same final step ------------------
@@ -339,20 +339,20 @@ def test_stop_then_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(tmp_p
     reference = RunDirectory(tmp_path / "reference")
     train(load_config(config), reference.path)
     expected = reference.read_status()
-    assert expected["state"] == "completed" and expected["step"] == expected["total_steps"]
+    assert expected.state == "completed" and expected.step == expected.total_steps
 
     # 1. Stop button: STOP flag, a checkpoint at the step reached, state "stopped".
     run = launch_run(config, tmp_path / "runs" / "faults")
     _wait_for_checkpoint_after(run, 0)
     stopped = stop_run(run, timeout_s=120)
-    assert stopped["state"] == "stopped", (stopped, run.log_path.read_text()[-2000:])
-    assert run.last_complete_checkpoint().name == f"checkpoint-{stopped['step']}"
+    assert stopped.state == "stopped", (stopped, run.log_path.read_text()[-2000:])
+    assert run.last_complete_checkpoint().name == f"checkpoint-{stopped.step}"
 
     # 2. kill -9 of the whole process group after a checkpoint newer than the stop's.
     resume_run(run)
-    killed = _kill_9(run, _wait_for_checkpoint_after(run, stopped["step"]))
-    assert killed["state"] == "interrupted", killed
-    assert killed["step"] < expected["total_steps"]
+    killed = _kill_9(run, _wait_for_checkpoint_after(run, stopped.step))
+    assert killed.state == "interrupted", killed
+    assert killed.step < expected.total_steps
     resumed_step = _step_of(run.last_complete_checkpoint())
     # A save torn by the kill: a higher folder without COMPLETE must not be resumed from.
     torn = run.checkpoints_dir / f"checkpoint-{resumed_step + 1}"
@@ -362,9 +362,9 @@ def test_stop_then_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(tmp_p
     # 3. Resume to the end: the same step count, log and losses as the uninterrupted run.
     resume_run(run)
     final = wait_for_run(run, timeout_s=300, poll_s=0.5)
-    assert final["state"] == "completed", (final, run.log_path.read_text()[-2000:])
-    assert final["resumed_from_step"] == resumed_step
-    assert (final["step"], final["total_steps"]) == (expected["step"], expected["total_steps"])
+    assert final.state == "completed", (final, run.log_path.read_text()[-2000:])
+    assert final.raw["resumed_from_step"] == resumed_step
+    assert (final.step, final.total_steps) == (expected.step, expected.total_steps)
     losses = {m["step"]: m["loss"] for m in run.read_metrics() if "loss" in m}
     reference_losses = {m["step"]: m["loss"] for m in reference.read_metrics() if "loss" in m}
     assert list(losses) == list(reference_losses)  # every step logged once, none lost
@@ -373,14 +373,14 @@ def test_stop_then_kill_9_then_resume_ends_where_an_uninterrupted_run_ends(tmp_p
     later = [step for step in losses if step > resumed_step + 2]
     assert [losses[s] for s in later] == pytest.approx([reference_losses[s] for s in later], 1e-3)
     state = json.loads((run.last_complete_checkpoint() / "trainer_state.json").read_text())
-    assert state["global_step"] == expected["step"]
+    assert state["global_step"] == expected.step
 
 
-def _kill_9(run, status: dict) -> dict:
+def _kill_9(run, status: RunStatus) -> RunStatus:
     """SIGKILL the run's process group (no chance to save or write); its refreshed status."""
-    os.killpg(status["pid"], signal.SIGKILL)
+    os.killpg(status.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while launcher._alive(status["pid"], status.get("pid_start")) and time.monotonic() < deadline:
+    while launcher._alive(status.pid, status.pid_start) and time.monotonic() < deadline:
         time.sleep(0.05)
     return refresh_status(run)
 
@@ -389,17 +389,17 @@ def _step_of(checkpoint: Path) -> int:
     return int(checkpoint.name.split("-")[1])
 
 
-def _wait_for_checkpoint_after(run, step: int, timeout_s=240.0) -> dict:
+def _wait_for_checkpoint_after(run, step: int, timeout_s=240.0) -> RunStatus:
     """Poll (every 10 ms) until a complete checkpoint beyond `step` exists and training has
     gone past it; returns the status then."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = run.read_status()
         last = run.last_complete_checkpoint()
-        if status.get("state") == "completed":
+        if status.state == "completed":
             raise AssertionError("training finished before it could be interrupted")
-        if last is not None and _step_of(last) > step and status.get("state") == "running":
-            if status.get("step", 0) > _step_of(last):
+        if last is not None and _step_of(last) > step and status.state == "running":
+            if (status.step or 0) > _step_of(last):
                 return status
         time.sleep(0.01)
     raise AssertionError(f"no checkpoint within {timeout_s} s: {run.read_status()}")

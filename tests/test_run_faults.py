@@ -20,16 +20,15 @@ from pathlib import Path
 import pytest
 
 from vetllm.cli import main as cli_main
-from vetllm.engine import launcher, runs
-from vetllm.engine.launcher import (
-    LOCK_NAME,
-    current_lock_holder,
+from vetllm.errors import VetLLMError
+from vetllm.runs import directory, launcher
+from vetllm.runs.directory import RunDirectory
+from vetllm.runs.faults import checkpoint_problem, record_failure
+from vetllm.runs.launcher import (
     launch_run,
     refresh_status,
 )
-from vetllm.engine.run_faults import checkpoint_problem, record_failure
-from vetllm.engine.runs import RunDirectory
-from vetllm.errors import VetLLMError
+from vetllm.runs.lock import LOCK_NAME, current_lock_holder
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
@@ -37,7 +36,7 @@ TINY_CONFIG = REPO / "configs" / "tiny-cpu.yaml"
 SLEEPER = textwrap.dedent(
     """
     import sys, time
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
     run = RunDirectory(sys.argv[1])
     if sys.argv[2] == "train":
         run.write_status("running", step=1, total_steps=100)
@@ -71,14 +70,14 @@ def _wait(run, states, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = refresh_status(run)
-        if status["state"] in states:
+        if status.state in states:
             return status
         time.sleep(0.05)
     raise AssertionError(f"never reached {states}: {run.read_status()}")
 
 
 def _kill(run):
-    launcher._kill_group(int(run.read_status()["pid"]))
+    launcher._kill_group(int(run.read_status().pid))
 
 
 # -- items 3, 14, 20: one lock for every entry point --------------------------------------------
@@ -94,7 +93,7 @@ def test_cli_train_and_cli_resume_refuse_to_run_beside_a_launched_run(tmp_path, 
         argv = ["train", "--config", str(run.config_path), "--output", str(run.path), "--resume"]
         assert cli_main(argv) == 2
         assert "a run is already in progress: app-run" in capsys.readouterr().err
-        assert run.read_status()["pid"] == launcher.current_lock_holder(runs_root)["pid"]
+        assert run.read_status().pid == launcher.current_lock_holder(runs_root)["pid"]
     finally:
         _kill(run)
 
@@ -131,10 +130,10 @@ def test_the_lock_is_free_as_soon_as_the_run_shows_completed(tmp_path, sleeper, 
 def test_sigterm_before_training_began_reads_as_interrupted_not_failed(tmp_path, sleeper, config):
     sleeper["value"] = "queued"  # never gets to write "running"
     run = launch_run(config, tmp_path / "runs" / "early")
-    os.kill(run.read_status()["pid"], signal.SIGTERM)
+    os.kill(run.read_status().pid, signal.SIGTERM)
     status = _wait(run, ["interrupted", "failed"])
-    assert status["state"] == "interrupted", status
-    assert "===" not in str(status.get("error")) and "launch again" not in str(status["remedy"])
+    assert status.state == "interrupted", status
+    assert "===" not in str(status.error) and "launch again" not in str(status.remedy)
 
 
 def test_a_launch_banner_alone_is_never_the_error(tmp_path):
@@ -144,7 +143,7 @@ def test_a_launch_banner_alone_is_never_the_error(tmp_path):
     run.write_status("queued", pid=launcher_dead_pid())
     run.log_path.write_text("\n=== 2026-01-01 00:00:00 UTC: launch ===\n")
     status = refresh_status(run)
-    assert status["state"] == "interrupted" and "===" not in str(status.get("error"))
+    assert status.state == "interrupted" and "===" not in str(status.error)
 
 
 def launcher_dead_pid() -> int:
@@ -158,13 +157,13 @@ def test_a_damaged_status_is_healed_by_the_next_write_and_read_as_running_meanwh
     tmp_path, sleeper, config
 ):
     run = launch_run(config, tmp_path / "runs" / "first")
-    pid = _wait(run, ["running"])["pid"]
+    pid = _wait(run, ["running"]).pid
     try:
         run.status_path.write_text("{not json")
-        assert refresh_status(run)["state"] == "running"  # the UI keeps polling
+        assert refresh_status(run).state == "running"  # the UI keeps polling
     finally:
         launcher._kill_group(pid)
-    assert refresh_status(run)["state"] == "interrupted"  # and after a kill
+    assert refresh_status(run).state == "interrupted"  # and after a kill
 
 
 def test_a_trainer_write_after_damage_restores_the_whole_status(tmp_path):
@@ -173,7 +172,7 @@ def test_a_trainer_write_after_damage_restores_the_whole_status(tmp_path):
     run.status_path.write_text("{not json")
     status = run.write_status(step=6)  # a progress write names no state
     assert status["state"] == "running" and status["name"] == "r" and status["step"] == 6
-    assert run.read_status()["state"] == "running"
+    assert run.read_status().state == "running"
 
 
 # -- item 7: checkpoints damaged after they were marked complete -------------------------------
@@ -215,7 +214,7 @@ def test_a_launched_resume_names_the_damaged_checkpoint(tmp_path, sleeper, confi
     (_fake_checkpoint(run, 10) / "trainer_state.json").write_text("")
     launcher.resume_run(run, runs_root=runs_root)
     try:
-        message = run.read_status()["message"]
+        message = run.read_status().message
         assert "from checkpoint-5" in message and "skipped checkpoint-10" in message
     finally:
         _kill(run)
@@ -231,7 +230,7 @@ def test_a_full_disk_is_recorded_as_the_cause_even_when_status_writes_fail(tmp_p
     run.write_status("running", step=3)
     half = run.checkpoints_dir / "checkpoint-4"
     half.mkdir(parents=True)  # a save torn by the full disk: no COMPLETE marker
-    monkeypatch.setattr(runs, "atomic_write_text", _no_space)
+    monkeypatch.setattr(directory, "atomic_write_text", _no_space)
     cause = record_failure(run, "OSError: No space", None, OSError(errno.ENOSPC, "full"))
     status = json.loads(run.status_path.read_text())
     assert status["state"] == "failed" and status["error"] == cause
@@ -247,7 +246,7 @@ def test_train_on_a_full_disk_fails_with_the_free_space(tmp_path, monkeypatch):
     with pytest.raises(VetLLMError, match="disk full: free"):
         training.train(TrainConfig(name="full"), tmp_path / "run")
     status = RunDirectory(tmp_path / "run").read_status()
-    assert status["state"] == "failed" and status["error"].startswith("disk full: free")
+    assert status.state == "failed" and status.error.startswith("disk full: free")
 
 
 @pytest.mark.parametrize("command", ["status", "list", "resume"])
@@ -256,7 +255,7 @@ def test_runs_commands_on_a_full_disk_print_no_traceback(tmp_path, monkeypatch, 
     run.config_path.parent.mkdir(parents=True)
     run.config_path.write_text(TINY_CONFIG.read_text())
     run.write_status("running", pid=launcher_dead_pid(), step=3, total_steps=10)
-    monkeypatch.setattr(runs, "atomic_write_text", _no_space)
+    monkeypatch.setattr(directory, "atomic_write_text", _no_space)
     argv = {
         "status": ["runs", "status", str(run.path)],
         "list": ["runs", "list", "--runs-dir", str(run.path.parent)],

@@ -12,23 +12,25 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
-from vetllm.engine.runs import COMPLETE_MARKER, RunDirectory, process_alive, process_start_time
+import vetllm.runs
+from vetllm.runs.directory import COMPLETE_MARKER, RunDirectory, process_alive, process_start_time
 
 
 # -- RunDirectory ----------------------------------------------------------------------------
 def test_missing_and_corrupt_status_read_as_unknown(tmp_path):
     run = RunDirectory(tmp_path / "run")
-    assert run.read_status()["state"] == "unknown"
+    assert run.read_status().state == "unknown"
     run.path.mkdir()
     run.status_path.write_text('{"state": "runn')  # a torn write from some other tool
     status = run.read_status()
-    assert status["state"] == "unknown"
-    assert "not valid JSON" in status["error"]
+    assert status.state == "unknown"
+    assert "not valid JSON" in status.error
     run.status_path.write_text("[1, 2]")
-    assert run.read_status()["state"] == "unknown"
+    assert run.read_status().state == "unknown"
 
 
 def test_write_status_merges_fields_and_replaces_atomically(tmp_path):
@@ -55,20 +57,20 @@ def test_reset_status_drops_previous_fields(tmp_path):
     assert run.reset_status("queued", step=0) == {
         "state": "queued",
         "step": 0,
-        "updated_at": run.read_status()["updated_at"],
+        "updated_at": run.read_status().updated_at,
     }
 
 
 def test_concurrent_readers_never_see_half_a_status(tmp_path):
     run = RunDirectory(tmp_path / "run")
     run.write_status("running", step=0, padding="x" * 20_000)
-    errors: list[dict] = []
+    errors: list = []
     done = threading.Event()
 
     def reader():
         while not done.is_set():
             status = run.read_status()
-            if status["state"] != "running":
+            if status.state != "running":
                 errors.append(status)
 
     threads = [threading.Thread(target=reader) for _ in range(2)]
@@ -80,7 +82,7 @@ def test_concurrent_readers_never_see_half_a_status(tmp_path):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert run.read_status()["step"] == 99
+    assert run.read_status().step == 99
 
 
 def test_concurrent_writers_lose_no_field(tmp_path):
@@ -97,7 +99,7 @@ def test_concurrent_writers_lose_no_field(tmp_path):
     for thread in threads:
         thread.join()
     status = run.read_status()
-    assert [status[f"writer_{i}"] for i in range(4)] == [24, 24, 24, 24]
+    assert [status.raw[f"writer_{i}"] for i in range(4)] == [24, 24, 24, 24]
 
 
 def test_metrics_round_trip_skips_a_torn_last_line(tmp_path):
@@ -166,10 +168,26 @@ def test_process_alive_tells_reused_pids_apart():
         assert not process_alive(pid, str(int(start) + 1))
 
 
-def test_runs_module_does_not_import_torch():
-    code = "import sys, vetllm.engine.runs, vetllm.engine.launcher; print('torch' in sys.modules)"
+RUNS_PACKAGE = Path(vetllm.runs.__file__).parent
+RUNS_MODULES = ["vetllm.runs"] + [
+    f"vetllm.runs.{path.stem}"
+    for path in sorted(RUNS_PACKAGE.glob("*.py"))
+    if path.stem != "__init__"
+]
+
+
+def test_every_runs_module_is_checked():
+    expected = {"directory", "faults", "launcher", "lock", "serving", "state"}
+    assert {f"vetllm.runs.{name}" for name in expected} <= set(RUNS_MODULES)
+
+
+@pytest.mark.parametrize("module", RUNS_MODULES)
+def test_runs_modules_do_not_import_torch_or_gradio(module):
+    """Run management stays cheap: the CLI and the app list and launch runs without torch."""
+    heavy = ("torch", "transformers", "peft", "gradio")
+    code = f"import sys, {module}; print(*[m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "", f"importing {module} imported {out.stdout.strip()}"
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -205,7 +223,7 @@ def test_cli_status_list_and_stop(tmp_path, capsys):
 
 
 def test_cli_launch_refusal_is_a_clear_error(tmp_path, capsys):
-    from vetllm.engine.launcher import LOCK_NAME
+    from vetllm.runs.lock import LOCK_NAME
 
     root = tmp_path / "runs"
     root.mkdir()
@@ -235,22 +253,22 @@ def test_cli_report_writes_report_md(tmp_path, capsys):
 
 
 def test_refresh_status_leaves_live_and_final_runs_alone(tmp_path):
-    from vetllm.engine.launcher import refresh_status
+    from vetllm.runs.launcher import refresh_status
 
     run = RunDirectory(tmp_path / "run")
     run.write_status("running", pid=os.getpid())
-    assert refresh_status(run)["state"] == "running"
+    assert refresh_status(run).state == "running"
     run.write_status("completed", pid=2**22 + 1)  # above pid_max: no such process
-    assert refresh_status(run)["state"] == "completed"
+    assert refresh_status(run).state == "completed"
     corrupt = RunDirectory(tmp_path / "corrupt")
     corrupt.config_path.parent.mkdir()
     corrupt.config_path.write_text("name: x\n")
     corrupt.status_path.write_text("{")
-    assert refresh_status(corrupt)["state"] == "interrupted"
+    assert refresh_status(corrupt).state == "interrupted"
 
 
 def test_list_runs_newest_first(tmp_path):
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     root = tmp_path / "runs"
     for name, created in (("old", "2026-01-01T00:00:00Z"), ("new", "2026-02-01T00:00:00Z")):
@@ -318,10 +336,10 @@ def test_callback_writes_status_metrics_and_complete_markers(tmp_path):
     trainer.train()
     status = run.read_status()
     # The final state is train()'s decision; the callback leaves "running" with step counts.
-    assert status["state"] == "running"
-    assert (status["step"], status["total_steps"], status["progress"]) == (20, 20, 1.0)
-    assert status["pid"] == os.getpid() and status["last_checkpoint"] == "checkpoint-20"
-    assert "train_runtime" in status and status["eta_s"] == 0.0
+    assert status.state == "running"
+    assert (status.step, status.total_steps, status.progress) == (20, 20, 1.0)
+    assert status.pid == os.getpid() and status.last_checkpoint == "checkpoint-20"
+    assert "train_runtime" in status.raw and status.eta_s == 0.0
     metrics = run.read_metrics()
     assert [m["step"] for m in metrics] == list(range(2, 21, 2))
     for key in ("loss", "learning_rate", "grad_norm", "samples_per_s", "elapsed_s", "epoch"):
@@ -350,7 +368,7 @@ def test_callback_honours_the_stop_flag_with_a_checkpoint(tmp_path):
     assert trainer.state.global_step == 8  # stopped after the step in progress, not at 20
     assert callback.stopped and callback.stop_reason == "STOP flag"
     assert run.last_complete_checkpoint() == run.checkpoints_dir / "checkpoint-8"
-    assert run.read_status()["state"] == "stopping"
+    assert run.read_status().state == "stopping"
 
 
 def test_callback_resume_continues_elapsed_time_and_reaches_the_same_step(tmp_path):
@@ -361,14 +379,14 @@ def test_callback_resume_continues_elapsed_time_and_reaches_the_same_step(tmp_pa
     first = _tiny_trainer(run, RunCallback(run, handle_signals=False))
     first.train()
     assert first.state.global_step == 1
-    elapsed_before = run.read_status()["elapsed_s"]
+    elapsed_before = run.read_status().elapsed_s
     run.clear_stop()
     second = _tiny_trainer(run, RunCallback(run, handle_signals=False))
     second.train(resume_from_checkpoint=str(run.last_complete_checkpoint()))
     status = run.read_status()
-    assert (second.state.global_step, status["step"], status["resumed_from_step"]) == (20, 20, 1)
+    assert (second.state.global_step, status.step, status.raw["resumed_from_step"]) == (20, 20, 1)
     assert [m["step"] for m in run.read_metrics()] == list(range(2, 21, 2))
-    assert status["elapsed_s"] >= elapsed_before
+    assert status.elapsed_s >= elapsed_before
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

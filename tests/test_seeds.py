@@ -7,9 +7,9 @@ import pytest
 from vetllm.cli import main as cli_main
 from vetllm.config import load_config
 from vetllm.data.synth import write_synthetic_dataset
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.seeds import describe_summary, parse_seeds, summarise_seeds
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 
 def test_seeds_are_distinct_whole_numbers():
@@ -52,8 +52,8 @@ def test_cli_trains_one_run_per_seed_and_writes_the_summary(tmp_path, capsys):
         run = RunDirectory(tmp_path / "runs" / f"multi-seed{seed}")
         assert load_config(run.config_path).seed == seed
         status = run.read_status()
-        assert status["state"] == "completed"
-        accuracies.append(status["final_metrics"]["lenient_accuracy"])
+        assert status.state == "completed"
+        accuracies.append(status.final_metrics["lenient_accuracy"])
     assert [r["seed"] for r in summary["seeds"]] == [3, 5] and summary["complete"]
     assert summary["lenient_accuracy"]["mean"] == pytest.approx(sum(accuracies) / 2)
     assert summary["lenient_accuracy"]["min"] == min(accuracies)

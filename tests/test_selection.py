@@ -15,7 +15,6 @@ from vetllm.config import TrainConfig, load_config
 from vetllm.data.records import Record
 from vetllm.data.synth import write_synthetic_dataset
 from vetllm.engine import selection, training
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.selection import (
     LenientEarlyStopping,
     selection_score,
@@ -24,6 +23,7 @@ from vetllm.engine.selection import (
 )
 from vetllm.engine.training import train, training_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 # Lenient accuracy the faked validation reports at each evaluated step: best at 12, falls after.
 FALLING = {6: 0.5, 12: 0.9, 18: 0.6, 24: 0.4}

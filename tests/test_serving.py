@@ -5,9 +5,9 @@ import json
 import gradio as gr
 import pytest
 
-from vetllm.engine import serving
-from vetllm.engine.runs import RunDirectory
 from vetllm.errors import VetLLMError
+from vetllm.runs import serving
+from vetllm.runs.directory import RunDirectory
 from vetllm.ui import views
 from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache
 from vetllm.ui.runs_handlers import RunsHandlers

@@ -152,8 +152,8 @@ def test_speed_switches_become_training_arguments_only_where_they_apply():
 
 
 def test_training_arguments_carry_length_grouping(tmp_path):
-    from vetllm.engine.runs import RunDirectory
     from vetllm.engine.training import training_arguments
+    from vetllm.runs.directory import RunDirectory
 
     cfg = TrainConfig(group_by_length=True, drop_last=False)
     args = training_arguments(cfg, RunDirectory(tmp_path), has_eval=False)

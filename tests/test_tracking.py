@@ -9,9 +9,9 @@ import pytest
 
 from vetllm.config import TrainConfig, tracker_names
 from vetllm.engine import environment
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.training import train, training_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 
 def test_tracking_is_off_by_default(tmp_path):
@@ -45,7 +45,7 @@ def test_missing_tracker_fails_before_training_with_the_install_command(monkeypa
     with pytest.raises(VetLLMError, match="pip install trackio"):
         train(TrainConfig(report_to="trackio", data="nothere.json"), run.path)
     status = run.read_status()  # failed on the tracker, before the (missing) data was read
-    assert status["state"] == "failed" and "pip install trackio" in status["error"]
+    assert status.state == "failed" and "pip install trackio" in status.error
 
 
 def test_installed_tracker_is_accepted(monkeypatch):

@@ -21,10 +21,10 @@ from vetllm.engine.collate import (
 )
 from vetllm.engine.modeling import load_trained
 from vetllm.engine.predict import Predictor
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.tiny import train_tokenizer
 from vetllm.engine.training import train, training_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 
 COMPACT = TrainConfig(prompt_template="compact", note_prefix="").prompt()
 
@@ -195,7 +195,7 @@ def test_bad_training_rows_fail_the_run_with_the_field_named(data_dir, tmp_path)
     with pytest.raises(VetLLMError) as caught:
         train(quick_config(data_dir, data=str(bad)), run_dir)
     status = RunDirectory(run_dir).read_status()
-    assert status["state"] == "failed" and "bad.json" in status["error"]
+    assert status.state == "failed" and "bad.json" in status.error
     assert "bad.json" in str(caught.value)
 
 
@@ -247,9 +247,9 @@ def test_cuda_out_of_memory_ends_as_failed_with_remedies(monkeypatch, tmp_path):
     with pytest.raises(VetLLMError, match="CUDA out of memory"):
         train(TrainConfig(name="oom"), tmp_path)
     status = RunDirectory(tmp_path).read_status()
-    assert status["state"] == "failed" and status["error"] == "CUDA out of memory"
+    assert status.state == "failed" and status.error == "CUDA out of memory"
     for remedy in ("per_device_batch", "max_length", "gradient_checkpointing"):
-        assert remedy in status["remedy"]
+        assert remedy in status.remedy
 
 
 def test_a_crash_ends_as_failed_with_one_line_and_the_traceback_in_train_log(monkeypatch, tmp_path):
@@ -259,7 +259,7 @@ def test_a_crash_ends_as_failed_with_one_line_and_the_traceback_in_train_log(mon
     with pytest.raises(VetLLMError, match="RuntimeError: boom"):
         train(TrainConfig(name="crash"), tmp_path)
     status = RunDirectory(tmp_path).read_status()
-    assert status["state"] == "failed" and status["error"] == "RuntimeError: boom"
+    assert status.state == "failed" and status.error == "RuntimeError: boom"
     assert "Traceback" in (tmp_path / "train.log").read_text(encoding="utf-8")
 
 
@@ -331,7 +331,7 @@ def test_torchrun_with_two_processes_trains_one_run_written_by_rank_zero(data_di
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("completed:") == 1  # rank 1 prints and writes nothing
     run = RunDirectory(run_dir)
-    assert run.read_status()["state"] == "completed"
+    assert run.read_status().state == "completed"
     assert [m["step"] for m in run.read_metrics()] == [2, 4, 6]
     checkpoint = run.checkpoints_dir / "checkpoint-6"
     assert (checkpoint / "COMPLETE").is_file() and (checkpoint / "rng_state_1.pth").is_file()

@@ -2,7 +2,7 @@
 
 import json
 
-from vetllm.engine.runs import RunDirectory
+from vetllm.runs.directory import RunDirectory
 from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache
 from vetllm.ui.settings import AppSettings
 

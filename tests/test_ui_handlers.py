@@ -199,8 +199,8 @@ def test_coverage_plan_matches_the_trainer_arithmetic(tmp_path):
 
 def test_launch_writes_the_edited_config_and_refuses_what_cannot_run(tmp_path, monkeypatch):
     from vetllm.config import load_config
-    from vetllm.engine import launcher
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs import launcher
+    from vetllm.runs.directory import RunDirectory
 
     launched = {}
 
@@ -239,7 +239,7 @@ def test_launch_writes_the_edited_config_and_refuses_what_cannot_run(tmp_path, m
 
 
 def _fake_run(root, name, state="running", with_model=False, metrics=()):
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(root / name)
     run.reset_status(state, step=20, total_steps=100, progress=0.2, eta_s=30, created_at=name)
@@ -292,8 +292,8 @@ def test_chart_handlers_compare_coverage_and_report(tmp_path):
 
 # -- first launch --------------------------------------------------------------------------------
 def test_first_launch_trains_the_cpu_default_only_when_nothing_can_predict(tmp_path, monkeypatch):
-    from vetllm.engine import launcher
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs import launcher
+    from vetllm.runs.directory import RunDirectory
     from vetllm.ui.bootstrap import ensure_default_run
 
     started = []

@@ -15,8 +15,8 @@ import pytest
 
 from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
-from vetllm.engine.runs import RunDirectory
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
 from vetllm.ui import guards, throttle
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.throttle import PasswordThrottle

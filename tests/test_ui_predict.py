@@ -20,7 +20,7 @@ def _settings(tmp_path, **kw):
 
 def _fake_run(root, name, state="running", with_model=False):
     """A run folder with only a status (and an empty model folder): enough to be listed."""
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(root / name)
     run.reset_status(state, step=20, total_steps=100, progress=0.2, eta_s=30, created_at=name)

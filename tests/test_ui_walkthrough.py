@@ -114,7 +114,7 @@ def test_a_file_level_error_shows_no_all_clear_under_it(tmp_path):
 # 5. evaluating an upload says how many rows were skipped and why -------------------------------
 def test_evaluating_an_upload_reports_the_skipped_rows(tmp_path, monkeypatch):
     from vetllm.engine import evaluate as evaluate_module
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(tmp_path / "runs" / "done")
     run.reset_status("completed", created_at="1")

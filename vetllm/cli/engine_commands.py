@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
+from vetllm.runs.state import RunState, RunStatus
 
 
 def add_commands(commands) -> None:
@@ -143,12 +144,12 @@ def default_output(name: str) -> Path:
 
 
 def _check_output(run_dir: Path, resume: bool) -> None:
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
-    state = RunDirectory(run_dir).read_status().get("state")
+    state = RunDirectory(run_dir).read_status().state
     if resume and not (run_dir / "config.yaml").is_file():
         raise VetLLMError(f"--resume: {run_dir.name} holds no run to resume; drop --resume")
-    if not resume and state not in ("unknown", "queued"):
+    if not resume and state not in (RunState.UNKNOWN, RunState.QUEUED):
         raise VetLLMError(
             f"--output: {run_dir.name} already holds a run (state {state}); choose another "
             "folder, or add --resume to continue it"
@@ -165,7 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         raise VetLLMError("--output RUN_DIR is required when several processes train together")
     run_dir = args.output or default_output(cfg.name)
     if is_main_process() and not args.seeds:  # other ranks would see rank 0's "running" status
-        from vetllm.engine.run_lock import acquire_training_lock
+        from vetllm.runs.lock import acquire_training_lock
 
         acquire_training_lock(run_dir)  # the app's lock: one training per runs folder
         _check_output(run_dir, args.resume)
@@ -174,24 +175,24 @@ def _train(args: argparse.Namespace) -> int:
         return _train_seeds(cfg, run_dir, args)
     if is_main_process():
         print(f"training {cfg.name} ({cfg.base_model}, {cfg.method}) into {run_dir}", flush=True)
-    status = train(cfg, run_dir, resume=args.resume)
+    status = RunStatus.from_dict(train(cfg, run_dir, resume=args.resume))
     if is_main_process():
         _print_outcome(status, run_dir)
-    return 0 if status.get("state") in ("completed", "stopped") else 1
+    return 0 if status.state in (RunState.COMPLETED, RunState.STOPPED) else 1
 
 
-def _print_outcome(status: dict, run_dir: Path) -> None:
-    state = status.get("state")
-    metrics = status.get("final_metrics") or {}
+def _print_outcome(status: RunStatus, run_dir: Path) -> None:
+    state = status.state
+    metrics = status.final_metrics or {}
     line = f"{state}: {run_dir}"
     if "lenient_accuracy" in metrics:
         line += (
             f" | validation strict {metrics['strict_accuracy']:.3f}, "
             f"lenient {metrics['lenient_accuracy']:.3f} (n={metrics.get('n')})"
         )
-    if status.get("wall_s") is not None:
-        line += f" | {status['wall_s']:.1f} s"
-    if state == "stopped":
+    if status.wall_s is not None:
+        line += f" | {status.wall_s:.1f} s"
+    if state == RunState.STOPPED:
         config = run_dir / "config.yaml"
         line += f" | resume: vetllm train --config {config} --output {run_dir} --resume"
     print(line, flush=True)
@@ -213,4 +214,5 @@ def _train_seeds(cfg, run_dir: Path, args: argparse.Namespace) -> int:
         for result in summary["seeds"]:
             print(f"seed {result['seed']}: {result['state']} {result['run']}", flush=True)
         print(f"{describe_summary(summary)} | {summary.get('path')}", flush=True)
-    return 0 if all(r["state"] in ("completed", "stopped") for r in summary["seeds"]) else 1
+    ended_well = (RunState.COMPLETED, RunState.STOPPED)
+    return 0 if all(r["state"] in ended_well for r in summary["seeds"]) else 1

@@ -1,6 +1,6 @@
 """CLI for training runs: `vetllm runs list|status|stop|resume|launch` and `vetllm report`.
 
-Each command is a thin call into vetllm.engine.launcher / vetllm.engine.runs (no torch import):
+Each command is a thin call into vetllm.runs (launcher, directory; no torch import):
 training itself always happens in the separate process those functions start.
 """
 
@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from vetllm.errors import VetLLMError
+from vetllm.runs.state import RunState, RunStatus
 
 
 def add_commands(commands) -> None:
     """Register `runs` (with its sub-commands) and `report` on the argparse sub-parsers object."""
-    from vetllm.engine.runs import DEFAULT_RUNS_DIR
+    from vetllm.runs.directory import DEFAULT_RUNS_DIR
 
     runs = commands.add_parser("runs", help="list, inspect, stop, resume and launch training runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -57,7 +58,7 @@ def add_commands(commands) -> None:
 
 
 def _require_run(path: Path):
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(path)
     if not run.exists():
@@ -69,13 +70,14 @@ def _require_run(path: Path):
 
 
 def _describe(status: dict[str, Any]) -> str:
-    """One human line per run: state, steps, progress, ETA, then cause and remedy if any."""
-    parts = [str(status.get("state", "unknown"))]
+    """One human line per run (a status record or a list_runs entry): state, steps, progress,
+    ETA, then cause and remedy if any."""
+    parts = [str(status.get("state", RunState.UNKNOWN.value))]
     if status.get("total_steps"):
         parts.append(f"step {status.get('step', 0)}/{status['total_steps']}")
     if status.get("progress") is not None:
         parts.append(f"{100 * float(status['progress']):.0f}%")
-    if status.get("eta_s") is not None and status.get("state") == "running":
+    if status.get("eta_s") is not None and status.get("state") == RunState.RUNNING:
         parts.append(f"ETA {_duration(status['eta_s'])}")
     if status.get("last_checkpoint"):
         parts.append(f"last checkpoint {status['last_checkpoint']}")
@@ -94,7 +96,7 @@ def _duration(seconds: float) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     runs = list_runs(args.runs_dir)
     if args.json:
@@ -107,10 +109,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import refresh_status
+    from vetllm.runs.launcher import refresh_status
 
     run = _require_run(args.run_dir)
-    status = refresh_status(run)
+    status = refresh_status(run).to_dict()
     last = run.last_complete_checkpoint()
     status.setdefault("last_checkpoint", last.name if last else None)
     print(json.dumps(status, indent=2) if args.json else f"{run.name}: {_describe(status)}")
@@ -118,16 +120,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import stop_run
+    from vetllm.runs.launcher import stop_run
 
     run = _require_run(args.run_dir)
     status = stop_run(run, timeout_s=args.timeout)
-    print(f"{run.name}: {_describe(status)}")
+    print(f"{run.name}: {_describe(status.to_dict())}")
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import resume_run
+    from vetllm.runs.launcher import resume_run
 
     run = resume_run(_require_run(args.run_dir))
     print(f"resumed {run.name}; log: {run.log_path}")
@@ -135,7 +137,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from vetllm.engine.launcher import launch_run
+    from vetllm.runs.launcher import launch_run
 
     output = args.output or args.runs_dir / _default_run_name(args.config, args.set)
     runs_root = args.runs_dir if args.output is None else None
@@ -153,22 +155,21 @@ def _default_run_name(config: Path, overrides: list[str]) -> str:
 
 def _follow(run) -> int:
     """Print progress until the run ends; exit 0 only if it completed."""
-    from vetllm.engine.launcher import wait_for_run
-    from vetllm.engine.runs import ACTIVE_STATES
+    from vetllm.runs.launcher import wait_for_run
 
     shown: list[str] = []
 
-    def show(status: dict[str, Any]) -> None:
-        if status.get("state") not in ACTIVE_STATES:
+    def show(status: RunStatus) -> None:
+        if not status.active:
             return  # the final status is printed in full below
-        line = _describe(status).splitlines()[0]
+        line = _describe(status.to_dict()).splitlines()[0]
         if not shown or shown[-1] != line:
             shown.append(line)
             print(f"{run.name}: {line}", flush=True)
 
     final = wait_for_run(run, poll_s=2.0, on_update=show)
-    print(f"{run.name}: {_describe(final)}")
-    return 0 if final.get("state") == "completed" else 1
+    print(f"{run.name}: {_describe(final.to_dict())}")
+    return 0 if final.state == RunState.COMPLETED else 1
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -186,8 +187,8 @@ def render_run_report(run) -> str:
     with a note on stderr.
     """
     from vetllm.analysis import analyse_losses
-    from vetllm.engine.runs import atomic_write_text
     from vetllm.report import render_training_report
+    from vetllm.runs.directory import atomic_write_text
 
     # read_metrics skips a damaged line, as training's own report does (issue 11, item 18)
     history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]
@@ -206,7 +207,7 @@ def render_run_report(run) -> str:
         plan=plan,
         stats=stats,
         evaluation=_read_json(run.eval_dir / "metrics.json"),
-        served=run.read_status().get("served"),
+        served=run.read_status().served,
     )
     atomic_write_text(run.report_path, text)
     return text

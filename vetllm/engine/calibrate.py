@@ -27,8 +27,8 @@ from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibrat
     selective_table,
 )
 from vetllm.catalogue import Catalogue
-from vetllm.engine.runs import atomic_write_text
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import atomic_write_text
 
 DECODINGS = ("free", "constrained")
 

@@ -20,12 +20,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from vetllm.engine.runs import (
+from vetllm.runs.directory import (
     COMPLETE_MARKER,
     LAUNCHED_RUN_ENV,
     RunDirectory,
     process_start_time,
 )
+from vetllm.runs.state import RunState
 
 # Log keys that describe the whole training call, not one logging step; they go to status.json.
 _SUMMARY_KEYS = (
@@ -84,10 +85,10 @@ class RunCallback(TrainerCallback):
         # lost with the process and are redone, so their old lines go.
         self.run.truncate_metrics_after(state.global_step)
         # Elapsed time accumulates across resumes (seconds of actual training, not wall clock).
-        self._base_elapsed_s = float(previous.get("elapsed_s") or 0.0) if resuming else 0.0
-        started_at = previous.get("started_at") if resuming else None
+        self._base_elapsed_s = float(previous.elapsed_s or 0.0) if resuming else 0.0
+        started_at = previous.started_at if resuming else None
         self.run.write_status(
-            "running",
+            RunState.RUNNING,
             **self._pid_fields(),
             started_at=started_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             resumed_from_step=state.global_step if resuming else None,
@@ -103,7 +104,7 @@ class RunCallback(TrainerCallback):
             control.should_training_stop = True
             if state.is_world_process_zero:
                 self.run.write_status(
-                    "stopping",
+                    RunState.STOPPING,
                     message=f"stop requested ({self.stop_reason}): saving a checkpoint",
                     **self._progress_fields(state),
                 )

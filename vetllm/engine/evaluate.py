@@ -16,8 +16,8 @@ from pathlib import Path
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.records import Record
 from vetllm.data.writing import jsonl_text
-from vetllm.engine.runs import atomic_write_text
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import atomic_write_text
 
 BUNDLED = "bundled"  # data value meaning the repository's examples/ (as in TrainConfig)
 

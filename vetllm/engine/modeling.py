@@ -255,7 +255,7 @@ def model_for_training(cfg: TrainConfig, source: str | None, tokenizer):
 # -- the run card ----------------------------------------------------------------------------
 def write_json(path: Path, payload: dict) -> None:
     """Atomic JSON write (a reader never sees half a file)."""
-    from vetllm.engine.runs import atomic_write_text
+    from vetllm.runs.directory import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vetllm.config import TrainConfig
 from vetllm.errors import VetLLMError
+from vetllm.runs.state import RunState, RunStatus
 
 ACCURACY_KEYS = ("lenient_accuracy", "strict_accuracy")
 
@@ -44,21 +45,22 @@ def summary_path(base: Path) -> Path:
 
 def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = False) -> dict:
     """Train one run per seed (completed ones are kept when resuming); returns the summary."""
-    from vetllm.engine.run_lock import acquire_training_lock
-    from vetllm.engine.runs import RunDirectory
     from vetllm.engine.training import is_main_process, train
+    from vetllm.runs.directory import RunDirectory
+    from vetllm.runs.lock import acquire_training_lock
 
     results = []
     for seed in seeds:
         run_dir = seed_run_dir(base, seed)
         status = RunDirectory(run_dir).read_status()
-        if not (resume and status.get("state") == "completed"):
+        if not (resume and status.state == RunState.COMPLETED):
             seeded = cfg.replace(seed=seed, name=f"{cfg.name}-seed{seed}")
             if is_main_process():
                 acquire_training_lock(run_dir)  # one training per runs folder, as for one seed
-            status = train(seeded, run_dir, resume=resume and (run_dir / "config.yaml").is_file())
+            resumable = resume and (run_dir / "config.yaml").is_file()
+            status = RunStatus.from_dict(train(seeded, run_dir, resume=resumable))
         results.append({"seed": seed, "run": str(run_dir), **_seed_accuracy(status)})
-        if status.get("state") != "completed":
+        if status.state != RunState.COMPLETED:
             break  # stopped on request: the remaining seeds wait for a resume
     summary = summarise_seeds(results, planned=len(seeds))
     if is_main_process():
@@ -69,10 +71,10 @@ def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = F
     return summary
 
 
-def _seed_accuracy(status: dict) -> dict:
+def _seed_accuracy(status: RunStatus) -> dict:
     """State and validation accuracy of one seed's run, with where the accuracy came from."""
-    out = {"state": status.get("state")}
-    final, served = status.get("final_metrics") or {}, status.get("served") or {}
+    out = {"state": status.state.value}
+    final, served = status.final_metrics or {}, status.served or {}
     source = final if "lenient_accuracy" in final else served
     if "lenient_accuracy" in source:
         out.update({key: source.get(key) for key in (*ACCURACY_KEYS, "n")})
@@ -86,7 +88,7 @@ def summarise_seeds(results: list[dict], planned: int | None = None) -> dict:
     """Mean and minimum (with its seed) of each accuracy over the seeds that have one."""
     summary: dict = {"seeds": results, "planned": planned or len(results)}
     summary["complete"] = len(results) == summary["planned"] and all(
-        r.get("state") == "completed" for r in results
+        r.get("state") == RunState.COMPLETED for r in results
     )
     for key in ACCURACY_KEYS:
         scored = [r for r in results if isinstance(r.get(key), int | float)]

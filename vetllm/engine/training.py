@@ -36,8 +36,6 @@ from vetllm.engine.collate import (
     load_training_data,
 )
 from vetllm.engine.environment import check_trackers
-from vetllm.engine.run_faults import record_failure
-from vetllm.engine.runs import RunDirectory
 from vetllm.engine.selection import (
     GenerationEval,
     LenientEarlyStopping,
@@ -48,6 +46,9 @@ from vetllm.engine.selection import (
 )
 from vetllm.engine.speed import speed_arguments
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
+from vetllm.runs.faults import record_failure
+from vetllm.runs.state import RunState
 
 OOM_REMEDY = (
     "lower per_device_batch (raise grad_accum to keep the effective batch), shorten max_length, "
@@ -124,11 +125,11 @@ def _train_and_record(cfg: TrainConfig, run_dir: str | Path, resume: bool) -> di
         cfg.to_yaml(run.config_path)
         run.clear_stop()
         state = {"pid": os.getpid(), "error": None, "remedy": None, "message": "preparing"}
-        if resume or run.read_status().get("state") == "queued":
+        if resume or run.read_status().state == RunState.QUEUED:
             # Keep what the launcher wrote (name, created_at, pid_start for liveness checks).
-            run.write_status("running", **state)
+            run.write_status(RunState.RUNNING, **state)
         else:
-            run.reset_status("running", step=0, progress=0.0, **state)
+            run.reset_status(RunState.RUNNING, step=0, progress=0.0, **state)
         run.pin()  # a deleted run folder now fails the run instead of being recreated
     try:
         return _train(cfg, run, resume, log)
@@ -196,8 +197,8 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     if callback.stopped:
         log(f"stopped at step {trainer.state.global_step} ({callback.stop_reason}); resumable")
         if is_main_process():
-            return run.write_status("stopped", message=f"stopped ({callback.stop_reason})")
-        return {"state": "stopped"}
+            return run.write_status(RunState.STOPPED, message=f"stopped ({callback.stop_reason})")
+        return {"state": RunState.STOPPED.value}
     context = (source, params, data_files, train_records, val_records, started)
     return _finish(cfg, run, log, trainer, *context)
 
@@ -238,7 +239,7 @@ def _finish(
     """Save the final model and run card, evaluate, write the report, mark the run completed."""
     trainer.save_model(str(run.model_dir))  # only rank 0 writes; every rank must call it
     if not is_main_process():
-        return {"state": "completed"}
+        return {"state": RunState.COMPLETED.value}
     trainer.processing_class.save_pretrained(str(run.model_dir))
     train_seconds = time.monotonic() - started
     labels = {label for r in train_records for label in r.labels}
@@ -259,7 +260,7 @@ def _finish(
     total = time.monotonic() - started
     log(f"done in {total:.1f} s (training {train_seconds:.1f} s); model in {run.model_dir}")
     return run.write_status(
-        "completed",
+        RunState.COMPLETED,
         message="completed",
         wall_s=round(total, 2),
         final_metrics=_headline(evaluation),

@@ -122,7 +122,7 @@ def _warm_bundled_check(train: TrainHandlers) -> None:
 
 def _settle_served(settings: AppSettings) -> None:
     """Write down the served run before any visitor arrives (adopting one if none is)."""
-    from vetllm.engine.serving import served_run_name
+    from vetllm.runs.serving import served_run_name
 
     served_run_name(settings.runs_dir)
 

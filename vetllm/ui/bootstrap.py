@@ -6,7 +6,7 @@ launches find the completed run and use it at once. A default run that was inter
 and trainer killed) is resumed from its last complete checkpoint instead of starting a new one;
 a stopped run, or an unfinished run of someone else's, is left for its owner to resume (no new
 run takes the lock from it). The launched run is recorded as the pending
-default (`vetllm.engine.serving`): it becomes the served model when it completes, only if no
+default (`vetllm.runs.serving`): it becomes the served model when it completes, only if no
 other run is served by then. `first_launch_banner` is the line every tab shows meanwhile.
 """
 
@@ -25,18 +25,18 @@ LOGGER = logging.getLogger("vetllm.ui")
 
 def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -> str | None:
     """Launch the CPU default if no run is completed or active; returns the launched run's name."""
-    from vetllm.engine.launcher import launch_run, list_runs, resume_run
-    from vetllm.engine.runs import ACTIVE_STATES
+    from vetllm.runs.launcher import launch_run, list_runs, resume_run
+    from vetllm.runs.state import ACTIVE_STATES, UNFINISHED_STATES, RunState
 
     runs = list_runs(settings.runs_dir)
-    if any(r.get("state") == "completed" and r.get("has_model") for r in runs):
+    if any(r.get("state") == RunState.COMPLETED and r.get("has_model") for r in runs):
         return None
     if any(r.get("state") in ACTIVE_STATES for r in runs):
         return None
-    unfinished = [r for r in runs if r.get("state") in ("interrupted", "stopped")]
+    unfinished = [r for r in runs if r.get("state") in UNFINISHED_STATES]
     if unfinished:  # newest first: resume the default's, never start a second one beside it
         default = next((r for r in unfinished if r["name"].startswith("cpu-default-")), None)
-        if default is None or default.get("state") != "interrupted":
+        if default is None or default.get("state") != RunState.INTERRUPTED:
             return None  # a stop was someone's decision; a run of theirs is theirs to resume
         try:
             run = resume_run(default["path"], runs_root=settings.runs_dir)
@@ -55,7 +55,7 @@ def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -
     except VetLLMError as error:  # e.g. another process took the lock first
         LOGGER.warning("could not start the CPU default run: %s", error)
         return None
-    from vetllm.engine.serving import note_pending_default
+    from vetllm.runs.serving import note_pending_default
 
     note_pending_default(settings.runs_dir, run.name)
     LOGGER.info("training the CPU default in the background: %s", run.name)

@@ -30,7 +30,7 @@ class ChartHandlers:
         self.settings = settings
 
     def run_names(self) -> list[str]:
-        from vetllm.engine.launcher import list_runs
+        from vetllm.runs.launcher import list_runs
 
         return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
 
@@ -43,7 +43,7 @@ class ChartHandlers:
     ):
         """Loss (raw + smoothed, epochs, plateau), eval and learning-rate charts, and the loss table."""
         from vetllm.analysis import SOURCE_LOSS_HISTORY
-        from vetllm.engine.runs import RunDirectory
+        from vetllm.runs.directory import RunDirectory
 
         names = list(names or [])[:MAX_COMPARED_RUNS]
         histories, plateaus, table = {}, {}, []
@@ -247,8 +247,8 @@ def _run_data(run_path: Path):
 
 
 def _build_report(run_path: Path) -> str:
-    from vetllm.engine.runs import RunDirectory
     from vetllm.report import render_training_report
+    from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(run_path)
     analysis = _analysis_or_none(run.read_metrics(), run.config_path)
@@ -261,7 +261,7 @@ def _build_report(run_path: Path) -> str:
             evaluation = json.loads(metrics_file.read_text(encoding="utf-8"))
         except ValueError:
             evaluation = None
-    served = run.read_status().get("served")  # which step model/ holds, and why
+    served = run.read_status().served  # which step model/ holds, and why
     return render_training_report(analysis, evaluation=evaluation, served=served)
 
 

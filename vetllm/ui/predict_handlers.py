@@ -2,7 +2,7 @@
 
 Prediction uses `vetllm.engine.predict.Predictor`, loaded once per run and kept in a small
 cache; evaluation uses `vetllm.engine.evaluate.evaluate_run`. Both endpoints use the served run
-(`vetllm.engine.serving`) unless `predict` names another completed run, so API callers need
+(`vetllm.runs.serving`) unless `predict` names another completed run, so API callers need
 nothing but the note (`predict`) or nothing at all (`evaluate`, the bundled validation set; an
 endpoint only when the app is local). Answers name the run that answered. Notes are never
 logged.
@@ -89,14 +89,14 @@ class PredictHandlers:
     # -- runs ---------------------------------------------------------------------------------
     def completed_runs(self) -> list[str]:
         """Names of runs with a final model, newest first."""
-        from vetllm.engine.launcher import list_runs
-        from vetllm.engine.serving import completed_run_names
+        from vetllm.runs.launcher import list_runs
+        from vetllm.runs.serving import completed_run_names
 
         return completed_run_names(list_runs(self.settings.runs_dir))
 
     def served_run(self) -> str | None:
-        """The run that answers when no run is named (see vetllm.engine.serving)."""
-        from vetllm.engine.serving import served_run_name
+        """The run that answers when no run is named (see vetllm.runs.serving)."""
+        from vetllm.runs.serving import served_run_name
 
         return served_run_name(self.settings.runs_dir)
 
@@ -114,8 +114,8 @@ class PredictHandlers:
         return self.settings.runs_dir / served
 
     def _no_model_message(self) -> str:
-        from vetllm.engine.launcher import list_runs
-        from vetllm.engine.runs import ACTIVE_STATES
+        from vetllm.runs.launcher import list_runs
+        from vetllm.runs.state import ACTIVE_STATES
 
         for run in list_runs(self.settings.runs_dir):
             if run.get("state") in ACTIVE_STATES:

@@ -1,6 +1,6 @@
 """Handlers of the Runs tab and the served-model banner shown above every tab.
 
-The runs table is `vetllm.engine.serving.run_rows` as a pandas DataFrame; promote and delete
+The runs table is `vetllm.runs.serving.run_rows` as a pandas DataFrame; promote and delete
 are admin actions in a public app (password checked here, the events are private); "compare in
 Charts" hands the chosen runs to the Charts tab. `download` packs a run into one zip archive.
 """
@@ -26,9 +26,9 @@ class RunsHandlers:
     # -- banner ---------------------------------------------------------------------------------
     def banner_facts(self) -> tuple[dict | None, dict | None]:
         """({run, accuracy, n, baseline} of the served run or None, an active run's status)."""
-        from vetllm.engine.launcher import list_runs
-        from vetllm.engine.runs import ACTIVE_STATES
-        from vetllm.engine.serving import run_baseline, run_scores, served_run_name
+        from vetllm.runs.launcher import list_runs
+        from vetllm.runs.serving import run_baseline, run_scores, served_run_name
+        from vetllm.runs.state import ACTIVE_STATES
 
         runs = list_runs(self.settings.runs_dir)
         name = served_run_name(self.settings.runs_dir, runs)
@@ -49,7 +49,7 @@ class RunsHandlers:
 
     # -- the table ----------------------------------------------------------------------------------
     def table(self) -> pd.DataFrame:
-        from vetllm.engine.serving import RUN_COLUMNS, run_rows
+        from vetllm.runs.serving import RUN_COLUMNS, run_rows
 
         rows = run_rows(self.settings.runs_dir)
         frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
@@ -69,7 +69,7 @@ class RunsHandlers:
     @user_facing
     def promote(self, name: str | None, password: str | None):
         """Serve `name` from now on (admin in a public app)."""
-        from vetllm.engine.serving import promote_run
+        from vetllm.runs.serving import promote_run
 
         check_admin(self.settings, password, "promoting a run to the served model")
         if not name:
@@ -81,7 +81,7 @@ class RunsHandlers:
     @user_facing
     def delete(self, name: str | None, password: str | None):
         """Delete a finished run that is not served (admin in a public app)."""
-        from vetllm.engine.serving import delete_run
+        from vetllm.runs.serving import delete_run
 
         check_admin(self.settings, password, "deleting a run")
         if not name:

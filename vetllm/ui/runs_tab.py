@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from vetllm.engine.serving import RUN_COLUMNS
+from vetllm.runs.serving import RUN_COLUMNS
 from vetllm.ui.runs_handlers import RunsHandlers
 from vetllm.ui.settings import AppSettings
 

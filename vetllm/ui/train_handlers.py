@@ -1,6 +1,6 @@
 """Handlers of the Train tab: check data, pick a preset, plan coverage, launch / stop / resume,
 and poll the run on disk. Each handler calls into `vetllm` and formats the answer; nothing here
-trains: training is a separate process started by `vetllm.engine.launcher.launch_run`.
+trains: training is a separate process started by `vetllm.runs.launcher.launch_run`.
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ class TrainHandlers:
         self, preset: str, prepared: PreparedData | None, run_name: str, password: str, *values
     ):
         """Write the run's config (and uploaded data) and start training in a separate process."""
-        from vetllm.engine.launcher import launch_run
+        from vetllm.runs.launcher import launch_run
 
         check_admin(self.settings, password, "launching training")
         base = preset_config(preset)
@@ -309,7 +309,7 @@ class TrainHandlers:
 
     @user_facing
     def stop(self, run_name: str, password: str):
-        from vetllm.engine.launcher import stop_run
+        from vetllm.runs.launcher import stop_run
 
         check_admin(self.settings, password, "stopping training")
         run_dir = self.run_dir(run_name)
@@ -318,11 +318,11 @@ class TrainHandlers:
             status = stop_run(run_dir, timeout_s=30)
         finally:
             self._stopping.discard(run_name)
-        return views.stop_message(run_name, status)
+        return views.stop_message(run_name, status.to_dict())
 
     @user_facing
     def resume(self, run_name: str, password: str):
-        from vetllm.engine.launcher import resume_run
+        from vetllm.runs.launcher import resume_run
 
         check_admin(self.settings, password, "resuming training")
         run = resume_run(self.run_dir(run_name), runs_root=self.settings.runs_dir)
@@ -333,7 +333,7 @@ class TrainHandlers:
 
     # -- runs on disk -----------------------------------------------------------------------------
     def run_names(self) -> list[str]:
-        from vetllm.engine.launcher import list_runs
+        from vetllm.runs.launcher import list_runs
 
         return [entry["name"] for entry in list_runs(self.settings.runs_dir)]
 
@@ -351,8 +351,8 @@ class TrainHandlers:
     @user_facing
     def poll(self, run_name: str | None):
         """Progress bar, failure details and live loss chart; the timer stops when the run ends."""
-        from vetllm.engine.launcher import refresh_status
-        from vetllm.engine.runs import ACTIVE_STATES, RunDirectory
+        from vetllm.runs.directory import RunDirectory
+        from vetllm.runs.launcher import refresh_status
 
         try:
             run = RunDirectory(known_run_dir(self.settings.runs_dir, run_name))
@@ -362,10 +362,11 @@ class TrainHandlers:
         tail = log_tail(run.log_path, LOG_TAIL_LINES)
         if self.settings.public:  # anyone may poll: no traceback frames or source lines
             tail = redact_traceback(tail)
-        failure = views.failure_markdown(status, tail)
+        record = status.to_dict()
+        failure = views.failure_markdown(record, tail)
         figure = charts.loss_figure({run_name: run.read_metrics()})
-        active = status.get("state") in ACTIVE_STATES
-        return views.progress_html(run_name, status), failure, figure, gr.Timer(active=active)
+        timer = gr.Timer(active=status.active)
+        return views.progress_html(run_name, record), failure, figure, timer
 
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -376,7 +377,7 @@ def known_run_dir(runs_dir: Path, name: object) -> Path:
 
     Reads no status (so it never races a stop in progress) and accepts no path separators.
     """
-    from vetllm.engine.runs import RunDirectory
+    from vetllm.runs.directory import RunDirectory
 
     if isinstance(name, str) and _RUN_NAME.match(name) and RunDirectory(runs_dir / name).exists():
         return runs_dir / name

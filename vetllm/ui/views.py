@@ -12,14 +12,16 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
+from vetllm.runs.state import UNFINISHED_STATES, RunState
+
 STATE_COLORS = {
-    "queued": "#6b7280",
-    "running": "#2563eb",
-    "stopping": "#d97706",
-    "completed": "#059669",
-    "failed": "#dc2626",
-    "stopped": "#d97706",
-    "interrupted": "#d97706",
+    RunState.QUEUED: "#6b7280",
+    RunState.RUNNING: "#2563eb",
+    RunState.STOPPING: "#d97706",
+    RunState.COMPLETED: "#059669",
+    RunState.FAILED: "#dc2626",
+    RunState.STOPPED: "#d97706",
+    RunState.INTERRUPTED: "#d97706",
 }
 
 
@@ -55,12 +57,12 @@ def progress_html(run_name: str | None, status: Mapping | None) -> str:
     """A progress bar with state, step count, elapsed time and ETA for one run."""
     if not run_name or not status:
         return "<div class='vetllm-progress'><em>No run selected.</em></div>"
-    state = str(status.get("state", "unknown"))
+    state = str(status.get("state", RunState.UNKNOWN.value))
     progress = status.get("progress")
     share = (
         float(progress) if isinstance(progress, (int, float)) and math.isfinite(progress) else 0.0
     )
-    if state == "completed":
+    if state == RunState.COMPLETED:
         share = 1.0
     share = min(max(share, 0.0), 1.0)
     color = STATE_COLORS.get(state, "#6b7280")
@@ -68,7 +70,7 @@ def progress_html(run_name: str | None, status: Mapping | None) -> str:
     steps = (
         f"step {step} of {total}" if step is not None and total else "waiting for the first step"
     )
-    eta = format_duration(status.get("eta_s")) if state == "running" else "-"
+    eta = format_duration(status.get("eta_s")) if state == RunState.RUNNING else "-"
     elapsed = format_duration(status.get("elapsed_s"))
     return (
         f"<div class='vetllm-progress' data-state='{html.escape(state)}'>"
@@ -85,7 +87,7 @@ def progress_html(run_name: str | None, status: Mapping | None) -> str:
 
 def failure_markdown(status: Mapping | None, log_tail: str) -> str:
     """For a failed, stopped or interrupted run: the cause, the remedy and the end of train.log."""
-    if not status or status.get("state") not in ("failed", "interrupted", "stopped"):
+    if not status or status.get("state") not in (RunState.FAILED, *UNFINISHED_STATES):
         return ""
     state = status["state"]
     lines = [f"### Run {state}"]
@@ -93,7 +95,7 @@ def failure_markdown(status: Mapping | None, log_tail: str) -> str:
         lines.append(f"**Cause:** {cell(redact_paths(str(status['error'])))}")
     if status.get("remedy"):
         lines.append(f"**What to do:** {cell(status['remedy'])}")
-    if state in ("stopped", "interrupted"):
+    if state in UNFINISHED_STATES:
         lines.append("Press **Resume** to continue from the last complete checkpoint.")
     if log_tail.strip():
         lines.append(
@@ -235,12 +237,12 @@ def app_hints(message: str) -> str:
 
 def stop_message(run_name: str, status: Mapping) -> str:
     """'run: stopped at step 40 of 300; Resume continues from checkpoint-40.' (no echoes)."""
-    state = str(status.get("state") or "unknown")
+    state = str(status.get("state") or RunState.UNKNOWN.value)
     text = f"{run_name}: {state}"
     if status.get("step"):
         total = status.get("total_steps")
         text += f" at step {status['step']:,}" + (f" of {total:,}" if total else "")
-    if state == "stopped":
+    if state == RunState.STOPPED:
         last = status.get("last_checkpoint")
         text += f"; Resume continues from {last}." if last else "; no checkpoint was saved yet."
     elif status.get("message") and str(status["message"]).lower() not in text.lower():
@@ -302,7 +304,7 @@ def served_banner(served: Mapping | None, training: Mapping | None) -> str:
 def _training_line(status: Mapping, first_model: bool) -> str:
     name = html.escape(str(status.get("name", "?")))
     step, total = status.get("step"), status.get("total_steps")
-    if status.get("state") == "queued" or not step:
+    if status.get("state") == RunState.QUEUED or not step:
         where = "starting (loading libraries and data: 10-30 s before the first step on 2 cores)"
     else:
         where = f"step {step:,} of {total or '?':,}" if total else f"step {step:,}"

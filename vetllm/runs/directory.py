@@ -1,12 +1,12 @@
 """Durable run directories: the files a training process writes and the app reads.
 
-A run directory (docs/ARCHITECTURE.md, "Engine — run directory layout") holds the resolved
-config, an atomically replaced `status.json`, an append-only `metrics.jsonl`, the HF Trainer
-checkpoints (each with a `COMPLETE` marker once fully saved), the final model, evaluation output
-and a `STOP` flag. Everything here is plain files so that a UI restarted mid-run, or another
+A run directory (docs/ARCHITECTURE.md, `runs/`) holds the resolved config, an atomically
+replaced `status.json` (read back as a typed `RunStatus`, vetllm.runs.state), an append-only
+`metrics.jsonl`, the HF Trainer checkpoints (each with a `COMPLETE` marker once fully saved), the
+final model, evaluation output and a `STOP` flag. Everything here is plain files so that a UI restarted mid-run, or another
 process entirely, can reattach by just reading them. This module never imports torch.
 
-The launcher (separate process, lock, stop, resume) lives in `vetllm.engine.launcher`, which
+The launcher (separate process, lock, stop, resume) lives in `vetllm.runs.launcher`, which
 imports this module (never the reverse).
 """
 
@@ -24,25 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.run_faults import (  # noqa: F401 - RunFolderGone re-exported
-    RunFolderGone,
-    checkpoint_problem,
-)
-
-# Every state a status file may hold. "stopping" is transient (STOP seen, checkpoint being
-# saved); "unknown" is only ever returned by readers for a missing or unreadable status file.
-RUN_STATES = (
-    "queued",
-    "running",
-    "stopping",
-    "completed",
-    "failed",
-    "stopped",
-    "interrupted",
-)
-ACTIVE_STATES = ("queued", "running", "stopping")
-FINAL_STATES = ("completed", "failed", "stopped", "interrupted")
-UNKNOWN_STATE = "unknown"
+from vetllm.runs.faults import RunFolderGone, checkpoint_problem
+from vetllm.runs.state import RUN_STATES, RunState, RunStatus
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -61,6 +44,14 @@ _LAST_GOOD: dict[Path, dict[str, Any]] = {}
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _checked(state: RunState | str) -> str:
+    """`state` as the string status.json holds; ValueError for a state no run may be in."""
+    if state not in RUN_STATES:
+        names = ", ".join(RUN_STATES)
+        raise ValueError(f"unknown run state {state!r}; expected one of {names}")
+    return RunState(state).value
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -196,38 +187,43 @@ class RunDirectory:
         return self.config_path.exists() or self.status_path.exists()
 
     # -- status ------------------------------------------------------------------------------
-    def read_status(self) -> dict[str, Any]:
-        """The current status; never raises for a missing or corrupt file.
+    def read_status(self) -> RunStatus:
+        """The current status, typed; never raises for a missing or corrupt file.
 
-        A missing file gives state "unknown"; an unreadable one gives "unknown" with an error
-        naming the file (refresh_status() decides whether that run was interrupted).
+        A missing file gives state UNKNOWN; an unreadable one gives UNKNOWN with an error
+        naming the file (launcher.refresh_status decides whether that run was interrupted).
         """
+        return RunStatus.from_dict(self._read_record())
+
+    def _read_record(self) -> dict[str, Any]:
+        """status.json as a dict, or the UNKNOWN placeholder read_status explains."""
+        unknown = RunState.UNKNOWN.value
         try:
             text = self.status_path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {"state": UNKNOWN_STATE, "message": "no status file yet"}
+            return {"state": unknown, "message": "no status file yet"}
         except OSError as error:
-            return {"state": UNKNOWN_STATE, "error": f"status.json unreadable: {error.strerror}"}
+            return {"state": unknown, "error": f"status.json unreadable: {error.strerror}"}
         try:
             status = json.loads(text)
         except ValueError:
-            return {"state": UNKNOWN_STATE, "error": "status.json is not valid JSON"}
+            return {"state": unknown, "error": "status.json is not valid JSON"}
         if not isinstance(status, dict):
-            return {"state": UNKNOWN_STATE, "error": "status.json does not hold an object"}
-        status.setdefault("state", UNKNOWN_STATE)
+            return {"state": unknown, "error": "status.json does not hold an object"}
+        status.setdefault("state", unknown)
         return status
 
-    def write_status(self, state: str | None = None, **fields: Any) -> dict[str, Any]:
-        """Merge `fields` (and `state`, if given) into status.json atomically; returns the result.
+    def write_status(self, state: RunState | str | None = None, **fields: Any) -> dict[str, Any]:
+        """Merge `fields` (and `state`, if given) into status.json atomically; returns the
+        record written.
 
         A field given as None is stored as null (e.g. `error=None` clears a previous error).
         """
-        if state is not None and state not in RUN_STATES:
-            raise ValueError(f"unknown run state {state!r}; expected one of {RUN_STATES}")
+        state = _checked(state) if state is not None else None
         self._check_pinned()
         with self._status_lock():
-            status = self.read_status()
-            if status.get("state") == UNKNOWN_STATE:
+            status = self._read_record()
+            if status.get("state") == RunState.UNKNOWN:
                 if status.get("error") and self.status_path in _LAST_GOOD:
                     status = dict(_LAST_GOOD[self.status_path])  # damaged: heal from memory
                 else:
@@ -242,23 +238,21 @@ class RunDirectory:
             _LAST_GOOD[self.status_path] = dict(status)
         return status
 
-    def reset_status(self, state: str, **fields: Any) -> dict[str, Any]:
+    def reset_status(self, state: RunState | str, **fields: Any) -> dict[str, Any]:
         """Replace status.json entirely (a fresh run), keeping nothing from before."""
-        if state not in RUN_STATES:
-            raise ValueError(f"unknown run state {state!r}; expected one of {RUN_STATES}")
-        status = {"state": state, **fields, "updated_at": _now_iso()}
+        status = {"state": _checked(state), **fields, "updated_at": _now_iso()}
         with self._status_lock():
             atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
             _LAST_GOOD[self.status_path] = dict(status)
         return status
 
-    def write_status_in_place(self, state: str, **fields: Any) -> dict[str, Any]:
+    def write_status_in_place(self, state: RunState | str, **fields: Any) -> dict[str, Any]:
         """Last resort when the disk is full: overwrite status.json in place (no temporary
         file, so no new block is needed for a file of about the same size)."""
-        base = self.read_status()
-        if base.get("state") == UNKNOWN_STATE:
+        base = self._read_record()
+        if base.get("state") == RunState.UNKNOWN:
             base = dict(_LAST_GOOD.get(self.status_path, {}))
-        status = {**base, **fields, "state": state, "updated_at": _now_iso()}
+        status = {**base, **fields, "state": _checked(state), "updated_at": _now_iso()}
         text = json.dumps(status, indent=2, sort_keys=True)
         with self._status_lock(), open(self.status_path, "r+" if self.status_path.exists() else "w",
                                        encoding="utf-8") as handle:  # fmt: skip

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.runs import ACTIVE_STATES, RunDirectory, atomic_write_text
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory, atomic_write_text
+from vetllm.runs.state import ACTIVE_STATES, RunState
 
 SERVED_FILE = "served.json"
 SERVED_MARK = "★ served"  # the runs table's mark (not the bare column name, to tell them apart)
@@ -49,7 +50,7 @@ def _write_record(runs_dir: Path, record: dict[str, Any]) -> None:
 
 def completed_run_names(runs: list[dict]) -> list[str]:
     """Names of runs with a final model, in the given order (list_runs: newest first)."""
-    return [r["name"] for r in runs if r.get("state") == "completed" and r.get("has_model")]
+    return [r["name"] for r in runs if r.get("state") == RunState.COMPLETED and r.get("has_model")]
 
 
 def note_pending_default(runs_dir: Path, name: str) -> None:
@@ -61,7 +62,7 @@ def note_pending_default(runs_dir: Path, name: str) -> None:
 
 def served_run_name(runs_dir: Path, runs: list[dict] | None = None) -> str | None:
     """The run that answers by default, adopting one (and writing it down) when none is served."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     runs = list_runs(runs_dir) if runs is None else runs
     completed = completed_run_names(runs)
@@ -84,7 +85,7 @@ def served_run_name(runs_dir: Path, runs: list[dict] | None = None) -> str | Non
 
 def promote_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> dict[str, Any]:
     """Serve the completed run `name` from now on; VetLLMError for any other name."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     completed = completed_run_names(list_runs(runs_dir) if runs is None else runs)
     if name not in completed:
@@ -99,7 +100,7 @@ def promote_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> di
 
 def delete_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> None:
     """Delete a finished run's folder; the served run and active runs are refused."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     entries = {r["name"]: r for r in (list_runs(runs_dir) if runs is None else runs)}
     if name not in entries:
@@ -120,8 +121,8 @@ def run_scores(run_dir: Path) -> dict[str, Any]:
     evaluation on the validation set (eval/metrics.json, with the bag-of-words baseline on the
     same notes); {} when it was never evaluated."""
     run = RunDirectory(run_dir)
-    final = run.read_status().get("final_metrics") or {}
-    if isinstance(final, dict) and final.get("lenient_accuracy") is not None:
+    final = run.read_status().final_metrics or {}
+    if final.get("lenient_accuracy") is not None:
         return {
             "accuracy": float(final["lenient_accuracy"]),
             "n": final.get("n"),
@@ -193,7 +194,7 @@ RUN_COLUMNS = (
 
 def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, Any]]:
     """One dict per run (RUN_COLUMNS keys), newest first; the served run marked."""
-    from vetllm.engine.launcher import list_runs
+    from vetllm.runs.launcher import list_runs
 
     runs = list_runs(runs_dir) if runs is None else runs
     served = served_run_name(runs_dir, runs)
@@ -201,7 +202,7 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
     for entry in runs:
         run_dir = Path(runs_dir) / entry["name"]
         facts = _config_facts(run_dir)
-        scores = run_scores(run_dir) if entry.get("state") == "completed" else {}
+        scores = run_scores(run_dir) if entry.get("state") == RunState.COMPLETED else {}
         baseline = scores.get("baseline")
         if baseline is None and scores:
             baseline = run_baseline(run_dir)
@@ -209,7 +210,7 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
         rows.append(
             {
                 "run": entry["name"],
-                "state": entry.get("state", "unknown"),
+                "state": entry.get("state", RunState.UNKNOWN.value),
                 "preset": facts.get("preset", "-"),
                 "data": facts.get("data", "-"),
                 "steps": f"{step or 0} / {total}" if total else str(step or 0),

@@ -3,8 +3,9 @@
 The app never trains inside an event handler: `launch_run` spawns
 `python -m vetllm train --config RUN_DIR/config.yaml --output RUN_DIR [--resume]` in its own
 process session, with stdout and stderr going to RUN_DIR/train.log, and returns at once. The lock
-that allows one training at a time (for every entry point) lives in `vetllm.engine.run_lock`. Everything the UI needs afterwards is read back from the run
-directory, so a restarted app simply reattaches. Imports no torch.
+that allows one training at a time (for every entry point) lives in `vetllm.runs.lock`.
+Everything the UI needs afterwards is read back from the run directory, so a restarted app simply
+reattaches. Imports no torch.
 """
 
 from __future__ import annotations
@@ -22,31 +23,24 @@ from typing import Any
 
 import vetllm
 from vetllm import resources
-from vetllm.engine.run_faults import disk_full_cause, is_disk_full
-from vetllm.engine.run_lock import (  # noqa: F401 - LOCK_NAME and acquire_training_lock re-exported
+from vetllm.errors import VetLLMError
+from vetllm.runs.directory import LAUNCHED_RUN_ENV, RunDirectory, process_start_time
+from vetllm.runs.faults import disk_full_cause, is_disk_full
+from vetllm.runs.lock import (
     _CHILDREN,
     _EXIT_CODES,
-    LOCK_NAME,
     _alive,
     _lock_guard,
     _take_lock,
-    acquire_training_lock,
     current_lock_holder,
 )
-from vetllm.engine.runs import (
-    ACTIVE_STATES,
-    LAUNCHED_RUN_ENV,
-    UNKNOWN_STATE,
-    RunDirectory,
-    process_start_time,
-)
-from vetllm.errors import VetLLMError
+from vetllm.runs.state import RunState, RunStatus
 
 _POLL_S = 0.2  # seconds between checks while waiting for a process to exit
 _KILL_WAIT_S = 10.0  # seconds to wait for the kernel to reap a SIGKILLed process group
 
 
-# Popen objects of the processe---------------------------------------------------------------
+# -- launch ---------------------------------------------------------------------------------
 def launch_run(
     config_path: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
@@ -121,17 +115,19 @@ def _prepare_run_dir(
         if damaged:
             start += "; skipped " + "; ".join(f"{name} ({why})" for name, why in damaged)
         run.clear_stop()
-        run.write_status("queued", error=None, remedy=None, eta_s=None, message=f"resuming {start}")
+        run.write_status(
+            RunState.QUEUED, error=None, remedy=None, eta_s=None, message=f"resuming {start}"
+        )
         return
-    if run.exists() and status.get("state") != UNKNOWN_STATE:
+    if run.exists() and status.state != RunState.UNKNOWN:
         raise VetLLMError(
-            f"output: '{run.name}' already holds a run (state {status.get('state')}); choose "
+            f"output: '{run.name}' already holds a run (state {status.state}); choose "
             f"another output folder, or resume it with `vetllm runs resume {run.name}`"
         )
     _write_resolved_config(config, run.config_path, overrides)
     run.clear_stop()
     run.reset_status(
-        "queued",
+        RunState.QUEUED,
         name=run.name,
         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         step=0,
@@ -183,63 +179,63 @@ def _spawn_training(run: RunDirectory, *, resume: bool) -> subprocess.Popen:
                 env=env,
             )
         except OSError as error:
-            run.write_status("failed", error=f"could not start training: {error.strerror}")
+            run.write_status(RunState.FAILED, error=f"could not start training: {error.strerror}")
             raise VetLLMError(f"could not start the training process: {error.strerror}") from None
     _CHILDREN[process.pid] = process
     return process
 
 
 # -- status, stop, resume --------------------------------------------------------------------
-def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> dict[str, Any]:
+def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> RunStatus:
     """The run's status, after marking an active run whose process vanished.
 
-    A run that was training becomes "interrupted" (resumable); one that never got past "queued"
-    becomes "failed" with the end of train.log as its error, unless it was killed by a signal or
-    left no error (then it is "interrupted" too). An unreadable status.json of a run whose
-    process still holds the lock reads as "running" (the trainer rewrites it). Never raises for
+    A run that was training becomes INTERRUPTED (resumable); one that never got past QUEUED
+    becomes FAILED with the end of train.log as its error, unless it was killed by a signal or
+    left no error (then it is INTERRUPTED too). An unreadable status.json of a run whose
+    process still holds the lock reads as RUNNING (the trainer rewrites it). Never raises for
     a disk that cannot take the update: the answer then says so.
     """
     run = _as_run(run_dir)
     status = run.read_status()
-    state = status.get("state")
-    if state == UNKNOWN_STATE and status.get("error") and run.config_path.exists():
+    if status.state == RunState.UNKNOWN and status.error and run.config_path.exists():
         holder = current_lock_holder(run.path.parent)
         if holder is not None and holder.get("run_dir") == str(run.path):
-            message = f"{status['error']}; the training process is alive and rewrites it"
-            return {**status, "state": "running", "error": None, "message": message}
+            message = f"{status.error}; the training process is alive and rewrites it"
+            return status.merged(state=RunState.RUNNING, error=None, message=message)
         # Unreadable status: report it as interrupted without overwriting the evidence.
-        return {**status, "state": "interrupted", "remedy": _resume_remedy(run)}
-    if state not in ACTIVE_STATES or not status.get("pid"):
+        return status.merged(state=RunState.INTERRUPTED, remedy=_resume_remedy(run))
+    if not status.active or not status.pid:
         return status
-    if _alive(status.get("pid"), status.get("pid_start")):
+    if _alive(status.pid, status.pid_start):
         return status
-    if state == "queued":
-        error = _launch_error(run, status.get("pid"))
+    if status.state == RunState.QUEUED:
+        error = _launch_error(run, status.pid)
         if error is not None:
             fields = {"error": error, "remedy": "read train.log, fix the cause, then launch again"}
-            return _record(run, "failed", eta_s=None, **fields)
+            return _record(run, RunState.FAILED, eta_s=None, **fields)
         message = "the training process ended before training began (no error in train.log)"
-        return _record(run, "interrupted", eta_s=None, message=message, remedy=_resume_remedy(run))
-    if state == "stopping" or run.stop_requested():
+        remedy = _resume_remedy(run)
+        return _record(run, RunState.INTERRUPTED, eta_s=None, message=message, remedy=remedy)
+    if status.state == RunState.STOPPING or run.stop_requested():
         # The process honoured a stop and exited before anyone recorded the final state.
-        return _record(run, "stopped", eta_s=None, remedy=_resume_remedy(run))
+        return _record(run, RunState.STOPPED, eta_s=None, remedy=_resume_remedy(run))
     return _record(
         run,
-        "interrupted",
+        RunState.INTERRUPTED,
         eta_s=None,
-        message=f"the training process (pid {status.get('pid')}) is gone",
+        message=f"the training process (pid {status.pid}) is gone",
         remedy=_resume_remedy(run),
     )
 
 
-def _record(run: RunDirectory, state: str, **fields: Any) -> dict[str, Any]:
+def _record(run: RunDirectory, state: RunState, **fields: Any) -> RunStatus:
     """write_status, or on a disk that refuses the write, the same answer marked unrecorded."""
     try:
-        return run.write_status(state, **fields)
+        return RunStatus.from_dict(run.write_status(state, **fields))
     except OSError as error:
         why = disk_full_cause(run.path) if is_disk_full(error) else error.strerror
         note = f"(not recorded in status.json: {why})"
-        return {**run.read_status(), **fields, "state": state, "note": note}
+        return run.read_status().merged(**fields, state=state, note=note)
 
 
 def _launch_error(run: RunDirectory, pid: object) -> str | None:
@@ -271,18 +267,18 @@ def _log_tail(run: RunDirectory, lines: int = 5) -> str:
     return "\n".join(tail[-lines:])
 
 
-def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 30) -> dict:
+def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 30) -> RunStatus:
     """Ask a run to checkpoint and stop; kill its whole process group after `timeout_s` seconds.
 
     Returns the final status. A run that is not active is left as it is.
     """
     run = _as_run(run_dir)
     status = refresh_status(run)
-    if status.get("state") not in ACTIVE_STATES:
+    if not status.active:
         return status
     run.request_stop()
-    pid, start = status.get("pid"), status.get("pid_start")
-    if not status.get("total_steps") and _alive(pid, start):
+    pid, start = status.pid, status.pid_start
+    if not status.total_steps and _alive(pid, start):
         # Still loading data or the model: the STOP flag is only read between optimizer steps
         # and there is nothing to checkpoint yet, so end the process now.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -292,20 +288,18 @@ def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 
         time.sleep(_POLL_S)
     if _alive(pid, start):
         _kill_group(int(pid))
-        return run.write_status(
-            "stopped",
-            eta_s=None,
-            message=f"did not stop within {timeout_s:g} s, so its processes were killed",
-            remedy=_resume_remedy(run),
-        )
+        message = f"did not stop within {timeout_s:g} s, so its processes were killed"
+        return _stopped(run, message)
     status = run.read_status()
-    if status.get("state") in ACTIVE_STATES:  # exited without writing its final state
-        began = bool(status.get("total_steps"))
-        message = "stopped on request" if began else "stopped before training began"
-        status = run.write_status(
-            "stopped", eta_s=None, message=message, remedy=_resume_remedy(run)
-        )
+    if status.active:  # exited without writing its final state
+        began = bool(status.total_steps)
+        status = _stopped(run, "stopped on request" if began else "stopped before training began")
     return status
+
+
+def _stopped(run: RunDirectory, message: str) -> RunStatus:
+    fields = {"eta_s": None, "message": message, "remedy": _resume_remedy(run)}
+    return RunStatus.from_dict(run.write_status(RunState.STOPPED, **fields))
 
 
 def _kill_group(pid: int) -> None:
@@ -330,11 +324,10 @@ def resume_run(
 ) -> RunDirectory:
     """Relaunch a stopped, interrupted or failed run from its last complete checkpoint."""
     run = _as_run(run_dir)
-    status = refresh_status(run)
-    state = status.get("state")
-    if state in ACTIVE_STATES:
+    state = refresh_status(run).state
+    if state.active:
         raise VetLLMError(f"run: '{run.name}' is still {state}; stop it before resuming")
-    if state == "completed":
+    if state == RunState.COMPLETED:
         raise VetLLMError(f"run: '{run.name}' has already completed; launch a new run instead")
     return launch_run(run.config_path, run.path, resume=True, runs_root=runs_root)
 
@@ -344,8 +337,8 @@ def wait_for_run(
     *,
     timeout_s: float | None = None,
     poll_s: float = 1.0,
-    on_update: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_update: Callable[[RunStatus], None] | None = None,
+) -> RunStatus:
     """Poll until the run leaves the active states (or `timeout_s` passes); returns its status."""
     run = _as_run(run_dir)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -353,7 +346,7 @@ def wait_for_run(
         status = refresh_status(run)
         if on_update is not None:
             on_update(status)
-        if status.get("state") not in ACTIVE_STATES:
+        if not status.active:
             return status
         if deadline is not None and time.monotonic() >= deadline:
             return status
@@ -374,7 +367,7 @@ def list_runs(runs_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
         last = run.last_complete_checkpoint(check_files=False)  # cheap: called per request
         runs.append(
             {
-                **status,
+                **status.to_dict(),
                 "name": run.name,
                 "path": str(run.path),
                 "last_checkpoint": last.name if last else None,

@@ -20,16 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vetllm.engine.runs import (
-    ACTIVE_STATES,
-    FINAL_STATES,
+from vetllm.errors import VetLLMError
+from vetllm.runs.directory import (
     LAUNCHED_RUN_ENV,
     RunDirectory,
     atomic_write_text,
     process_alive,
     process_start_time,
 )
-from vetllm.errors import VetLLMError
 
 LOCK_NAME = ".vetllm-run.lock"
 
@@ -67,7 +65,7 @@ def current_lock_holder(runs_root: str | os.PathLike[str]) -> dict[str, Any] | N
     """Who holds the one-run lock of `runs_root`, or None when training may start.
 
     The lock file names a process and its run. It is free when that process is gone or its run
-    already shows a final state (the process may need seconds to exit after "completed"). A
+    already shows a final state (the process may need seconds to exit after COMPLETED). A
     missing or corrupt lock file does not make it free: any run under `runs_root` that is
     active with a live process holds it (issue 11, items 14 and 20).
     """
@@ -85,7 +83,7 @@ def current_lock_holder(runs_root: str | os.PathLike[str]) -> dict[str, Any] | N
 def _run_has_ended(run_dir: object) -> bool:
     if not isinstance(run_dir, str):
         return False
-    return RunDirectory(run_dir).read_status().get("state") in FINAL_STATES
+    return RunDirectory(run_dir).read_status().final
 
 
 def _active_run(root: Path) -> dict[str, Any] | None:
@@ -96,8 +94,8 @@ def _active_run(root: Path) -> dict[str, Any] | None:
         return None
     for child in children:
         status = RunDirectory(child).read_status()
-        pid, start = status.get("pid"), status.get("pid_start")
-        if status.get("state") in ACTIVE_STATES and isinstance(pid, int) and _alive(pid, start):
+        pid, start = status.pid, status.pid_start
+        if status.active and pid is not None and _alive(pid, start):
             return {"pid": pid, "pid_start": start, "run_name": child.name, "run_dir": str(child)}
     return None
 

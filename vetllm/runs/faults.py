@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
+from vetllm.runs.state import RunState
 
 
 class RunFolderGone(VetLLMError):
@@ -125,7 +126,7 @@ def record_failure(run, cause: str, remedy: str | None, error: BaseException | N
         cause, remedy = disk_full_cause(run.path), DISK_FULL_REMEDY
     fields = {"error": cause, "remedy": remedy, "message": "failed", "eta_s": None}
     try:
-        run.write_status("failed", **fields)
+        run.write_status(RunState.FAILED, **fields)
         return cause
     except RunFolderGone:
         return cause  # nothing left to record into; the run must not be recreated
@@ -137,10 +138,10 @@ def record_failure(run, cause: str, remedy: str | None, error: BaseException | N
         if not complete:  # a half-written save cannot be resumed from: free its space
             shutil.rmtree(folder, ignore_errors=True)
     try:
-        run.write_status("failed", **fields)
+        run.write_status(RunState.FAILED, **fields)
     except OSError:
         try:
-            run.write_status_in_place("failed", **fields)
+            run.write_status_in_place(RunState.FAILED, **fields)
         except OSError:
             pass  # refresh_status reports the vanished process as interrupted instead
     return cause
