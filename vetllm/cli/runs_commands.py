@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ from vetllm.errors import VetLLMError
 
 def add_commands(commands) -> None:
     """Register `runs` (with its sub-commands) and `report` on the argparse sub-parsers object."""
-    from vetllm.engine.runs import DEFAULT_RUNS_DIR
+    from vetllm.engine.runs import default_runs_dir
 
     runs = commands.add_parser("runs", help="list, inspect, stop, resume and launch training runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
 
     listing = sub.add_parser("list", help="every run in a runs folder, newest first")
-    listing.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    listing.add_argument("--runs-dir", type=Path, default=default_runs_dir())
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=_list)
 
@@ -46,7 +45,7 @@ def add_commands(commands) -> None:
     launch = sub.add_parser("launch", help="start training in a separate process")
     launch.add_argument("--config", type=Path, required=True, metavar="PRESET_OR_FILE")
     launch.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")
-    launch.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    launch.add_argument("--runs-dir", type=Path, default=default_runs_dir())
     launch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     launch.add_argument("--wait", action="store_true", help="follow progress until it ends")
     launch.set_defaults(run=_launch)
@@ -146,9 +145,9 @@ def _launch(args: argparse.Namespace) -> int:
 
 def _default_run_name(config: Path, overrides: list[str]) -> str:
     from vetllm.config import load_config
+    from vetllm.engine.runs import new_run_folder_name
 
-    name = load_config(config, overrides).name or config.stem
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    return new_run_folder_name(load_config(config, overrides).name or config.stem)
 
 
 def _follow(run) -> int:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from vetllm.engine.random_llama import SHAPES, random_base_models, write_base
+from vetllm.engine.runs import RunDirectory
 
 SOURCE_SAMPLES = 1602  # the source's training set (DOMAIN.md): 603 steps at effective batch 8
 # (name, overrides of the fast preset's settings); the source recipe pads every batch to 512.
@@ -222,8 +223,7 @@ def _timings(cfg, meter: _Meter, run_dir: Path) -> dict:
     source_steps = plan_coverage(
         SOURCE_SAMPLES, cfg.per_device_batch, cfg.grad_accum, cfg.epochs, drop_last=cfg.drop_last
     ).total_steps
-    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    losses = [json.loads(x)["loss"] for x in lines if x.strip() and "loss" in json.loads(x)]
+    losses = [m["loss"] for m in RunDirectory(run_dir).read_metrics() if "loss" in m]
     out = {
         "steps": len(times),
         "s_per_step": round(steady, 4),

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vetllm.engine.runs import default_runs_dir
 from vetllm.errors import VetLLMError
 from vetllm.ui.throttle import PasswordThrottle, current_client
 
@@ -72,7 +73,7 @@ class AppSettings:
     ) -> AppSettings:
         """Settings from the command line plus the environment (VETLLM_RUNS_DIR, SPACE_ID,
         VETLLM_ADMIN_PASSWORD); a `host` other than loopback counts as public."""
-        chosen = runs_dir or os.environ.get("VETLLM_RUNS_DIR") or "runs"
+        chosen = runs_dir or default_runs_dir()
         password = os.environ.get("VETLLM_ADMIN_PASSWORD") or None
         return cls(
             runs_dir=Path(chosen).resolve(),

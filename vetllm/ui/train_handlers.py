@@ -6,7 +6,6 @@ trains: training is a separate process started by `vetllm.engine.launcher.launch
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,6 +274,7 @@ class TrainHandlers:
     ):
         """Write the run's config (and uploaded data) and start training in a separate process."""
         from vetllm.engine.launcher import launch_run
+        from vetllm.engine.runs import new_run_folder_name
 
         check_admin(self.settings, password, "launching training")
         base = preset_config(preset)
@@ -284,7 +284,7 @@ class TrainHandlers:
         report = check_environment(cfg, self.hardware)
         if not report["runnable"]:
             raise VetLLMError(f"cannot launch here: {report['verdict']}")
-        folder = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        folder = new_run_folder_name(cfg.name)
         run_dir = self.settings.runs_dir / folder
         from vetllm.ui.catalogue_handlers import active_extension
 
