@@ -85,7 +85,8 @@ def _print_json(value) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from vetllm.engine.predict import Predictor
+    from vetllm.data.validation import MAX_PREDICT_NOTE_CHARS
+    from vetllm.engine.predict import Predictor, validate_notes
 
     if args.file or args.out:
         return code_file_command(args)
@@ -96,6 +97,7 @@ def predict_command(args: argparse.Namespace) -> int:
     notes = list(args.notes)
     if notes == ["-"]:
         notes = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    notes = validate_notes(notes, MAX_PREDICT_NOTE_CHARS)  # the app's rule; before the model loads
     predictor = Predictor.from_run(args.run_dir)
     predictions = predictor.predict(notes, decoding=args.decoding, batch_size=args.batch_size)
     answers = [p.to_api_dict(predictor.catalogue) for p in predictions]

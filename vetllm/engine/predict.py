@@ -31,7 +31,7 @@ from vetllm.abstention import AbstentionPolicy
 from vetllm.calibration import scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
-from vetllm.data.validation import MAX_NOTE_CHARS  # the same limit as notes in data files
+from vetllm.data.validation import MAX_DATA_NOTE_CHARS
 from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
@@ -102,8 +102,12 @@ def _code_entry(label: str, confidence: float | None, catalogue: Catalogue) -> d
     }
 
 
-def validate_notes(notes: object) -> list[str]:
-    """The notes as a list of non-empty strings; every problem is reported at once."""
+def validate_notes(notes: object, max_chars: int = MAX_DATA_NOTE_CHARS) -> list[str]:
+    """The notes as a list of non-empty strings; every problem is reported at once.
+
+    `max_chars` defaults to the data-file limit (evaluation predicts data files); the edges
+    that take notes from people pass MAX_PREDICT_NOTE_CHARS (vetllm.data.validation).
+    """
     if isinstance(notes, str) or not isinstance(notes, (list, tuple)):
         raise VetLLMError(
             f"notes: expected a list of note texts, got {type(notes).__name__}; "
@@ -122,9 +126,9 @@ def validate_notes(notes: object) -> list[str]:
             problems.append(f"note {index}: expected text, got {type(note).__name__}")
         elif not note.strip():
             problems.append(f"note {index}: is empty; type the clinical note")
-        elif len(note) > MAX_NOTE_CHARS:
+        elif len(note) > max_chars:
             problems.append(
-                f"note {index}: {len(note):,} characters; the limit is {MAX_NOTE_CHARS:,}, "
+                f"note {index}: {len(note):,} characters; the limit is {max_chars:,}, "
                 "shorten it to the clinical findings"
             )
     if problems:
