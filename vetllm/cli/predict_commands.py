@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from vetllm.calibration import DECODINGS
 from vetllm.cli.batch_commands import add_file_arguments, code_file_command
 from vetllm.errors import VetLLMError
 
@@ -75,7 +76,7 @@ def add_commands(commands) -> None:
 
 
 def _add_decoding(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decoding", choices=("free", "constrained"), default="free")
+    parser.add_argument("--decoding", choices=DECODINGS, default="free")
     parser.add_argument("--batch-size", type=int, default=16, help="notes per forward pass")
     parser.add_argument("--json", action="store_true", help="print JSON (for other tools)")
 

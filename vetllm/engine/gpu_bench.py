@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from vetllm.calibration import DECODINGS
 from vetllm.engine.random_llama import SHAPES, random_base_models, write_base
 from vetllm.engine.runs import RunDirectory
 
@@ -294,7 +295,7 @@ def _time_decoding(predictor, notes, decoding, batch_size) -> tuple[dict, list]:
 def _time_paths(predictor, notes, n_single, batch_size) -> tuple[list, dict]:
     predictor.predict(notes[:2], "free", batch_size=2)  # warm-up: first-call allocations
     rows, codes = [], {}
-    for decoding in ("free", "constrained"):
+    for decoding in DECODINGS:
         for size, subset in ((1, notes[:n_single]), (batch_size, notes)):
             row, found = _time_decoding(predictor, subset, decoding, size)
             rows.append(row)

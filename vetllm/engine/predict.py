@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vetllm.abstention import AbstentionPolicy
-from vetllm.calibration import scale_confidence
+from vetllm.calibration import DECODINGS, scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
 from vetllm.data.validation import MAX_DATA_NOTE_CHARS
@@ -36,7 +36,6 @@ from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
 
-DECODINGS = ("free", "constrained")
 MAX_NOTES_PER_CALL = 10_000
 # (note, candidate) rows per forward in constrained mode: each row holds a copy of its note's
 # key/value cache, so this bounds memory, not speed.

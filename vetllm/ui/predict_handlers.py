@@ -17,12 +17,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from vetllm.calibration import DECODINGS
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.admin import check_admin
 from vetllm.ui.batching import MicroBatcher
 from vetllm.ui.exports import predictions_to_csv
 from vetllm.ui.guards import (
+    UPLOAD_CHOICE,
     clean_note,
     discard_upload,
     upload_path,
@@ -31,9 +33,7 @@ from vetllm.ui.guards import (
 )
 from vetllm.ui.settings import AppSettings
 
-DECODINGS = ("free", "constrained")
 BUNDLED_VAL_CHOICE = "Bundled validation set"
-UPLOAD_CHOICE = "Upload a file"
 WORST_CASES = 15  # rows in the worst-cases table
 
 

@@ -21,6 +21,9 @@ from vetllm.engine.runs import default_runs_dir
 from vetllm.errors import VetLLMError
 from vetllm.ui.throttle import PasswordThrottle, current_client
 
+# Keyword arguments of every event the page wires for itself: not an API endpoint nor an MCP
+# tool (vetllm.ui.tools lists the public ones).
+PRIVATE = {"api_visibility": "private"}
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
 # Waiting events of all kinds. 64 predict clients at once (issue 11, item 5) plus page events
 # must fit: beyond this gradio answers "queue is full" at once.

@@ -20,6 +20,7 @@ from vetllm.errors import DataError, VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.admin import check_admin
 from vetllm.ui.guards import (
+    UPLOAD_CHOICE,
     discard_upload,
     one_per_client,
     redact_traceback,
@@ -31,7 +32,6 @@ from vetllm.ui.settings import AppSettings
 CONFIGS_DIR = resources.PRESETS_DIR  # the packaged presets (configs/ in the checkout)
 DEFAULT_PRESET = resources.DEFAULT_PRESET
 BUNDLED_CHOICE = "Bundled examples"
-UPLOAD_CHOICE = "Upload a file"
 # Widgets of the Train tab, in the order their values reach `launch` (TrainConfig field names).
 HYPERPARAMETERS = (
     "base_model",
