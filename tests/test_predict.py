@@ -61,7 +61,7 @@ def build_tiny_run(run_dir, n_records: int = 320, steps: int = TRAIN_STEPS, seed
     cfg.to_yaml(run_dir / "config.yaml")
     model.save_pretrained(run_dir / "model")
     tokenizer.save_pretrained(run_dir / "model")
-    card = {"labels": labels, "base_model_source": "tiny"}
+    card = {"train_labels": labels, "base_model_source": "tiny"}
     (run_dir / "model" / "run_card.json").write_text(json.dumps(card), encoding="utf-8")
     return run_dir, held_out
 
@@ -106,7 +106,7 @@ def predictor(tiny_run):
 
 def test_from_run_uses_saved_template_and_training_labels(predictor, tiny_run):
     card = json.loads((tiny_run[0] / "model" / "run_card.json").read_text())
-    assert predictor.candidates == card["labels"]
+    assert predictor.candidates == card["train_labels"]
     assert predictor.template.template.startswith("Note: {input}")
     assert predictor.max_new_tokens == 16
 

@@ -184,26 +184,21 @@ def render_run_report(run) -> str:
     can still be read (the same report training writes at its end); otherwise they are left out
     with a note on stderr.
     """
-    from vetllm.analysis import analyse_losses
     from vetllm.engine.runs import atomic_write_text
-    from vetllm.report import render_training_report
+    from vetllm.report import report_from_metrics
 
-    # read_metrics skips a damaged line, as training's own report does (issue 11, item 18)
-    history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]
-    if not history:
+    metrics = run.read_metrics()  # skips a damaged line (issue 11, item 18)
+    if not any("loss" in m or "eval_loss" in m for m in metrics):
         raise VetLLMError(
             f"RUN_DIR: '{run.name}' has no loss in metrics.jsonl yet; wait for the first "
             "logging step"
         )
     plan, stats, config = _plan_and_stats(run)
-    steps_per_epoch = plan.to_dict().get("steps_per_epoch") if plan else None
-    analysis = analyse_losses(
-        history, steps_per_epoch=steps_per_epoch or _steps_per_epoch(history), config=config
-    )
-    text = render_training_report(
-        analysis,
+    text = report_from_metrics(
+        metrics,
         plan=plan,
         stats=stats,
+        config=config,
         evaluation=_read_json(run.eval_dir / "metrics.json"),
         served=run.read_status().get("served"),
     )
@@ -220,7 +215,7 @@ def _plan_and_stats(run):
 
         cfg = load_config(run.config_path)
         records = load_dataset_file(cfg.data_paths()[0], on_error="skip").records
-    except (ImportError, VetLLMError, OSError) as error:
+    except (VetLLMError, OSError) as error:
         print(f"note: coverage and data statistics left out ({error})", file=sys.stderr)
         return None, None, None
     card = _read_json(run.model_dir / "run_card.json") or {}
@@ -234,12 +229,3 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None  # absent or half-written: left out rather than failing the report
     return data if isinstance(data, dict) else None
-
-
-def _steps_per_epoch(history: list[dict]) -> int | None:
-    """Optimizer steps per epoch, read off the last log line that has both step and epoch."""
-    for entry in reversed(history):
-        step, epoch = entry.get("step"), entry.get("epoch")
-        if step and epoch:
-            return round(float(step) / float(epoch))
-    return None

@@ -182,7 +182,7 @@ class Predictor:
             model,
             tokenizer,
             template=_template_of(cfg),
-            candidates=_training_labels(run_path, cfg),
+            candidates=_training_labels(run_path),
             catalogue=catalogue,
             max_length=getattr(cfg, "max_length", None),
             max_new_tokens=getattr(cfg, "max_new_tokens", None),
@@ -333,26 +333,15 @@ def _catalogue_of(cfg) -> Catalogue:
     return load_catalogue(str(extra)) if extra else load_catalogue()
 
 
-def _training_labels(run_path: Path, cfg) -> list[str] | None:
-    """The labels seen in training: from the run card, else read from the training data."""
+def _training_labels(run_path: Path) -> list[str] | None:
+    """The labels seen in training (run card `train_labels`, modeling.build_run_card); None (every
+    catalogue label is a candidate) when the card has none."""
     try:
         card = json.loads((run_path / "model" / "run_card.json").read_text("utf-8"))
     except (OSError, ValueError):
-        card = {}
-    for key in ("labels", "train_labels", "candidate_labels"):
-        value = card.get(key) if isinstance(card, dict) else None
-        if isinstance(value, (list, dict)) and value:
-            return [str(v) for v in value]
-    from vetllm.data.loading import load_dataset_file  # not engine.evaluate: it imports us
-
-    try:
-        train_path, _ = cfg.data_paths()
-        loaded = load_dataset_file(train_path, on_error="skip", catalogue=_catalogue_of(cfg))
-    except VetLLMError:
-        loaded = None
-    if loaded is None or not loaded.records:
-        return None  # training data moved or unreadable: every catalogue label is a candidate
-    return sorted({label for record in loaded.records for label in record.labels})
+        return None
+    labels = card.get("train_labels") if isinstance(card, dict) else None
+    return [str(label) for label in labels] if isinstance(labels, list) and labels else None
 
 
 class _Encoder:
