@@ -127,3 +127,16 @@ def test_baselines_command_on_a_split_and_a_test_file(tmp_path, capsys):
     assert out["baselines"]["bag_of_words"]["accuracy"] > out["baselines"]["majority"]["accuracy"]
     assert main(["baselines", str(train), "--test", str(test)]) == 0
     assert "| bag_of_words |" in capsys.readouterr().out
+
+
+def test_predict_refuses_a_note_over_the_apps_limit_before_loading_a_model(tmp_path, capsys):
+    from vetllm.data.validation import MAX_PREDICT_NOTE_CHARS
+    from vetllm.ui.settings import AppSettings
+
+    # One rule for a note to code: the app (and its API) and the CLI use the same number.
+    assert AppSettings(runs_dir=tmp_path).max_note_chars == MAX_PREDICT_NOTE_CHARS
+    note = "x" * (MAX_PREDICT_NOTE_CHARS + 1)
+    assert main(["predict", "--run", str(tmp_path), "fine note", note]) == 2
+    error = capsys.readouterr().err
+    assert f"note 2: {MAX_PREDICT_NOTE_CHARS + 1:,} characters" in error
+    assert f"the limit is {MAX_PREDICT_NOTE_CHARS:,}" in error and "config.yaml" not in error

@@ -18,7 +18,7 @@ import pytest
 from vetllm.catalogue import load_catalogue
 from vetllm.data.loading import load_dataset_file
 from vetllm.data.records import Record
-from vetllm.data.validation import MAX_NOTE_CHARS
+from vetllm.data.validation import MAX_DATA_NOTE_CHARS
 from vetllm.data.writing import write_records
 from vetllm.errors import DataError, VetLLMError
 
@@ -370,9 +370,9 @@ def test_nan_and_infinity_are_named(tmp_path):
 
 
 def test_huge_note_has_a_per_note_limit(tmp_path):
-    rows = [{"input": "f" * MAX_NOTE_CHARS, "disease": "PPR"}]
+    rows = [{"input": "f" * MAX_DATA_NOTE_CHARS, "disease": "PPR"}]
     assert load_dataset_file(json_file(tmp_path, rows)).records
-    rows = [{"input": "f" * (MAX_NOTE_CHARS + 1), "disease": "PPR"}]
+    rows = [{"input": "f" * (MAX_DATA_NOTE_CHARS + 1), "disease": "PPR"}]
     message = load_error(json_file(tmp_path, rows)).problems[0].message
     assert "20,001 characters" in message and "20,000" in message
 

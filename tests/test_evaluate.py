@@ -15,7 +15,7 @@ from vetllm.cli import main as cli_main
 from vetllm.config import TrainConfig
 from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
-from vetllm.engine.evaluate import evaluate_run
+from vetllm.engine.evaluate import evaluate_at_finish, evaluate_run, headline_metrics
 from vetllm.engine.training import train
 from vetllm.errors import VetLLMError
 
@@ -188,3 +188,13 @@ def test_cli_predict_json_says_abstained_with_the_reason(trained, capsys):
     assert nonsense["reason"].startswith("no code: refer to a veterinarian")
     assert cli_main(["predict", "--run", str(trained[0]), *notes]) == 0
     assert "abstained: no code: refer to a veterinarian" in capsys.readouterr().out
+
+
+def test_a_failed_final_evaluation_is_logged_and_leaves_no_final_metrics(tmp_path):
+    lines: list[str] = []
+    records = generate_records(n=3, seed=0)
+    assert evaluate_at_finish(tmp_path / "not-a-run", records, lines.append) is None
+    assert "final evaluation skipped" in lines[0] and "vetllm evaluate --run" in lines[0]
+    assert headline_metrics(None) is None
+    metrics = {"n": 3, "strict_accuracy": 0.0, "lenient_accuracy": 0.5, "baselines": {}}
+    assert headline_metrics(metrics) == {"n": 3, "strict_accuracy": 0.0, "lenient_accuracy": 0.5}

@@ -16,9 +16,10 @@ import torch
 from vetllm.config import TrainConfig
 from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
+from vetllm.data.validation import MAX_DATA_NOTE_CHARS
 from vetllm.engine import predict as predict_module
 from vetllm.engine.collate import IGNORE_INDEX, encode_record
-from vetllm.engine.predict import MAX_NOTE_CHARS, Predictor
+from vetllm.engine.predict import Predictor
 from vetllm.engine.scoring import candidate_log_probs
 from vetllm.engine.tiny import build_tiny_model, train_tokenizer
 from vetllm.errors import VetLLMError
@@ -60,7 +61,7 @@ def build_tiny_run(run_dir, n_records: int = 320, steps: int = TRAIN_STEPS, seed
     cfg.to_yaml(run_dir / "config.yaml")
     model.save_pretrained(run_dir / "model")
     tokenizer.save_pretrained(run_dir / "model")
-    card = {"labels": labels, "base_model_source": "tiny"}
+    card = {"train_labels": labels, "base_model_source": "tiny"}
     (run_dir / "model" / "run_card.json").write_text(json.dumps(card), encoding="utf-8")
     return run_dir, held_out
 
@@ -105,7 +106,7 @@ def predictor(tiny_run):
 
 def test_from_run_uses_saved_template_and_training_labels(predictor, tiny_run):
     card = json.loads((tiny_run[0] / "model" / "run_card.json").read_text())
-    assert predictor.candidates == card["labels"]
+    assert predictor.candidates == card["train_labels"]
     assert predictor.template.template.startswith("Note: {input}")
     assert predictor.max_new_tokens == 16
 
@@ -209,7 +210,7 @@ def test_long_note_is_cut_with_a_warning(predictor):
         (["   \n"], "note 1: is empty"),
         (["ok", None], "note 2: expected text, got NoneType"),
         ([42], "note 1: expected text, got int"),
-        (["x" * (MAX_NOTE_CHARS + 1)], "the limit is"),
+        (["x" * (MAX_DATA_NOTE_CHARS + 1)], "the limit is"),
         ([], "the list is empty"),
         ("a bare string", "expected a list of note texts"),
         (None, "expected a list of note texts"),
@@ -222,7 +223,7 @@ def test_bad_notes_give_clear_errors(predictor, notes, expected):
 
 def test_every_bad_note_is_reported_at_once(predictor):
     with pytest.raises(VetLLMError) as error:
-        predictor.predict(["", "fine note", None, "x" * (MAX_NOTE_CHARS + 5)])
+        predictor.predict(["", "fine note", None, "x" * (MAX_DATA_NOTE_CHARS + 5)])
     message = str(error.value)
     assert "note 1" in message and "note 3" in message and "note 4" in message
     assert "note 2" not in message

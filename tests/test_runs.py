@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,15 @@ from pathlib import Path
 import pytest
 
 import vetllm.runs
-from vetllm.runs.directory import COMPLETE_MARKER, RunDirectory, process_alive, process_start_time
+from vetllm.runs.directory import (
+    COMPLETE_MARKER,
+    RunDirectory,
+    default_runs_dir,
+    new_run_folder_name,
+    process_alive,
+    process_start_time,
+    read_jsonl,
+)
 
 
 # -- RunDirectory ----------------------------------------------------------------------------
@@ -118,6 +127,25 @@ def test_metrics_round_trip_skips_a_torn_last_line(tmp_path):
     assert [entry["step"] for entry in read] == [10, 20, 20]
     assert read[0] == lines[0] and read[2] == lines[2]
     assert read[1]["loss"] != read[1]["loss"]  # NaN survives as NaN, not as a string
+
+
+def test_read_jsonl_keeps_objects_and_skips_torn_corrupt_and_non_object_lines(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    assert read_jsonl(path) == []  # not written yet
+    path.write_text('{"a": 1}\n[1, 2]\nnot json\n\n{"b": 2}\n{"c": ')
+    assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
+
+
+def test_runs_dir_default_reads_the_environment_at_call_time(monkeypatch):
+    monkeypatch.delenv("VETLLM_RUNS_DIR", raising=False)
+    assert str(default_runs_dir()) == "runs"
+    monkeypatch.setenv("VETLLM_RUNS_DIR", "/srv/vetllm-runs")
+    assert str(default_runs_dir()) == "/srv/vetllm-runs"
+
+
+def test_new_run_folder_name_is_name_and_utc_time():
+    name = new_run_folder_name("tiny-cpu")
+    assert re.fullmatch(r"tiny-cpu-\d{8}-\d{6}", name), name
 
 
 def test_truncate_metrics_after_a_resume_step(tmp_path):

@@ -1,4 +1,4 @@
-from vetllm.catalogue import load_catalogue, normalise_name
+from vetllm.catalogue import check_code, load_catalogue, normalise_name
 from vetllm.sctid import check_sctid, verhoeff_check_digit, verhoeff_is_valid
 
 FAILING_SOURCE_CODES = [
@@ -82,3 +82,16 @@ def test_catalogue_extension(tmp_path):
     assert cat.lookup_name("ovine rinderpest").label == "1679004"
     assert cat.lookup_name("contagious ecthyma").label == "4009006"
     assert cat.version.startswith("source-1+")
+
+
+def test_check_code_answers_codes_names_local_labels_and_suggested_codes():
+    catalogue = load_catalogue()
+    anthrax = check_code(" 409498004 ", catalogue)
+    assert anthrax["valid"] is True and anthrax["disease"] == "Anthrax"
+    assert check_code("PPR", catalogue)["catalogue_label"] == "1679004"
+    local = check_code("local:foot-rot", catalogue)
+    assert local["valid"] is False and "no SNOMED code" in local["reason"]
+    assert check_code("40214000", catalogue)["suggested_code"] == "409498004"
+    assert check_code("12", catalogue)["valid"] is False and "disease" not in check_code(
+        "12", catalogue
+    )

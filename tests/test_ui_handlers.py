@@ -11,10 +11,10 @@ from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
 from vetllm.errors import VetLLMError
 from vetllm.ui import exports, guards, views
+from vetllm.ui.guards import UPLOAD_CHOICE
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.train_handlers import (
     HYPERPARAMETERS,
-    UPLOAD_CHOICE,
     TrainHandlers,
     config_from_widgets,
     list_presets,

@@ -18,9 +18,10 @@ from vetllm.data.synth import generate_records
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import RunDirectory
 from vetllm.ui import guards, throttle
+from vetllm.ui.guards import UPLOAD_CHOICE
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.throttle import PasswordThrottle
-from vetllm.ui.train_handlers import UPLOAD_CHOICE, TrainHandlers
+from vetllm.ui.train_handlers import TrainHandlers
 
 PASSWORD = "correct horse battery staple"
 NO_GPU = {"cuda": False, "bf16": False, "gpu_name": None, "gpu_memory_gb": None,

@@ -12,13 +12,13 @@ from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
 from vetllm.errors import VetLLMError
 from vetllm.ui import guards, views
+from vetllm.ui.guards import UPLOAD_CHOICE
 from vetllm.ui.predict_handlers import PredictHandlers, PredictorCache, worst_cases
 from vetllm.ui.settings import AppSettings
 from vetllm.ui.train_handlers import (
     BUNDLED_CHOICE,
     DEFAULT_PRESET,
     HYPERPARAMETERS,
-    UPLOAD_CHOICE,
     TrainHandlers,
     preset_config,
 )

@@ -22,6 +22,9 @@ from pathlib import Path
 
 from vetllm.errors import VetLLMError
 
+# How a run answers (engine/predict.py): generate then post-process, or only catalogue labels.
+# Calibration keeps one temperature per decoding; the app, CLI and engine all accept these.
+DECODINGS = ("free", "constrained")
 EPSILON = 1e-6  # confidences are clipped to [EPSILON, 1 - EPSILON] before taking log-odds
 TEMPERATURE_RANGE = (0.05, 20.0)  # search interval of T; outside it the fit is meaningless
 DEFAULT_BINS = 10

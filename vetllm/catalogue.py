@@ -5,6 +5,9 @@ code when it has one, otherwise `local:<key>` (the source mapping has no code fo
 few others; inventing a numeric code would look like a real SCTID, so we do not). Codes that fail
 the SCTID check stay as the data uses them and are flagged wherever they appear.
 
+`check_code` answers "is this a valid code, and which disease is it?" for `vetllm codes check`
+and the app's `check_codes` tool alike.
+
 Users can extend the catalogue with a JSON file of the same shape as `catalogue.json`: a disease
 with a known `key` adds variants (and may set a code), a new key adds a disease.
 """
@@ -111,6 +114,35 @@ class Catalogue:
             if disease is not None:
                 found.append(Mention(disease, match.start(), match.end(), match.group(0)))
         return found
+
+
+def check_code(text: str, catalogue: Catalogue) -> dict:
+    """The SCTID verdict on one code, with the catalogue disease when the code or name is known.
+
+    One answer for `vetllm codes check` and the app's `check_codes` tool: `code`, `valid`,
+    `kind` and `reason` (check_sctid), plus `disease` and `catalogue_label` (and
+    `suggested_code`) for a catalogue disease, or `suggested_for` when the code is the one the
+    catalogue suggests for a disease. A disease name or label is accepted as the text too.
+    """
+    text = str(text).strip()
+    disease = catalogue.by_label(text)
+    suggested_for = next((d for d in catalogue.diseases if d.suggested_code == text), None)
+    if disease is None and not text.isdigit() and not text.startswith(LOCAL_PREFIX):
+        disease = catalogue.lookup_name(text)
+    if text.startswith(LOCAL_PREFIX):
+        verdict = {"code": text, "valid": False, "kind": None}
+        verdict["reason"] = "a local label: this disease has no SNOMED code in the catalogue"
+    else:
+        verdict = check_sctid(text).to_dict()
+    if disease is not None:
+        verdict["disease"] = disease.name
+        verdict["catalogue_label"] = disease.label
+        if disease.suggested_code:
+            verdict["suggested_code"] = disease.suggested_code
+    elif suggested_for is not None:
+        verdict["disease"] = suggested_for.name
+        verdict["suggested_for"] = suggested_for.label
+    return verdict
 
 
 def _mention_regex(diseases: tuple[Disease, ...]) -> re.Pattern:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import statistics
 
-from vetllm.analysis import ACCURACY_KEYS, LossAnalysis, is_number
+from vetllm.analysis import ACCURACY_KEYS, LossAnalysis, analyse_losses, is_number
+from vetllm.errors import VetLLMError
 
 LOW_LOSS = 0.1  # nats/token: this low while accuracy is poor means the loss is not about codes
 LOW_ACCURACY = 0.6
@@ -76,6 +77,37 @@ def baseline_concern(evaluation: dict) -> dict | None:
         "severity": "warning",
         "message": str(verdict.get("sentence", "the model does not beat bag-of-words")),
     }
+
+
+def report_from_metrics(
+    metrics: list[dict], *, plan=None, stats=None, config=None, evaluation=None, served=None
+) -> str:
+    """RUN_DIR/report.md's text from the run's metrics.jsonl lines (training's end, `vetllm report`).
+
+    Args:
+        metrics: the run's metrics lines; those with `loss` or `eval_loss` are analysed.
+        plan: the CoveragePlan (its steps per epoch mark the epochs; else the log's own).
+        config: the run's TrainConfig as a dict, for the prompt-masking check.
+    """
+    history = [m for m in metrics if "loss" in m or "eval_loss" in m]
+    if not history:
+        raise VetLLMError("metrics.jsonl has no loss yet; wait for the first logging step")
+    steps_per_epoch = plan.to_dict().get("steps_per_epoch") if plan is not None else None
+    analysis = analyse_losses(
+        history, steps_per_epoch=steps_per_epoch or _steps_per_epoch(history), config=config
+    )
+    return render_training_report(
+        analysis, plan=plan, stats=stats, evaluation=evaluation, served=served
+    )
+
+
+def _steps_per_epoch(history: list[dict]) -> int | None:
+    """Optimizer steps per epoch, read off the last log line that has both step and epoch."""
+    for entry in reversed(history):
+        step, epoch = entry.get("step"), entry.get("epoch")
+        if step and epoch:
+            return round(float(step) / float(epoch))
+    return None
 
 
 def render_training_report(

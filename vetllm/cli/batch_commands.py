@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from vetllm.data.validation import MAX_PREDICT_NOTE_CHARS
 from vetllm.errors import VetLLMError
-
-MAX_NOTE_CHARS = 5_000  # the app's note limit (vetllm.ui.settings.MAX_NOTE_CHARS): one rule
 
 
 def add_file_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +37,7 @@ def code_file_command(args: argparse.Namespace) -> int:
     predictor = Predictor.from_run(args.run_dir)
     started = time.perf_counter()
     rows = code_notes(table, predict_with(predictor, args.decoding, args.batch_size),
-                      Path(args.run_dir).name, max_chars=MAX_NOTE_CHARS,
+                      Path(args.run_dir).name, max_chars=MAX_PREDICT_NOTE_CHARS,
                       chunk=max(args.batch_size, 1) * 8)  # fmt: skip
     seconds = time.perf_counter() - started
     out = write_coded(rows, table.columns, Path(args.out))

@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from vetllm.calibration import DECODINGS
+
 
 def add_commands(commands) -> None:
     """Register `calibrate` on the argparse sub-parsers object."""
@@ -30,7 +32,7 @@ def add_commands(commands) -> None:
         metavar="X",
         help="abstain below the confidence that reaches accuracy X on validation (e.g. 0.95)",
     )
-    calibrate.add_argument("--decoding", choices=("both", "free", "constrained"), default="both")
+    calibrate.add_argument("--decoding", choices=("both", *DECODINGS), default="both")
     calibrate.add_argument("--json", action="store_true", help="print JSON (for other tools)")
     calibrate.set_defaults(run=calibrate_command)
 
@@ -46,7 +48,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         cfg = _run_config(Path(args.run_dir))
         catalogue = load_catalogue(cfg.catalogue) if cfg and cfg.catalogue else load_catalogue()
         records = load_records(args.data, catalogue, "validation")[0]
-    decodings = ("free", "constrained") if args.decoding == "both" else (args.decoding,)
+    decodings = DECODINGS if args.decoding == "both" else (args.decoding,)
     result = calibrate_run(
         args.run_dir, records, target_accuracy=args.target_accuracy, decodings=decodings
     )

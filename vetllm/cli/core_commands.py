@@ -12,8 +12,7 @@ import argparse
 import json
 import sys
 
-from vetllm.catalogue import LOCAL_PREFIX, Catalogue, load_catalogue
-from vetllm.sctid import check_sctid
+from vetllm.catalogue import check_code, load_catalogue
 
 
 def add_commands(commands) -> None:
@@ -97,29 +96,6 @@ def run_postprocess(args: argparse.Namespace) -> int:
     for line in result.notes:
         print(f"note:          {line}")
     return 0
-
-
-def check_code(text: str, catalogue: Catalogue) -> dict:
-    """The SCTID verdict on one code, with the catalogue disease when the code or name is known."""
-    text = str(text).strip()
-    disease = catalogue.by_label(text)
-    suggested_for = next((d for d in catalogue.diseases if d.suggested_code == text), None)
-    if disease is None and not text.isdigit() and not text.startswith(LOCAL_PREFIX):
-        disease = catalogue.lookup_name(text)
-    if text.startswith(LOCAL_PREFIX):
-        verdict = {"code": text, "valid": False, "kind": None}
-        verdict["reason"] = "a local label: this disease has no SNOMED code in the catalogue"
-    else:
-        verdict = check_sctid(text).to_dict()
-    if disease is not None:
-        verdict["disease"] = disease.name
-        verdict["catalogue_label"] = disease.label
-        if disease.suggested_code:
-            verdict["suggested_code"] = disease.suggested_code
-    elif suggested_for is not None:
-        verdict["disease"] = suggested_for.name
-        verdict["suggested_for"] = suggested_for.label
-    return verdict
 
 
 def run_codes_check(args: argparse.Namespace) -> int:

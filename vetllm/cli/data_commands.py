@@ -170,14 +170,12 @@ def run_leakage(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    from vetllm.data.synth import write_synthetic_dataset
+
     n = _number(args.n, "--n", int)
     seed = _number(args.seed, "--seed", int)
     val = _number(args.val, "--val", float)
     test = _number(args.test, "--test", float)
-    try:  # written by another module; imported here so `vetllm data` works without it
-        from vetllm.data.synth import write_synthetic_dataset
-    except ImportError:
-        raise VetLLMError("data synth: the synthetic data module is not installed") from None
     summary = write_synthetic_dataset(
         args.out, n=n, seed=seed, val_fraction=val, style=args.style, test_fraction=test
     )

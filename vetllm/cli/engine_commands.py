@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
@@ -139,8 +138,9 @@ def _absolute(path: str) -> str:
 
 def default_output(name: str) -> Path:
     """runs/<name>-<UTC timestamp> inside VETLLM_RUNS_DIR (default ./runs)."""
-    root = Path(os.environ.get("VETLLM_RUNS_DIR", "runs"))
-    return root / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    from vetllm.runs.directory import default_runs_dir, new_run_folder_name
+
+    return default_runs_dir() / new_run_folder_name(name)
 
 
 def _check_output(run_dir: Path, resume: bool) -> None:

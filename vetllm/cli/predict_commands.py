@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from vetllm.calibration import DECODINGS
 from vetllm.cli.batch_commands import add_file_arguments, code_file_command
 from vetllm.errors import VetLLMError
 
@@ -75,7 +76,7 @@ def add_commands(commands) -> None:
 
 
 def _add_decoding(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--decoding", choices=("free", "constrained"), default="free")
+    parser.add_argument("--decoding", choices=DECODINGS, default="free")
     parser.add_argument("--batch-size", type=int, default=16, help="notes per forward pass")
     parser.add_argument("--json", action="store_true", help="print JSON (for other tools)")
 
@@ -85,7 +86,8 @@ def _print_json(value) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from vetllm.engine.predict import Predictor
+    from vetllm.data.validation import MAX_PREDICT_NOTE_CHARS
+    from vetllm.engine.predict import Predictor, validate_notes
 
     if args.file or args.out:
         return code_file_command(args)
@@ -96,6 +98,7 @@ def predict_command(args: argparse.Namespace) -> int:
     notes = list(args.notes)
     if notes == ["-"]:
         notes = [line for line in sys.stdin.read().splitlines() if line.strip()]
+    notes = validate_notes(notes, MAX_PREDICT_NOTE_CHARS)  # the app's rule; before the model loads
     predictor = Predictor.from_run(args.run_dir)
     predictions = predictor.predict(notes, decoding=args.decoding, batch_size=args.batch_size)
     answers = [p.to_api_dict(predictor.catalogue) for p in predictions]

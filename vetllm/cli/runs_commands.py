@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,13 @@ from vetllm.runs.state import RunState, RunStatus
 
 def add_commands(commands) -> None:
     """Register `runs` (with its sub-commands) and `report` on the argparse sub-parsers object."""
-    from vetllm.runs.directory import DEFAULT_RUNS_DIR
+    from vetllm.runs.directory import default_runs_dir
 
     runs = commands.add_parser("runs", help="list, inspect, stop, resume and launch training runs")
     sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
 
     listing = sub.add_parser("list", help="every run in a runs folder, newest first")
-    listing.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    listing.add_argument("--runs-dir", type=Path, default=default_runs_dir())
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=_list)
 
@@ -47,7 +46,7 @@ def add_commands(commands) -> None:
     launch = sub.add_parser("launch", help="start training in a separate process")
     launch.add_argument("--config", type=Path, required=True, metavar="PRESET_OR_FILE")
     launch.add_argument("--output", type=Path, metavar="RUN_DIR", help="default: runs/NAME-TIME")
-    launch.add_argument("--runs-dir", type=Path, default=DEFAULT_RUNS_DIR)
+    launch.add_argument("--runs-dir", type=Path, default=default_runs_dir())
     launch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     launch.add_argument("--wait", action="store_true", help="follow progress until it ends")
     launch.set_defaults(run=_launch)
@@ -148,9 +147,9 @@ def _launch(args: argparse.Namespace) -> int:
 
 def _default_run_name(config: Path, overrides: list[str]) -> str:
     from vetllm.config import load_config
+    from vetllm.runs.directory import new_run_folder_name
 
-    name = load_config(config, overrides).name or config.stem
-    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    return new_run_folder_name(load_config(config, overrides).name or config.stem)
 
 
 def _follow(run) -> int:
@@ -186,26 +185,21 @@ def render_run_report(run) -> str:
     can still be read (the same report training writes at its end); otherwise they are left out
     with a note on stderr.
     """
-    from vetllm.analysis import analyse_losses
-    from vetllm.report import render_training_report
+    from vetllm.report import report_from_metrics
     from vetllm.runs.directory import atomic_write_text
 
-    # read_metrics skips a damaged line, as training's own report does (issue 11, item 18)
-    history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]
-    if not history:
+    metrics = run.read_metrics()  # skips a damaged line (issue 11, item 18)
+    if not any("loss" in m or "eval_loss" in m for m in metrics):
         raise VetLLMError(
             f"RUN_DIR: '{run.name}' has no loss in metrics.jsonl yet; wait for the first "
             "logging step"
         )
     plan, stats, config = _plan_and_stats(run)
-    steps_per_epoch = plan.to_dict().get("steps_per_epoch") if plan else None
-    analysis = analyse_losses(
-        history, steps_per_epoch=steps_per_epoch or _steps_per_epoch(history), config=config
-    )
-    text = render_training_report(
-        analysis,
+    text = report_from_metrics(
+        metrics,
         plan=plan,
         stats=stats,
+        config=config,
         evaluation=_read_json(run.eval_dir / "metrics.json"),
         served=run.read_status().served,
     )
@@ -222,7 +216,7 @@ def _plan_and_stats(run):
 
         cfg = load_config(run.config_path)
         records = load_dataset_file(cfg.data_paths()[0], on_error="skip").records
-    except (ImportError, VetLLMError, OSError) as error:
+    except (VetLLMError, OSError) as error:
         print(f"note: coverage and data statistics left out ({error})", file=sys.stderr)
         return None, None, None
     card = _read_json(run.model_dir / "run_card.json") or {}
@@ -236,12 +230,3 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None  # absent or half-written: left out rather than failing the report
     return data if isinstance(data, dict) else None
-
-
-def _steps_per_epoch(history: list[dict]) -> int | None:
-    """Optimizer steps per epoch, read off the last log line that has both step and epoch."""
-    for entry in reversed(history):
-        step, epoch = entry.get("step"), entry.get("epoch")
-        if step and epoch:
-            return round(float(step) / float(epoch))
-    return None

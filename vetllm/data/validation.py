@@ -25,7 +25,17 @@ CODE_FIELDS = ("snomed_codes", "snomed_code", "codes", "labels")
 DISEASE_FIELDS = ("disease", "diagnosis")
 SPECIES_FIELDS = ("animal", "species")
 _REGENERATED = ("instruction", "output")  # rebuilt from the template when written
-MAX_NOTE_CHARS = 20_000  # source notes are ~150-300 characters; 20k is a pasted document
+# Two limits on a note's length, because they guard different things:
+# - MAX_DATA_NOTE_CHARS: a note inside a data file (training, validation or evaluation data),
+#   reported as a row problem. Source notes are ~150-300 characters; 20k is a pasted document.
+#   Evaluation sends every note a data file may hold through the model, so the predictor's own
+#   check (engine/predict.validate_notes) allows this much too.
+# - MAX_PREDICT_NOTE_CHARS: one note someone asks the model to code: the app's box, the API and
+#   MCP `predict`, `vetllm predict` and batch coding (app and CLI). A caller of a shared app may
+#   be anonymous, so this bounds the model time one note can take; 5k is still over 15 long
+#   source notes, and the app tells users the number.
+MAX_DATA_NOTE_CHARS = 20_000
+MAX_PREDICT_NOTE_CHARS = 5_000
 # Fields per row / CSV columns: the source format has about 10. A 100k-column header was a CPU
 # bomb (issue 11, item 1); 200 leaves room for every real export.
 MAX_COLUMNS = 200
@@ -256,9 +266,9 @@ def _clean_note(value: object, flags: set[str]) -> tuple[str | None, str | None]
     cleaned = cleaned.strip()
     if not cleaned:
         return None, "the note is empty or only whitespace"
-    if len(cleaned) > MAX_NOTE_CHARS:
+    if len(cleaned) > MAX_DATA_NOTE_CHARS:
         return None, (
-            f"the note is {len(cleaned):,} characters long; the limit is {MAX_NOTE_CHARS:,} "
+            f"the note is {len(cleaned):,} characters long; the limit is {MAX_DATA_NOTE_CHARS:,} "
             "per note: shorten it or split it into separate records"
         )
     return cleaned, None

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from vetllm import resources
+from vetllm.calibration import DECODINGS
 from vetllm.errors import VetLLMError
 
 PRESET = resources.PRESETS_DIR / f"{resources.DEFAULT_PRESET}.yaml"
@@ -208,7 +209,7 @@ def bench_prediction(run_dir: Path, val_file: Path, n_notes: int, batch_sizes) -
     notes = [r.note for r in records[:n_notes]]
     predictor.predict(notes[:2], "free", batch_size=2)  # warm-up: first-call allocations
     timings = []
-    for decoding in ("free", "constrained"):
+    for decoding in DECODINGS:
         for batch_size in batch_sizes:
             started = time.perf_counter()
             predictions = predictor.predict(notes, decoding, batch_size=batch_size)

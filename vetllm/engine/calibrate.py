@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibration re-exported
     CALIBRATION_FILE,
+    DECODINGS,
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
@@ -29,8 +30,6 @@ from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibrat
 from vetllm.catalogue import Catalogue
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import atomic_write_text
-
-DECODINGS = ("free", "constrained")
 
 
 def calibrate_run(

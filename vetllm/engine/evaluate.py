@@ -4,7 +4,9 @@ Writes RUN_DIR/eval/ (or `out_dir`): `predictions.jsonl` (one line per note: not
 output, post-processed codes, strict and lenient verdicts, confidences), `metrics.json` (the
 model's scores from `score_predictions` and the three baselines fitted on the run's own training
 data, side by side) and `summary.md`. Files are written atomically so the app never reads half a
-file. Note text goes only into predictions.jsonl, never to stdout.
+file. Note text goes only into predictions.jsonl, never to stdout. Training's final evaluation is
+`evaluate_at_finish` (the same files; a failure is logged and never fails the finished run), and
+`headline_metrics` the part of the result kept as the run's `final_metrics`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from vetllm.errors import VetLLMError
 from vetllm.runs.directory import atomic_write_text
 
 BUNDLED = "bundled"  # data value meaning the repository's examples/ (as in TrainConfig)
+# The scores kept in status.json and the run card as `final_metrics` (seeds, serving, the app).
+HEADLINE_KEYS = ("n", "strict_accuracy", "lenient_accuracy", "format_valid_rate")
 
 
 def evaluate_run(
@@ -102,6 +106,34 @@ def evaluate_run(
     atomic_write_text(target / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False))
     atomic_write_text(target / "summary.md", render_summary(metrics))
     return metrics
+
+
+def evaluate_at_finish(run_path: Path, records: list[Record], log) -> dict | None:
+    """Free-decoding evaluation right after training, into RUN_DIR/eval; None if it failed.
+
+    A failure is logged and never fails the finished run (its served step's validation scores
+    stand), as calibration at finish does.
+    """
+    try:
+        metrics = evaluate_run(run_path, records, decoding="free")
+    except Exception as error:  # noqa: BLE001 - the trained model must not be lost to it
+        log(
+            f"final evaluation skipped ({type(error).__name__}: {error}); retry with "
+            "`vetllm evaluate --run RUN_DIR --data VALIDATION_FILE`"
+        )
+        return None
+    log(
+        "validation (free decoding): strict {strict_accuracy:.3f}, lenient {lenient_accuracy:.3f} "
+        "on {n} notes".format(**metrics)
+    )
+    return metrics
+
+
+def headline_metrics(metrics: dict | None) -> dict | None:
+    """n, strict and lenient accuracy and format validity of an evaluate_run result."""
+    if not metrics:
+        return None
+    return {key: metrics[key] for key in HEADLINE_KEYS if key in metrics}
 
 
 def _selective_numbers(predictions, answers, records) -> dict:

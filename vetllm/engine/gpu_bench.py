@@ -22,7 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from vetllm.calibration import DECODINGS
 from vetllm.engine.random_llama import SHAPES, random_base_models, write_base
+from vetllm.runs.directory import RunDirectory
 
 SOURCE_SAMPLES = 1602  # the source's training set (DOMAIN.md): 603 steps at effective batch 8
 # (name, overrides of the fast preset's settings); the source recipe pads every batch to 512.
@@ -222,8 +224,7 @@ def _timings(cfg, meter: _Meter, run_dir: Path) -> dict:
     source_steps = plan_coverage(
         SOURCE_SAMPLES, cfg.per_device_batch, cfg.grad_accum, cfg.epochs, drop_last=cfg.drop_last
     ).total_steps
-    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    losses = [json.loads(x)["loss"] for x in lines if x.strip() and "loss" in json.loads(x)]
+    losses = [m["loss"] for m in RunDirectory(run_dir).read_metrics() if "loss" in m]
     out = {
         "steps": len(times),
         "s_per_step": round(steady, 4),
@@ -294,7 +295,7 @@ def _time_decoding(predictor, notes, decoding, batch_size) -> tuple[dict, list]:
 def _time_paths(predictor, notes, n_single, batch_size) -> tuple[list, dict]:
     predictor.predict(notes[:2], "free", batch_size=2)  # warm-up: first-call allocations
     rows, codes = [], {}
-    for decoding in ("free", "constrained"):
+    for decoding in DECODINGS:
         for size, subset in ((1, notes[:n_single]), (batch_size, notes)):
             row, found = _time_decoding(predictor, subset, decoding, size)
             rows.append(row)

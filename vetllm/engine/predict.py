@@ -28,15 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vetllm.abstention import AbstentionPolicy
-from vetllm.calibration import scale_confidence
+from vetllm.calibration import DECODINGS, scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
-from vetllm.data.validation import MAX_NOTE_CHARS  # the same limit as notes in data files
+from vetllm.data.validation import MAX_DATA_NOTE_CHARS
 from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
 
-DECODINGS = ("free", "constrained")
 MAX_NOTES_PER_CALL = 10_000
 # (note, candidate) rows per forward in constrained mode: each row holds a copy of its note's
 # key/value cache, so this bounds memory, not speed.
@@ -102,8 +101,12 @@ def _code_entry(label: str, confidence: float | None, catalogue: Catalogue) -> d
     }
 
 
-def validate_notes(notes: object) -> list[str]:
-    """The notes as a list of non-empty strings; every problem is reported at once."""
+def validate_notes(notes: object, max_chars: int = MAX_DATA_NOTE_CHARS) -> list[str]:
+    """The notes as a list of non-empty strings; every problem is reported at once.
+
+    `max_chars` defaults to the data-file limit (evaluation predicts data files); the edges
+    that take notes from people pass MAX_PREDICT_NOTE_CHARS (vetllm.data.validation).
+    """
     if isinstance(notes, str) or not isinstance(notes, (list, tuple)):
         raise VetLLMError(
             f"notes: expected a list of note texts, got {type(notes).__name__}; "
@@ -122,9 +125,9 @@ def validate_notes(notes: object) -> list[str]:
             problems.append(f"note {index}: expected text, got {type(note).__name__}")
         elif not note.strip():
             problems.append(f"note {index}: is empty; type the clinical note")
-        elif len(note) > MAX_NOTE_CHARS:
+        elif len(note) > max_chars:
             problems.append(
-                f"note {index}: {len(note):,} characters; the limit is {MAX_NOTE_CHARS:,}, "
+                f"note {index}: {len(note):,} characters; the limit is {max_chars:,}, "
                 "shorten it to the clinical findings"
             )
     if problems:
@@ -179,7 +182,7 @@ class Predictor:
             model,
             tokenizer,
             template=_template_of(cfg),
-            candidates=_training_labels(run_path, cfg),
+            candidates=_training_labels(run_path),
             catalogue=catalogue,
             max_length=getattr(cfg, "max_length", None),
             max_new_tokens=getattr(cfg, "max_new_tokens", None),
@@ -330,26 +333,15 @@ def _catalogue_of(cfg) -> Catalogue:
     return load_catalogue(str(extra)) if extra else load_catalogue()
 
 
-def _training_labels(run_path: Path, cfg) -> list[str] | None:
-    """The labels seen in training: from the run card, else read from the training data."""
+def _training_labels(run_path: Path) -> list[str] | None:
+    """The labels seen in training (run card `train_labels`, modeling.build_run_card); None (every
+    catalogue label is a candidate) when the card has none."""
     try:
         card = json.loads((run_path / "model" / "run_card.json").read_text("utf-8"))
     except (OSError, ValueError):
-        card = {}
-    for key in ("labels", "train_labels", "candidate_labels"):
-        value = card.get(key) if isinstance(card, dict) else None
-        if isinstance(value, (list, dict)) and value:
-            return [str(v) for v in value]
-    from vetllm.data.loading import load_dataset_file  # not engine.evaluate: it imports us
-
-    try:
-        train_path, _ = cfg.data_paths()
-        loaded = load_dataset_file(train_path, on_error="skip", catalogue=_catalogue_of(cfg))
-    except VetLLMError:
-        loaded = None
-    if loaded is None or not loaded.records:
-        return None  # training data moved or unreadable: every catalogue label is a candidate
-    return sorted({label for record in loaded.records for label in record.labels})
+        return None
+    labels = card.get("train_labels") if isinstance(card, dict) else None
+    return [str(label) for label in labels] if isinstance(labels, list) and labels else None
 
 
 class _Encoder:

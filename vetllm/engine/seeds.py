@@ -46,7 +46,7 @@ def summary_path(base: Path) -> Path:
 def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = False) -> dict:
     """Train one run per seed (completed ones are kept when resuming); returns the summary."""
     from vetllm.engine.training import is_main_process, train
-    from vetllm.runs.directory import RunDirectory
+    from vetllm.runs.directory import RunDirectory, atomic_write_text
     from vetllm.runs.lock import acquire_training_lock
 
     results = []
@@ -64,9 +64,8 @@ def train_seeds(cfg: TrainConfig, base: Path, seeds: list[int], resume: bool = F
             break  # stopped on request: the remaining seeds wait for a resume
     summary = summarise_seeds(results, planned=len(seeds))
     if is_main_process():
-        path = summary_path(base)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        path = summary_path(base)  # atomic: a crash mid-write leaves the old summary, not half
+        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
         summary["path"] = str(path)
     return summary
 

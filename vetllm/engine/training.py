@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,7 +26,6 @@ from transformers import TrainingArguments, set_seed
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.config import TINY_BASE, TrainConfig, tracker_names
 from vetllm.data.records import Record
-from vetllm.data.writing import jsonl_text
 from vetllm.engine import modeling
 from vetllm.engine.calibrate import calibrate_at_finish
 from vetllm.engine.callbacks import RunCallback
@@ -36,6 +36,7 @@ from vetllm.engine.collate import (
     load_training_data,
 )
 from vetllm.engine.environment import check_trackers
+from vetllm.engine.evaluate import evaluate_at_finish, headline_metrics
 from vetllm.engine.selection import (
     GenerationEval,
     LenientEarlyStopping,
@@ -46,7 +47,7 @@ from vetllm.engine.selection import (
 )
 from vetllm.engine.speed import speed_arguments
 from vetllm.errors import VetLLMError
-from vetllm.runs.directory import RunDirectory
+from vetllm.runs.directory import RunDirectory, atomic_write_text
 from vetllm.runs.faults import record_failure
 from vetllm.runs.state import RunState
 
@@ -169,6 +170,22 @@ def _record_failure(
     return record_failure(run, cause, remedy, error)
 
 
+@dataclass
+class Recipe:
+    """One run's inputs, gathered once by `_train` and read by `_prepare_trainer` and `_finish`."""
+
+    cfg: TrainConfig
+    run: RunDirectory
+    log: RunLog
+    source: str | None  # the base model's local folder or hub id; None for the tiny model
+    catalogue: Catalogue
+    train_records: list[Record]  # the user's notes (the model may train on a mix, training_mix)
+    val_records: list[Record]
+    data_files: dict  # name -> path and sha256 of each data file, for the run card
+    started: float  # time.monotonic() when training began, for the wall time
+    mix: dict | None = None  # what training_mix changed, for the run card
+
+
 def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> dict:
     started = time.monotonic()
     set_seed(cfg.seed)
@@ -183,11 +200,11 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
     train_records, val_records, data_files = load_training_data(cfg, catalogue)
     log(f"data: {len(train_records)} training notes, {len(val_records)} validation notes")
-    model_records, mix = training_mix(cfg, train_records, catalogue, log)
-    trainer, callback, params = _prepare_trainer(
-        cfg, run, source, catalogue, model_records, val_records, resume, log
+    recipe = Recipe(
+        cfg, run, log, source, catalogue, train_records, val_records, data_files, started
     )
-    trainer.training_mix = mix  # for the run card
+    model_records, recipe.mix = training_mix(cfg, train_records, catalogue, log)
+    trainer, callback, params = _prepare_trainer(recipe, model_records, resume)
     checkpoint = run.last_complete_checkpoint() if resume else None
     for name, problem in run.damaged_checkpoints() if resume else []:
         log(f"{name} is damaged ({problem}); not resuming from it")
@@ -199,71 +216,77 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
         if is_main_process():
             return run.write_status(RunState.STOPPED, message=f"stopped ({callback.stop_reason})")
         return {"state": RunState.STOPPED.value}
-    context = (source, params, data_files, train_records, val_records, started)
-    return _finish(cfg, run, log, trainer, *context)
+    return _finish(recipe, trainer, params)
 
 
-def _prepare_trainer(cfg, run, source, catalogue, train_records, val_records, resume, log):
-    """Tokenizer, model, encoded data and the Trainer with its callbacks."""
-    template = cfg.prompt()
+def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) -> tuple:
+    """(Trainer with its callbacks, the RunCallback, parameter counts) for `model_records`."""
+    cfg, run, log = recipe.cfg, recipe.run, recipe.log
     tokenizer = modeling.tokenizer_for_training(
-        cfg, source, train_records, catalogue.labels, run.path / "tokenizer", fresh=not resume
+        cfg,
+        recipe.source,
+        model_records,
+        recipe.catalogue.labels,
+        run.path / "tokenizer",
+        fresh=not resume,
     )
-    model = modeling.model_for_training(cfg, source, tokenizer)
+    model = modeling.model_for_training(cfg, recipe.source, tokenizer)
     params = modeling.count_parameters(model)
     log(
         f"model: {cfg.base_model} ({cfg.method}); trainable parameters {params['trainable']:,} "
         f"of {params['total']:,} ({params['trainable_share']:.3%})"
     )
-    eval_records = validation_subset(val_records, cfg.eval_samples)
+    eval_records = validation_subset(recipe.val_records, cfg.eval_samples)
     if cfg.eval_steps and eval_records:
         log(
             f"validation every {cfg.eval_steps} steps on {len(eval_records)} of "
-            f"{len(val_records)} notes; the step with the best lenient accuracy is served"
+            f"{len(recipe.val_records)} notes; the step with the best lenient accuracy is served"
         )
+    template = cfg.prompt()
     train_set = encode_records(
-        tokenizer, template, train_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
+        tokenizer, template, model_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
     )
     eval_set = encode_records(tokenizer, template, eval_records, cfg.max_length)
     source_of = "reused from the datasets cache" if train_set.from_cache else "tokenized"
     log(f"training examples: {len(train_set)} {source_of} in {train_set.tokenize_seconds:.2f} s")
     callback = RunCallback(run)
     trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
-    trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, catalogue)
+    trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, recipe.catalogue)
     return trainer, callback, params
 
 
-def _finish(
-    cfg, run, log, trainer, source, params, data_files, train_records, val_records, started
-):
+def _finish(recipe: Recipe, trainer: VetTrainer, params: dict) -> dict:
     """Save the final model and run card, evaluate, write the report, mark the run completed."""
+    cfg, run, log = recipe.cfg, recipe.run, recipe.log
     trainer.save_model(str(run.model_dir))  # only rank 0 writes; every rank must call it
     if not is_main_process():
         return {"state": RunState.COMPLETED.value}
     trainer.processing_class.save_pretrained(str(run.model_dir))
-    train_seconds = time.monotonic() - started
-    labels = {label for r in train_records for label in r.labels}
-    card = modeling.build_run_card(cfg, source, params, data_files, labels, trainer.state)
+    train_seconds = time.monotonic() - recipe.started
+    labels = {label for r in recipe.train_records for label in r.labels}
+    card = modeling.build_run_card(
+        cfg, recipe.source, params, recipe.data_files, labels, trainer.state
+    )
     # load_best_model_at_end has already put the best step's weights in the model just saved.
     card["served"] = served_step(trainer.state, trainer.args.load_best_model_at_end)
     log("served model: " + card["served"]["summary"])
-    card["training_mix"] = getattr(trainer, "training_mix", None)
+    card["training_mix"] = recipe.mix
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
-    calibrate_at_finish(run.path, cfg, val_records, log)  # before the evaluation uses it
+    calibrate_at_finish(run.path, cfg, recipe.val_records, log)  # before the evaluation uses it
     evaluation = None
-    if cfg.final_eval and val_records:
+    if cfg.final_eval and recipe.val_records:
         run.write_status(message="final evaluation")
-        evaluation = final_evaluation(run, trainer, cfg, val_records, log)
-        card["final_metrics"] = _headline(evaluation)
+        evaluation = evaluate_at_finish(run.path, recipe.val_records, log)
+        card["final_metrics"] = headline_metrics(evaluation)
         modeling.write_json(run.model_dir / modeling.RUN_CARD, card)
-    write_report(run, cfg, train_records, evaluation, log, served=card["served"])
-    total = time.monotonic() - started
+    write_report(run, cfg, recipe.train_records, evaluation, log, served=card["served"])
+    total = time.monotonic() - recipe.started
     log(f"done in {total:.1f} s (training {train_seconds:.1f} s); model in {run.model_dir}")
     return run.write_status(
         RunState.COMPLETED,
         message="completed",
         wall_s=round(total, 2),
-        final_metrics=_headline(evaluation),
+        final_metrics=headline_metrics(evaluation),
         served=card["served"],
     )
 
@@ -349,55 +372,7 @@ def _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback) ->
     )
 
 
-# -- evaluation, run card, report ------------------------------------------------------------
-def final_evaluation(run, trainer, cfg, records: list[Record], log: RunLog) -> dict:
-    """Free-decoding evaluation of the saved model on the validation data, into RUN_DIR/eval."""
-    try:
-        from vetllm.engine.evaluate import evaluate_run
-    except ImportError:
-        evaluate_run = None
-    result = None
-    if evaluate_run is not None:
-        try:
-            result = evaluate_run(run.path, records, decoding="free")
-        except Exception as error:  # noqa: BLE001 - the trained model must not be lost to it
-            log(f"evaluate_run failed ({type(error).__name__}: {error}); using the built-in eval")
-    if _headline(result) is None:
-        result = _own_evaluation(run, trainer, cfg, records)
-    headline = _headline(result)
-    log(
-        "validation (free decoding): strict {strict_accuracy:.3f}, lenient {lenient_accuracy:.3f} "
-        "on {n} notes".format(**headline)
-    )
-    return result
-
-
-def _own_evaluation(run, trainer, cfg, records) -> dict:
-    """Greedy evaluation into RUN_DIR/eval when vetllm.engine.evaluate is unavailable."""
-    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
-    evaluator = GenerationEval(cfg, trainer.processing_class, records, catalogue)
-    answers = evaluator.answers(trainer.model)
-    scores = evaluator.scores(answers)
-    lines = [
-        {"raw_output": a, "gold": list(r.labels)} for a, r in zip(answers, records, strict=True)
-    ]
-    run.eval_dir.mkdir(parents=True, exist_ok=True)
-    (run.eval_dir / "predictions.jsonl").write_text(jsonl_text(lines), encoding="utf-8")
-    modeling.write_json(run.eval_dir / "metrics.json", scores)
-    return scores
-
-
-def _headline(result: dict | None) -> dict | None:
-    """n, strict and lenient accuracy from an evaluation result, wherever they are nested."""
-    if not result:
-        return None
-    for candidate in (result, result.get("scores"), result.get("metrics"), result.get("model")):
-        if isinstance(candidate, dict) and "lenient_accuracy" in candidate:
-            keys = ("n", "strict_accuracy", "lenient_accuracy", "format_valid_rate")
-            return {k: candidate[k] for k in keys if k in candidate}
-    return None
-
-
+# -- the report ------------------------------------------------------------------------------
 def write_report(run, cfg, records, evaluation, log, served: dict | None = None) -> None:
     """RUN_DIR/report.md from vetllm.analysis; a report problem never fails a finished run."""
     if not run.metrics_path.is_file():
@@ -405,24 +380,21 @@ def write_report(run, cfg, records, evaluation, log, served: dict | None = None)
         return
     try:
         text = _render_report(run, cfg, records, evaluation, served)
-        run.report_path.write_text(text, encoding="utf-8")
+        atomic_write_text(run.report_path, text)
     except Exception as error:  # noqa: BLE001 - the model is saved; the report can be redone
         log(f"report.md skipped ({type(error).__name__}: {error}); retry with `vetllm report`")
 
 
 def _render_report(run, cfg, records, evaluation, served) -> str:
-    from vetllm.analysis import analyse_losses
     from vetllm.data.stats import dataset_stats
-    from vetllm.report import render_training_report
+    from vetllm.report import report_from_metrics
 
     plan = cfg.coverage_plan(records, world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    # read_metrics skips a damaged line; load_log_history would fail on it (issue 11, item 18)
-    history = [m for m in run.read_metrics() if "loss" in m or "eval_loss" in m]
-    analysis = analyse_losses(
-        history,
-        steps_per_epoch=plan.to_dict().get("steps_per_epoch"),
+    return report_from_metrics(
+        run.read_metrics(),  # skips a damaged line (issue 11, item 18)
+        plan=plan,
+        stats=dataset_stats(records),
         config=cfg.to_dict(),
-    )
-    return render_training_report(
-        analysis, plan=plan, stats=dataset_stats(records), evaluation=evaluation, served=served
+        evaluation=evaluation,
+        served=served,
     )

@@ -29,7 +29,8 @@ from vetllm.runs.state import RUN_STATES, RunState, RunStatus
 
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-DEFAULT_RUNS_DIR = Path(os.environ.get("VETLLM_RUNS_DIR", "runs"))
+RUNS_DIR_ENV = "VETLLM_RUNS_DIR"  # where runs go when no --runs-dir / --output is given
+DEFAULT_RUNS_FOLDER = "runs"  # relative to the working directory, when the variable is unset
 # Set by the launcher for the process it spawns: the run directory whose status "pid" it owns.
 # Without it (plain `vetllm train`), the training process records its own pid.
 LAUNCHED_RUN_ENV = "VETLLM_LAUNCHED_RUN"
@@ -52,6 +53,38 @@ def _checked(state: RunState | str) -> str:
         names = ", ".join(RUN_STATES)
         raise ValueError(f"unknown run state {state!r}; expected one of {names}")
     return RunState(state).value
+
+
+def default_runs_dir() -> Path:
+    """The runs folder: $VETLLM_RUNS_DIR, else ./runs (read at call time, not at import)."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_FOLDER)
+
+
+def new_run_folder_name(name: str) -> str:
+    """A new run's folder name: NAME-YYYYmmdd-HHMMSS in UTC (the app, CLI and first launch)."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every JSON object line of a file we wrote, in order; [] when the file does not exist.
+
+    Tolerant by design: a line torn by a crash mid-write, a corrupt line or a non-object line is
+    skipped (the run files are appended to while others read them). For users' own files, which
+    deserve a message per bad line, the data loaders are strict instead.
+    """
+    try:
+        raw = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in raw.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -288,19 +321,7 @@ class RunDirectory:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every complete metrics line, in order; a torn or corrupt line is skipped."""
-        try:
-            raw = self.metrics_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return []
-        records = []
-        for line in raw.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+        return read_jsonl(self.metrics_path)
 
     def truncate_metrics_after(self, step: int) -> int:
         """Drop metrics lines logged after `step` (work lost when a run resumes from there).

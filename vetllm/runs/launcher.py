@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -139,16 +138,9 @@ def _prepare_run_dir(
 
 def _write_resolved_config(source: Path, target: Path, overrides: Sequence[str]) -> None:
     """Validate the config (all problems at once) and write it, resolved, into the run."""
+    from vetllm.config import load_config
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from vetllm.config import load_config
-    except ImportError:  # the config module is not available: keep the file as given
-        if overrides:
-            raise VetLLMError(
-                "set: config overrides need vetllm.config, which is not installed"
-            ) from None
-        shutil.copyfile(source, target)
-        return
     load_config(source, list(overrides)).to_yaml(target)
 
 

@@ -29,12 +29,11 @@ from vetllm.ui.predict_handlers import PredictHandlers
 from vetllm.ui.predict_tab import build_predict_tab
 from vetllm.ui.runs_handlers import RunsHandlers
 from vetllm.ui.runs_tab import build_runs_tab
-from vetllm.ui.settings import AppSettings
+from vetllm.ui.settings import PRIVATE, AppSettings
 from vetllm.ui.tools import PublicTools
 from vetllm.ui.train_handlers import BUNDLED_CHOICE, TrainHandlers
 from vetllm.ui.train_tab import build_train_tab
 
-PRIVATE = {"api_visibility": "private"}
 TITLE = "VetLLM Studio"
 CSS = (
     ".vetllm-progress { font-size: 0.95rem; padding: 6px 0; }\n"

@@ -21,9 +21,10 @@ from vetllm.batchcode import (
     predict_with,
     read_notes_file,
 )
+from vetllm.calibration import DECODINGS
 from vetllm.errors import VetLLMError
 from vetllm.ui.guards import discard_upload, upload_path, user_facing, write_temp_file
-from vetllm.ui.predict_handlers import DECODINGS, PredictHandlers
+from vetllm.ui.predict_handlers import PredictHandlers
 
 PUBLIC_MAX_ROWS = 500  # notes per file in a shared / hosted app (~10 s of CPU on the tiny model)
 LOCAL_MAX_ROWS = 100_000

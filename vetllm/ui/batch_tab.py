@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import gradio as gr
 
+from vetllm.calibration import DECODINGS
 from vetllm.ui.batch_handlers import LOCAL_MAX_ROWS, PUBLIC_MAX_ROWS, BatchHandlers
-from vetllm.ui.predict_handlers import DECODINGS
-from vetllm.ui.settings import AppSettings
+from vetllm.ui.settings import PRIVATE, AppSettings
 
-PRIVATE = {"api_visibility": "private"}
 NOTE_FILE_TYPES = [".csv", ".jsonl", ".json", ".txt"]
 
 

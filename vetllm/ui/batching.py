@@ -133,9 +133,7 @@ def _leave_a_core_for_the_server() -> None:
 
     With torch on both cores of a 2-core machine, join requests waited past clients' 5 s HTTP
     timeout under 64 clients; one thread doubled throughput there (scripts/load_bench.py)."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - the UI is installed with torch
-        return
+    import torch  # here, not at import: the UI starts without loading torch
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), (cores or 1) - 1)))

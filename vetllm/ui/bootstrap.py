@@ -13,7 +13,6 @@ other run is served by then. `first_launch_banner` is the line every tab shows m
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
@@ -25,6 +24,7 @@ LOGGER = logging.getLogger("vetllm.ui")
 
 def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -> str | None:
     """Launch the CPU default if no run is completed or active; returns the launched run's name."""
+    from vetllm.runs.directory import new_run_folder_name
     from vetllm.runs.launcher import launch_run, list_runs, resume_run
     from vetllm.runs.state import ACTIVE_STATES, UNFINISHED_STATES, RunState
 
@@ -45,7 +45,7 @@ def ensure_default_run(settings: AppSettings, configs_dir: Path = CONFIGS_DIR) -
             return None
         LOGGER.info("resuming the interrupted CPU default run: %s", run.name)
         return run.name
-    folder = f"cpu-default-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    folder = new_run_folder_name("cpu-default")
     try:
         run = launch_run(
             configs_dir / f"{DEFAULT_PRESET}.yaml",

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from vetllm.ui.chart_handlers import ChartHandlers
+from vetllm.ui.settings import PRIVATE
 
-PRIVATE = {"api_visibility": "private"}
 DATA_TYPES = [".json", ".jsonl", ".csv"]
 
 

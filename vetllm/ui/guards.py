@@ -40,6 +40,7 @@ GENERIC_MESSAGE = (
 
 F = TypeVar("F", bound=Callable[..., Any])
 _SURROGATE = re.compile("[\ud800-\udfff]")  # only reachable through JSON "\\udXXX" escapes
+UPLOAD_CHOICE = "Upload a file"  # the data-source radios' upload option (Train, Predict tabs)
 TEMP_FILE_TTL_S = 600  # gradio copies a returned file into its cache at once; ours can go
 _TEMP_FOLDER: Path | None = None
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from vetllm.calibration import DECODINGS
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.admin import check_admin
 from vetllm.ui.batching import MicroBatcher
 from vetllm.ui.exports import predictions_to_csv
 from vetllm.ui.guards import (
+    UPLOAD_CHOICE,
     clean_note,
     discard_upload,
     upload_path,
@@ -31,9 +33,7 @@ from vetllm.ui.guards import (
 )
 from vetllm.ui.settings import AppSettings
 
-DECODINGS = ("free", "constrained")
 BUNDLED_VAL_CHOICE = "Bundled validation set"
-UPLOAD_CHOICE = "Upload a file"
 WORST_CASES = 15  # rows in the worst-cases table
 
 
@@ -175,6 +175,7 @@ class PredictHandlers:
     ):
         """Score a run on a validation set: headline numbers, tables, charts and a CSV file."""
         from vetllm.engine.evaluate import evaluate_run
+        from vetllm.runs.directory import read_jsonl
 
         try:  # a refused or failed evaluation deletes the upload too
             check_admin(self.settings, password, "evaluating a run")
@@ -337,23 +338,6 @@ def baseline_sentence(run_dir: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return None if verdict.get("beats_bag_of_words") else verdict.get("sentence")
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The objects of a JSONL file; a torn or corrupt line is skipped."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def refresh_choices(handlers: PredictHandlers, current: str | None = None):

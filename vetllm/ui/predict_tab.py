@@ -12,15 +12,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from vetllm.ui.predict_handlers import (
-    BUNDLED_VAL_CHOICE,
-    DECODINGS,
-    UPLOAD_CHOICE,
-    PredictHandlers,
-)
-from vetllm.ui.settings import AppSettings
+from vetllm.calibration import DECODINGS
+from vetllm.ui.guards import UPLOAD_CHOICE
+from vetllm.ui.predict_handlers import BUNDLED_VAL_CHOICE, PredictHandlers
+from vetllm.ui.settings import PRIVATE, AppSettings
 
-PRIVATE = {"api_visibility": "private"}
 NO_HISTORY = gr.InputHTMLAttributes(autocomplete="off", autocorrect="off", spellcheck=False)
 
 

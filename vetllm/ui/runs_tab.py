@@ -13,9 +13,7 @@ import gradio as gr
 
 from vetllm.runs.serving import RUN_COLUMNS
 from vetllm.ui.runs_handlers import RunsHandlers
-from vetllm.ui.settings import AppSettings
-
-PRIVATE = {"api_visibility": "private"}
+from vetllm.ui.settings import PRIVATE, AppSettings
 
 
 @dataclass

@@ -16,12 +16,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vetllm.data.validation import MAX_PREDICT_NOTE_CHARS
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import default_runs_dir
 from vetllm.ui.throttle import PasswordThrottle, current_client
 
-MAX_NOTE_CHARS = (
-    5_000  # longest note accepted, enforced in the handler (API callers skip the browser)
-)
+# Keyword arguments of every event the page wires for itself: not an API endpoint nor an MCP
+# tool (vetllm.ui.tools lists the public ones).
+PRIVATE = {"api_visibility": "private"}
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
 # Waiting events of all kinds. 64 predict clients at once (issue 11, item 5) plus page events
 # must fit: beyond this gradio answers "queue is full" at once.
@@ -44,7 +46,8 @@ class AppSettings:
     shared: bool = False
     hosted: bool = False
     admin_password: str | None = None
-    max_note_chars: int = MAX_NOTE_CHARS
+    # Longest note accepted, enforced in the handlers (API callers skip the browser).
+    max_note_chars: int = MAX_PREDICT_NOTE_CHARS
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     queue_max_size: int = QUEUE_MAX_SIZE
     predict_concurrency: int = PREDICT_CONCURRENCY
@@ -72,7 +75,7 @@ class AppSettings:
     ) -> AppSettings:
         """Settings from the command line plus the environment (VETLLM_RUNS_DIR, SPACE_ID,
         VETLLM_ADMIN_PASSWORD); a `host` other than loopback counts as public."""
-        chosen = runs_dir or os.environ.get("VETLLM_RUNS_DIR") or "runs"
+        chosen = runs_dir or default_runs_dir()
         password = os.environ.get("VETLLM_ADMIN_PASSWORD") or None
         return cls(
             runs_dir=Path(chosen).resolve(),

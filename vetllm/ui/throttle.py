@@ -32,10 +32,8 @@ def current_client() -> str:
     Behind a reverse proxy (the peer is a private or loopback address, as on Spaces) the client
     is the last X-Forwarded-For entry, the one that proxy added; earlier entries are whatever
     the client sent, so they are never trusted."""
-    try:
-        from gradio.context import LocalContext
-    except ImportError:  # pragma: no cover - gradio is installed with the UI
-        return "local"
+    from gradio.context import LocalContext
+
     request = LocalContext.request.get(None)
     if request is None:
         return "local"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from vetllm.catalogue import load_catalogue
+from vetllm.catalogue import check_code, load_catalogue
 from vetllm.errors import VetLLMError
 from vetllm.ui.guards import user_facing
 from vetllm.ui.predict_handlers import PredictHandlers
@@ -60,8 +60,6 @@ class PublicTools:
             one entry per code: code, valid, reason (when invalid), disease and catalogue_label
             (when the catalogue has it), suggested_code (when the catalogue has a better one).
         """
-        from vetllm.cli.core_commands import check_code  # the CLI's `vetllm codes check`
-
         items = [item.strip() for item in re.split(r"[,\n;]+", str(codes)) if item.strip()]
         if not items:
             raise VetLLMError("codes: give at least one code, e.g. 72934000")

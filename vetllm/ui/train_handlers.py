@@ -6,7 +6,6 @@ trains: training is a separate process started by `vetllm.runs.launcher.launch_r
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from vetllm.errors import DataError, VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.admin import check_admin
 from vetllm.ui.guards import (
+    UPLOAD_CHOICE,
     discard_upload,
     one_per_client,
     redact_traceback,
@@ -32,7 +32,6 @@ from vetllm.ui.settings import AppSettings
 CONFIGS_DIR = resources.PRESETS_DIR  # the packaged presets (configs/ in the checkout)
 DEFAULT_PRESET = resources.DEFAULT_PRESET
 BUNDLED_CHOICE = "Bundled examples"
-UPLOAD_CHOICE = "Upload a file"
 # Widgets of the Train tab, in the order their values reach `launch` (TrainConfig field names).
 HYPERPARAMETERS = (
     "base_model",
@@ -274,6 +273,7 @@ class TrainHandlers:
         self, preset: str, prepared: PreparedData | None, run_name: str, password: str, *values
     ):
         """Write the run's config (and uploaded data) and start training in a separate process."""
+        from vetllm.runs.directory import new_run_folder_name
         from vetllm.runs.launcher import launch_run
 
         check_admin(self.settings, password, "launching training")
@@ -284,7 +284,7 @@ class TrainHandlers:
         report = check_environment(cfg, self.hardware)
         if not report["runnable"]:
             raise VetLLMError(f"cannot launch here: {report['verdict']}")
-        folder = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+        folder = new_run_folder_name(cfg.name)
         run_dir = self.settings.runs_dir / folder
         from vetllm.ui.catalogue_handlers import active_extension
 

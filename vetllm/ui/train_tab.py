@@ -12,18 +12,17 @@ import gradio as gr
 
 from vetllm.config import SCHEDULERS
 from vetllm.ui.catalogue_handlers import add_extension
-from vetllm.ui.settings import AppSettings
+from vetllm.ui.guards import UPLOAD_CHOICE
+from vetllm.ui.settings import PRIVATE, AppSettings
 from vetllm.ui.train_handlers import (
     BUNDLED_CHOICE,
     DEFAULT_PRESET,
     HYPERPARAMETERS,
-    UPLOAD_CHOICE,
     TrainHandlers,
     list_presets,
     preset_config,
 )
 
-PRIVATE = {"api_visibility": "private"}
 DATA_FILE_TYPES = [".json", ".jsonl", ".csv"]
 
 
