@@ -12,6 +12,7 @@ from vetllm.cli import main as cli_main
 from vetllm.data.loading import load_dataset_file
 from vetllm.data.split import leakage_report
 from vetllm.engine.accuracy_bench import (
+    _all_splits,
     format_accuracy_bench,
     run_accuracy_bench,
     write_bench_datasets,
@@ -78,6 +79,11 @@ def test_template_to_free_reuses_the_source_like_runs_on_free_text(bench_run):
     assert verdicts["source-like"] == (
         source["model"]["lenient_accuracy"]["min"] >= source["bag_of_words"]["lenient_accuracy"]
     )
+    gap = bench_run[0]["gap_to_bag_of_words"]["source-like"]["min"]
+    assert gap == pytest.approx(
+        source["model"]["lenient_accuracy"]["min"] - source["bag_of_words"]["lenient_accuracy"],
+        abs=1e-4,
+    )
     assert "| template-to-free |" in format_accuracy_bench(bench_run[0])
 
 
@@ -100,6 +106,24 @@ def test_bench_data_sets_are_split_by_note_text(tmp_path):
     assert sum(len(rows) for rows in parts.values()) == 200
 
 
+def test_several_data_seeds_give_one_split_each(tmp_path):
+    names = ("bundled", "source-like", "template-to-free")
+    paths = _all_splits(tmp_path, names, 200, 80, (1, 2))
+    assert set(paths) == {
+        "bundled",  # fixed data: once
+        "source-like@1",
+        "template-to-free@1",
+        "source-like@2",
+        "template-to-free@2",
+    }
+    notes = {
+        key: {r.note for r in load_dataset_file(paths[key]["test"]).records}
+        for key in ("source-like@1", "source-like@2")
+    }
+    assert notes["source-like@1"] != notes["source-like@2"]
+    assert paths["template-to-free@2"]["train"] == paths["source-like@2"]["train"]
+
+
 def test_bench_refuses_unknown_data_sets_and_seeds():
     with pytest.raises(VetLLMError, match="datasets: got.*seeds: got"):
         run_accuracy_bench(datasets=("nope",), seeds=())
@@ -108,3 +132,5 @@ def test_bench_refuses_unknown_data_sets_and_seeds():
 def test_cli_refuses_bad_seeds(capsys):
     assert cli_main(["bench", "accuracy", "--seeds", "0,x"]) == 2
     assert "--seeds" in capsys.readouterr().err
+    assert cli_main(["bench", "accuracy", "--data-seeds", "1,two"]) == 2
+    assert "--data-seeds" in capsys.readouterr().err

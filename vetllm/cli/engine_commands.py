@@ -72,7 +72,12 @@ def add_bench_accuracy(bench: argparse.ArgumentParser) -> None:
         default="bundled,source-like,free-text,template-to-free",
         help="comma-separated: bundled, source-like, free-text, template-to-free",
     )
-    accuracy.add_argument("--data-seed", default="1", help="seed of the generated data sets")
+    accuracy.add_argument(
+        "--data-seeds",
+        "--data-seed",
+        default="1",
+        help="seeds of the generated data sets, comma-separated (several: other splits too)",
+    )
     accuracy.add_argument("--work-dir", type=Path, default=None, help="keep data and runs here")
     accuracy.add_argument("--jobs", default="1", help="runs trained at once (processes)")
     accuracy.add_argument(
@@ -93,11 +98,11 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
 
     try:
         seeds = tuple(int(part) for part in args.seeds.split(",") if part.strip())
-        data_seed = int(args.data_seed)
+        data_seeds = tuple(int(part) for part in args.data_seeds.split(",") if part.strip())
         jobs = int(args.jobs)
     except ValueError:
         raise VetLLMError(
-            f"--seeds / --data-seed / --jobs: got {args.seeds!r} / {args.data_seed!r} / "
+            f"--seeds / --data-seeds / --jobs: got {args.seeds!r} / {args.data_seeds!r} / "
             f"{args.jobs!r}; "
             "give whole numbers, e.g. --seeds 0,1,2"
         ) from None
@@ -107,7 +112,7 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
         seeds=seeds,
         work_dir=args.work_dir,
         overrides=tuple(args.overrides),
-        data_seed=data_seed,
+        data_seeds=data_seeds,
         jobs=jobs,
     )
     print(json.dumps(result, indent=2) if args.json else format_accuracy_bench(result))
