@@ -45,7 +45,9 @@ def test_a_formula_like_column_name_is_escaped_in_written_records(tmp_path):
     path = write_records([record], tmp_path / "out.csv")
     header, row = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
     assert "'=cmd()" in header and row[header.index("'=cmd()")] == "'-2"
-    assert load_dataset_file(path).records[0].note == "Cow with fever."
+    loaded = load_dataset_file(path).records[0]
+    assert loaded.note == "Cow with fever."
+    assert loaded.extra.get("=cmd()") == "-2"  # header and cell read back as written
 
 
 def test_no_csv_is_written_outside_the_guarded_writer():

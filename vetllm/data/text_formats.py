@@ -222,7 +222,7 @@ def parse_csv(text: str, name: str, max_rows: int, budget: Budget) -> list[Parse
     delimiter = max((",", ";", "\t"), key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        header = [cell.strip() for cell in next(reader)]
+        header = [unescape_formula(cell.strip()) for cell in next(reader)]
     except csv.Error as error:
         raise DataError(f"{name}: line 1: the header is not valid CSV ({error})") from None
     check_header(header, name)
