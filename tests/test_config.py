@@ -74,6 +74,7 @@ def test_every_bad_field_is_reported_at_once():
             tiny_heads=3,
             eval_steps=0,
             note_token_dropout=0.7,
+            note_segment_shuffle=1.5,
         )
     message = str(caught.value)
     for field in (
@@ -90,6 +91,7 @@ def test_every_bad_field_is_reported_at_once():
         "tiny_heads",
         "eval_steps",
         "note_token_dropout",
+        "note_segment_shuffle",
     ):
         assert f"{field}: got" in message, field
     assert "'adapter'" in message and "full, lora, qlora" in message

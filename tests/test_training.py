@@ -18,6 +18,7 @@ from vetllm.engine.collate import (
     ResponseOnlyCollator,
     encode_prompt,
     encode_record,
+    separator_ids,
 )
 from vetllm.engine.modeling import load_trained
 from vetllm.engine.predict import Predictor
@@ -124,6 +125,30 @@ def test_note_token_dropout_only_removes_note_tokens(tokenizer):
         assert set(drawn["labels"][:-answer]) == {IGNORE_INDEX}
     assert len(lengths) > 1 and max(lengths) <= len(example["input_ids"])
     assert EncodedDataset([example])[0] is example  # off by default: examples unchanged
+
+
+def test_segment_shuffle_reorders_the_listed_signs_and_nothing_else(tokenizer):
+    record = Record(note="Goat. fever, nasal discharge, cough, and diarrhoea.", labels=("1679004",))
+    example = encode_record(tokenizer, COMPACT, record, max_length=128)
+    start, end = example["note_span"]
+    dataset = EncodedDataset(
+        [example], seed=0, segment_shuffle=1.0, separator_ids=separator_ids(tokenizer)
+    )
+    notes = set()
+    for epoch in range(20):
+        dataset.epoch = epoch
+        drawn = dataset[0]
+        assert dataset[0] == drawn  # the same (seed, epoch, example): a resumed run repeats it
+        assert drawn["input_ids"][:start] == example["input_ids"][:start]
+        assert drawn["input_ids"][end:] == example["input_ids"][end:]  # the answer untouched
+        assert drawn["labels"] == example["labels"]  # note tokens are never trained on
+        note = tokenizer.decode(drawn["input_ids"][start:end]).strip()
+        assert note.startswith("Goat. fever,")  # the first part stays first
+        assert sorted(drawn["input_ids"]) == sorted(example["input_ids"])  # same tokens
+        notes.add(note)
+    assert len(notes) > 2  # several orders drawn
+    off = EncodedDataset([example], segment_shuffle=0.0, separator_ids=separator_ids(tokenizer))
+    assert off[0] is example
 
 
 def test_collator_pads_to_the_longest_in_the_batch():

@@ -97,6 +97,8 @@ class TrainConfig(BaseModel):
     dedupe_notes: bool = _in("data", False)  # each distinct note once, majority label set
     synthetic_notes: int = _in("data", 0)  # package-generated free-text notes mixed in (0 = off)
     note_token_dropout: float = _in("data", 0.0)  # share of note tokens removed per draw (0 = off)
+    # chance per draw that the note's comma-separated parts after the first are reordered (0 = off)
+    note_segment_shuffle: float = _in("data", 0.0)
     # -- lora: the adapter (ignored by method: full)
     lora_r: int = _in("lora", 16)
     lora_alpha: int = _in("lora", 32)

@@ -66,6 +66,11 @@ _RULES: tuple = (
         "use a share from 0 (off) to below 0.5, e.g. 0.1",
     ),
     (
+        "note_segment_shuffle",
+        lambda c: 0 <= c.note_segment_shuffle <= 1,
+        "use a chance from 0 (off) to 1, e.g. 0.5",
+    ),
+    (
         "lora_target_modules",
         lambda c: bool(c.lora_target_modules) or c.method == "full",
         "list the modules to adapt, e.g. [q_proj, k_proj, v_proj, o_proj]",

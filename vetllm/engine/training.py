@@ -244,7 +244,13 @@ def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) 
         )
     template = cfg.prompt()
     train_set = encode_records(
-        tokenizer, template, model_records, cfg.max_length, cfg.note_token_dropout, cfg.seed
+        tokenizer,
+        template,
+        model_records,
+        cfg.max_length,
+        cfg.note_token_dropout,
+        cfg.seed,
+        segment_shuffle=cfg.note_segment_shuffle,
     )
     eval_set = encode_records(tokenizer, template, eval_records, cfg.max_length)
     source_of = "reused from the datasets cache" if train_set.from_cache else "tokenized"
