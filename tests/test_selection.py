@@ -37,11 +37,12 @@ def test_validation_subset_is_everything_unless_capped_then_spread_evenly():
     assert [r.note for r in picked] == ["note 0", "note 2", "note 5", "note 7"]
 
 
-def test_selection_score_breaks_ties_by_loss_but_never_outweighs_one_more_note():
+def test_selection_score_breaks_ties_by_the_later_step_but_never_outweighs_one_more_note():
     n = 217
-    assert selection_score(100 / n, 0.2, n) > selection_score(100 / n, 0.3, n)
-    assert selection_score(101 / n, 50.0, n) > selection_score(100 / n, 0.0, n)
-    assert selection_score(0.5, None, n) == 0.5
+    assert selection_score(100 / n, 400, 700, n) > selection_score(100 / n, 200, 700, n)
+    assert selection_score(101 / n, 0, 700, n) > selection_score(100 / n, 700, 700, n)
+    assert selection_score(0.5, 0, 700, n) == 0.5
+    assert selection_score(0.5, 10, 0, n) == 0.5  # no planned steps known: accuracy alone
 
 
 def _state(history, best, global_step=720, max_steps=720):
