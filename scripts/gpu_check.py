@@ -98,7 +98,8 @@ def seven_b_trainable_parameters() -> dict:
 
 def small_file(source: Path, out: Path, n: int) -> Path:
     """The first `n` records of a data file (keeps evaluation short)."""
-    from vetllm.data.loading import load_dataset_file, write_records
+    from vetllm.data.loading import load_dataset_file
+    from vetllm.data.writing import write_records
 
     return write_records(load_dataset_file(source, on_error="skip").records[:n], out)
 

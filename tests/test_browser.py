@@ -235,8 +235,8 @@ def test_uploading_an_evaluation_file_selects_it(page, tmp_path):
 
 
 def test_choosing_bundled_examples_again_drops_the_upload(page, tmp_path):
-    from vetllm.data.loading import write_records
     from vetllm.data.synth import generate_records
+    from vetllm.data.writing import write_records
 
     data = tmp_path / "my-train.json"
     write_records(generate_records(300, seed=4), data)

@@ -13,8 +13,8 @@ import torch
 
 from vetllm.cli import main as cli_main
 from vetllm.config import TrainConfig
-from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
+from vetllm.data.writing import write_records
 from vetllm.engine.evaluate import evaluate_at_finish, evaluate_run, headline_metrics
 from vetllm.engine.training import train
 from vetllm.errors import VetLLMError

@@ -297,12 +297,12 @@ def test_a_restarted_app_reattaches_to_a_running_run(tmp_path, config):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     run = RunDirectory(run_dir)  # a new reader, as after an app restart
     status = refresh_status(run)
-    assert status.state == "queued" and launcher._alive(status.pid, status.pid_start)
+    assert status.state == "queued" and launcher.is_running(status.pid, status.pid_start)
     with pytest.raises(VetLLMError, match="already in progress: detached"):
         launch_run(config, tmp_path / "runs" / "other")
     stop_run(run, timeout_s=0.5)  # not our child: it is killed through its process group
     assert refresh_status(run).state == "stopped"
-    assert not launcher._alive(status.pid, status.pid_start)
+    assert not launcher.is_running(status.pid, status.pid_start)
 
 
 # -- the key fault test: kill -9 a real training, resume, same final step ------------------
@@ -380,7 +380,7 @@ def _kill_9(run, status: RunStatus) -> RunStatus:
     """SIGKILL the run's process group (no chance to save or write); its refreshed status."""
     os.killpg(status.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while launcher._alive(status.pid, status.pid_start) and time.monotonic() < deadline:
+    while launcher.is_running(status.pid, status.pid_start) and time.monotonic() < deadline:
         time.sleep(0.05)
     return refresh_status(run)
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from vetllm.config import TrainConfig
-from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
 from vetllm.data.validation import MAX_DATA_NOTE_CHARS
+from vetllm.data.writing import write_records
 from vetllm.engine import predict as predict_module
 from vetllm.engine.collate import IGNORE_INDEX, encode_record
 from vetllm.engine.predict import Predictor
@@ -292,7 +292,8 @@ def test_temperature_and_threshold_are_applied(predictor, tiny_run):
 
 
 def test_calibrate_run_writes_the_file_that_from_run_applies(tiny_run):
-    from vetllm.engine.calibrate import CALIBRATION_FILE, calibrate_run
+    from vetllm.calibration import CALIBRATION_FILE
+    from vetllm.engine.calibrate import calibrate_run
 
     run_dir, held_out = tiny_run
     result = calibrate_run(run_dir, held_out, target_accuracy=0.9, decodings=("constrained",))

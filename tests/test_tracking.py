@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from vetllm.config import TrainConfig, tracker_names
+from vetllm.config import TrainConfig
+from vetllm.config_checks import tracker_names
 from vetllm.engine import environment
 from vetllm.engine.training import train, training_arguments
 from vetllm.errors import VetLLMError

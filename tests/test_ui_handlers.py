@@ -7,8 +7,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
+from vetllm.data.writing import write_records
 from vetllm.errors import VetLLMError
 from vetllm.ui import exports, guards, views
 from vetllm.ui.guards import UPLOAD_CHOICE
@@ -167,6 +167,14 @@ def test_check_data_on_upload_splits_by_note_and_deletes_the_upload(tmp_path):
     assert not any(r.note in train_notes for r in prepared.val)  # leak-free
     assert "0.0% of validation notes" in out[3]
     assert [row[0] for row in out[4]] == ["majority", "majority_per_species", "bag_of_words"]
+
+
+def test_data_uploads_offer_every_format_the_loader_reads():
+    from vetllm.data.loading import READ_FORMATS
+    from vetllm.ui.settings import DATA_FILE_TYPES
+
+    assert ".parquet" in DATA_FILE_TYPES
+    assert set(DATA_FILE_TYPES) <= set(READ_FORMATS)
 
 
 def test_check_data_lists_every_problem_of_a_bad_file(tmp_path):

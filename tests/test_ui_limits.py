@@ -13,8 +13,8 @@ import time
 import gradio as gr
 import pytest
 
-from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
+from vetllm.data.writing import write_records
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import RunDirectory
 from vetllm.ui import guards, throttle

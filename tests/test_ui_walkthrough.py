@@ -8,8 +8,8 @@ import json
 import gradio as gr
 import pytest
 
-from vetllm.data.loading import write_records
 from vetllm.data.synth import generate_records
+from vetllm.data.writing import write_records
 from vetllm.errors import VetLLMError
 from vetllm.ui import guards, views
 from vetllm.ui.guards import UPLOAD_CHOICE
@@ -63,7 +63,7 @@ def test_hyperparameter_fields_start_filled_and_never_refuse_a_value_before_our_
 
 # 2. uploading an evaluation file selects it ----------------------------------------------------
 def test_uploading_an_evaluation_file_selects_the_upload(local_app):
-    upload = _by_label(local_app, "Validation file (JSON, JSONL or CSV)")
+    upload = _by_label(local_app, "Validation file (JSON, JSONL, CSV or Parquet)")
     radio = _by_label(local_app, "Validation data")
     deps = _deps_from(local_app, upload["id"], "upload")
     assert any(radio["id"] in d["outputs"] for d in deps)

@@ -23,40 +23,22 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vetllm.config_checks import (
-    ATTENTION_IMPLEMENTATIONS,
-    COMPACT_TEMPLATE,
-    METHODS,
-    PROMPT_STYLES,
-    SCHEDULERS,
-    TINY_BASE,
-    TRACKERS,
-    tracker_names,
-    value_problems,
-)
+from vetllm.config_checks import PROMPT_STYLES, TINY_BASE, value_problems
 from vetllm.config_sections import field_named, flatten, nest
 from vetllm.data.hf_datasets import is_hub_source
 from vetllm.data.prompts import DEFAULT_INSTRUCTION, PromptTemplate
 from vetllm.errors import VetLLMError
 from vetllm.resources import config_path
 
-__all__ = [  # the choices are defined in config_checks; callers import them from here
-    "ATTENTION_IMPLEMENTATIONS",
+__all__ = [
     "BUNDLED_DATA",
-    "COMPACT_TEMPLATE",
-    "METHODS",
-    "PROMPT_STYLES",
-    "SCHEDULERS",
     "SECTION_OF",
-    "TINY_BASE",
-    "TRACKERS",
     "ConfigError",
     "TrainConfig",
     "field_types",
     "load_config",
     "parse_override",
     "parse_text",
-    "tracker_names",
 ]
 
 BUNDLED_DATA = "bundled"  # data / val_data value meaning the repository's examples/

@@ -46,7 +46,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         from vetllm.catalogue import load_catalogue
 
         cfg = _run_config(Path(args.run_dir))
-        catalogue = load_catalogue(cfg.catalogue) if cfg and cfg.catalogue else load_catalogue()
+        catalogue = load_catalogue(cfg.catalogue if cfg else None)
         records = load_records(args.data, catalogue, "validation")[0]
     decodings = DECODINGS if args.decoding == "both" else (args.decoding,)
     result = calibrate_run(

@@ -52,7 +52,11 @@ def _add_baselines_command(commands) -> None:
     parser = commands.add_parser(
         "baselines", help="majority, majority-per-species and bag-of-words accuracy on a split"
     )
-    parser.add_argument("train", metavar="TRAIN", help="training data (JSON, JSONL or CSV)")
+    parser.add_argument(
+        "train",
+        metavar="TRAIN",
+        help="training data (JSON, JSONL, CSV, Parquet or hub:USER/NAME[:SPLIT])",
+    )
     parser.add_argument(
         "--test", metavar="FILE", help="test data; without it TRAIN is split by note text"
     )

@@ -23,7 +23,11 @@ def add_commands(commands) -> None:
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     validate = actions.add_parser("validate", help="check a data file; list every problem")
-    validate.add_argument("file", metavar="FILE", help=".json, .jsonl or .csv")
+    validate.add_argument(
+        "file",
+        metavar="FILE",
+        help=".json, .jsonl, .csv or .parquet file, or hub:USER/NAME[:SPLIT]",
+    )
     _add_load_options(validate)
     validate.set_defaults(run=run_validate)
 

@@ -37,7 +37,10 @@ def add_commands(commands) -> None:
         "--run", dest="run_dir", required=True, metavar="RUN_DIR", help="a completed run"
     )
     evaluate.add_argument(
-        "--data", required=True, metavar="PATH", help="JSON/JSONL/CSV file, or 'bundled'"
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="JSON/JSONL/CSV/Parquet file, hub:USER/NAME[:SPLIT] or 'bundled'",
     )
     evaluate.add_argument("--out", metavar="DIR", default=None, help="default: RUN_DIR/eval")
     evaluate.add_argument(

@@ -10,7 +10,7 @@ raise `DataError` at once. Each row then goes through the row rules of
 `vetllm.data.validation`; row problems are all collected, each with its line (or row) and
 field, and either reject the file (`on_error="reject"`) or drop those rows (`on_error="skip"`).
 `LoadResult.to_dataset()` gives the records as a `datasets.Dataset`. Nothing here prints a
-traceback. `write_records` (from `vetllm.data.writing`) is re-exported here.
+traceback. Writing records back out is `vetllm.data.writing`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,10 @@ from vetllm.data.hf_datasets import (
 from vetllm.data.records import Record
 from vetllm.data.text_formats import Budget
 from vetllm.data.validation import check_header, record_from_row, summarise_flags
-from vetllm.data.writing import FORMATS, write_records
+from vetllm.data.writing import FORMATS
 from vetllm.errors import DataError, Problem, VetLLMError
 
-# write_records and FORMATS are re-exported: callers import them from here.
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ROWS", "FORMATS", "LoadResult"]
-__all__ += ["load_dataset_file", "write_records"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ROWS", "LoadResult", "load_dataset_file"]
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # 50 MiB: ~30x the 1,602-note source set as JSON
 DEFAULT_MAX_ROWS = 200_000  # far above any hand-labelled set; stops a million-row paste early

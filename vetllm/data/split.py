@@ -16,9 +16,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from vetllm.data.loading import write_records
 from vetllm.data.prompts import ALPACA, PromptTemplate
 from vetllm.data.records import Record, note_key
+from vetllm.data.writing import write_records
 from vetllm.errors import VetLLMError
 
 PARTS = ("train", "val", "test")

@@ -7,7 +7,7 @@ half a file. Every CSV the project writes (records, batch-coded notes, evaluatio
 goes through `guarded_csv`: a pandas table written with `to_csv`, every header and cell passed
 through `escape_formula` first, because a spreadsheet runs a cell that starts with `=`, `+`,
 `-`, `@`, a tab or a carriage return as a formula; `unescape_formula` removes the apostrophe
-again when `vetllm.data.loading` reads the file, so the note text round-trips unchanged. Every
+again when `vetllm.data.text_formats` parses the file, so the note text round-trips unchanged. Every
 JSONL goes through `jsonl_text` (UTF-8, one object per line, non-ASCII kept).
 """
 

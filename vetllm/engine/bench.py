@@ -294,7 +294,8 @@ def _run_base(run_dir: str | Path | None) -> str | None:
     """The run's base model when it is a real checkpoint (not the tiny CPU model)."""
     if not run_dir:
         return None
-    from vetllm.config import TINY_BASE, load_config
+    from vetllm.config import load_config
+    from vetllm.config_checks import TINY_BASE
 
     cfg = load_config(Path(run_dir) / "config.yaml")
     return None if cfg.base_model == TINY_BASE else cfg.base_model

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vetllm.calibration import (  # noqa: F401 - CALIBRATION_FILE, load_calibration re-exported
+from vetllm.calibration import (
     CALIBRATION_FILE,
     DECODINGS,
     choose_threshold,
     expected_calibration_error,
     fit_temperature,
-    load_calibration,
     negative_log_likelihood,
     reliability_table,
     scale_confidence,
@@ -149,4 +148,4 @@ def calibrate_at_finish(run_path: Path, cfg, records, log) -> None:
 def _catalogue(cfg) -> Catalogue:
     from vetllm.catalogue import load_catalogue
 
-    return load_catalogue(cfg.catalogue) if cfg and cfg.catalogue else load_catalogue()
+    return load_catalogue(cfg.catalogue if cfg else None)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from vetllm.config import TINY_BASE, TrainConfig, tracker_names
+from vetllm.config import TrainConfig
+from vetllm.config_checks import TINY_BASE, tracker_names
 from vetllm.errors import VetLLMError
 
 GB = 1e9

@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 
 from vetllm.catalogue import Catalogue, load_catalogue
+from vetllm.config import BUNDLED_DATA
 from vetllm.data.records import Record
 from vetllm.data.writing import jsonl_text
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import atomic_write_text
 
-BUNDLED = "bundled"  # data value meaning the repository's examples/ (as in TrainConfig)
 # The scores kept in status.json and the run card as `final_metrics` (seeds, serving, the app).
 HEADLINE_KEYS = ("n", "strict_accuracy", "lenient_accuracy", "format_valid_rate")
 
@@ -41,8 +41,9 @@ def evaluate_run(
 
     Args:
         run_dir: a completed run directory (config.yaml + model/).
-        data_path_or_records: a JSON/JSONL/CSV file in the source format, "bundled" (the
-            repository's validation examples), or records already loaded.
+        data_path_or_records: a JSON/JSONL/CSV/Parquet file in the source format, a Hub
+            dataset (`hub:user/name[:split]`), "bundled" (the repository's validation
+            examples), or records already loaded.
         decoding: "free" or "constrained" (see vetllm.engine.predict).
         out_dir: where to write; RUN_DIR/eval by default.
         predictor: an already loaded Predictor for this run (saves reloading the model).
@@ -59,7 +60,7 @@ def evaluate_run(
 
     run_path = Path(run_dir)
     cfg = _run_config(run_path)
-    catalogue = load_catalogue(cfg.catalogue) if cfg and cfg.catalogue else load_catalogue()
+    catalogue = load_catalogue(cfg.catalogue if cfg else None)
     records, default_name, skipped = load_records(data_path_or_records, catalogue, "validation")
     predictor = predictor or Predictor.from_run(run_path)
     started = time.perf_counter()
@@ -193,7 +194,7 @@ def _run_config(run_path: Path):
 
 
 def load_records(source, catalogue: Catalogue, which: str) -> tuple[list[Record], str, int]:
-    """(records, a display name, rows skipped) for a path, "bundled" or a list of records.
+    """(records, a display name, rows skipped) for a path, a Hub source, "bundled" or records.
 
     `which` ("training" or "validation") picks the bundled file; bad rows are skipped and counted.
     """
@@ -205,14 +206,17 @@ def load_records(source, catalogue: Catalogue, which: str) -> tuple[list[Record]
     from vetllm.data.loading import load_dataset_file
     from vetllm.data.synth import bundled_examples
 
-    if str(source) == BUNDLED:
+    if str(source) == BUNDLED_DATA:
         train, val = bundled_examples()
         path, name = (val if which == "validation" else train), f"bundled {which} examples"
     else:
         path = Path(source)
         name = str(source) if is_hub_source(source) else path.name
     if not is_hub_source(source) and not path.is_file():
-        raise VetLLMError(f"data: file {name} not found; give a JSON, JSONL or CSV file")
+        raise VetLLMError(
+            f"data: file {name} not found; give a JSON, JSONL, CSV or Parquet file, "
+            "hub:USER/NAME[:SPLIT] or 'bundled'"
+        )
     loaded = load_dataset_file(path, on_error="skip", catalogue=catalogue, display_name=name)
     if not loaded.records:
         raise VetLLMError(f"data: {name} has no usable records ({loaded.skipped_rows} skipped)")

@@ -272,7 +272,7 @@ def build_run_card(cfg: TrainConfig, source, params: dict, data_files: dict, lab
 
     from vetllm.catalogue import load_catalogue
 
-    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
+    catalogue = load_catalogue(cfg.catalogue)
     losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     return {
         "name": cfg.name,

@@ -330,7 +330,7 @@ def _template_of(cfg) -> PromptTemplate:
 
 def _catalogue_of(cfg) -> Catalogue:
     extra = getattr(cfg, "catalogue", None)
-    return load_catalogue(str(extra)) if extra else load_catalogue()
+    return load_catalogue(str(extra) if extra else None)
 
 
 def _training_labels(run_path: Path) -> list[str] | None:

@@ -24,7 +24,8 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from vetllm.catalogue import Catalogue, load_catalogue
-from vetllm.config import TINY_BASE, TrainConfig, tracker_names
+from vetllm.config import TrainConfig
+from vetllm.config_checks import TINY_BASE, tracker_names
 from vetllm.data.records import Record
 from vetllm.engine import modeling
 from vetllm.engine.calibrate import calibrate_at_finish
@@ -197,7 +198,7 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     if cfg.bf16 and not torch.cuda.is_available():
         log("bf16: no CUDA device, training in float32")
     source = None if cfg.base_model == TINY_BASE else modeling.resolve_base_model(cfg)
-    catalogue = load_catalogue(cfg.catalogue) if cfg.catalogue else load_catalogue()
+    catalogue = load_catalogue(cfg.catalogue)
     train_records, val_records, data_files = load_training_data(cfg, catalogue)
     log(f"data: {len(train_records)} training notes, {len(val_records)} validation notes")
     recipe = Recipe(

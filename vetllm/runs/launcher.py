@@ -23,15 +23,15 @@ from typing import Any
 import vetllm
 from vetllm import resources
 from vetllm.errors import VetLLMError
-from vetllm.runs.directory import LAUNCHED_RUN_ENV, RunDirectory, process_start_time
+from vetllm.runs.directory import LAUNCHED_RUN_ENV, RunDirectory, _now_iso, process_start_time
 from vetllm.runs.faults import disk_full_cause, is_disk_full
 from vetllm.runs.lock import (
-    _CHILDREN,
-    _EXIT_CODES,
-    _alive,
-    _lock_guard,
-    _take_lock,
+    child_exit_code,
     current_lock_holder,
+    is_running,
+    lock_guard,
+    remember_child,
+    take_lock,
 )
 from vetllm.runs.state import RunState, RunStatus
 
@@ -80,7 +80,7 @@ def launch_run(
 def _launch_locked(
     run: RunDirectory, config: Path, root: Path, *, resume: bool, overrides: Sequence[str]
 ) -> RunDirectory:
-    with _lock_guard(root):
+    with lock_guard(root):
         holder = current_lock_holder(root)
         if holder is not None:
             raise VetLLMError(
@@ -89,7 +89,7 @@ def _launch_locked(
             )
         _prepare_run_dir(run, config, resume=resume, overrides=overrides)
         process = _spawn_training(run, resume=resume)
-        _take_lock(root, run, process.pid)
+        take_lock(root, run, process.pid)
     run.write_status(pid=process.pid, pid_start=process_start_time(process.pid), trainer_pid=None)
     return run
 
@@ -128,7 +128,7 @@ def _prepare_run_dir(
     run.reset_status(
         RunState.QUEUED,
         name=run.name,
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        created_at=_now_iso(),
         step=0,
         total_steps=None,
         progress=0.0,
@@ -173,7 +173,7 @@ def _spawn_training(run: RunDirectory, *, resume: bool) -> subprocess.Popen:
         except OSError as error:
             run.write_status(RunState.FAILED, error=f"could not start training: {error.strerror}")
             raise VetLLMError(f"could not start the training process: {error.strerror}") from None
-    _CHILDREN[process.pid] = process
+    remember_child(process)
     return process
 
 
@@ -198,7 +198,7 @@ def refresh_status(run_dir: str | os.PathLike[str] | RunDirectory) -> RunStatus:
         return status.merged(state=RunState.INTERRUPTED, remedy=_resume_remedy(run))
     if not status.active or not status.pid:
         return status
-    if _alive(status.pid, status.pid_start):
+    if is_running(status.pid, status.pid_start):
         return status
     if status.state == RunState.QUEUED:
         error = _launch_error(run, status.pid)
@@ -232,7 +232,7 @@ def _record(run: RunDirectory, state: RunState, **fields: Any) -> RunStatus:
 
 def _launch_error(run: RunDirectory, pid: object) -> str | None:
     """The error a process that died while queued left, or None if it was killed or left none."""
-    code = _EXIT_CODES.get(int(pid)) if isinstance(pid, int) else None
+    code = child_exit_code(pid)
     if code is not None and code < 0:
         return None  # killed by a signal (SIGTERM, SIGKILL): nothing wrong with the run
     tail = _log_tail(run)
@@ -270,15 +270,15 @@ def stop_run(run_dir: str | os.PathLike[str] | RunDirectory, timeout_s: float = 
         return status
     run.request_stop()
     pid, start = status.pid, status.pid_start
-    if not status.total_steps and _alive(pid, start):
+    if not status.total_steps and is_running(pid, start):
         # Still loading data or the model: the STOP flag is only read between optimizer steps
         # and there is nothing to checkpoint yet, so end the process now.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(int(pid), signal.SIGTERM)
     deadline = time.monotonic() + max(float(timeout_s), 0.0)
-    while _alive(pid, start) and time.monotonic() < deadline:
+    while is_running(pid, start) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
-    if _alive(pid, start):
+    if is_running(pid, start):
         _kill_group(int(pid))
         message = f"did not stop within {timeout_s:g} s, so its processes were killed"
         return _stopped(run, message)
@@ -305,7 +305,7 @@ def _kill_group(pid: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + _KILL_WAIT_S
-    while _alive(pid, None) and time.monotonic() < deadline:
+    while is_running(pid, None) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
 
 

@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from vetllm.errors import VetLLMError
 from vetllm.runs.directory import (
     LAUNCHED_RUN_ENV,
     RunDirectory,
+    _now_iso,
     atomic_write_text,
     process_alive,
     process_start_time,
@@ -36,6 +36,16 @@ _CHILDREN: dict[int, subprocess.Popen] = {}
 _EXIT_CODES: dict[int, int] = {}  # exit codes of reaped children (negative: killed by a signal)
 
 
+def remember_child(process: subprocess.Popen) -> None:
+    """Keep a process this process spawned, so `is_running` can reap it once it exits."""
+    _CHILDREN[process.pid] = process
+
+
+def child_exit_code(pid: object) -> int | None:
+    """The exit code of a reaped child (negative: killed by a signal), or None if not known."""
+    return _EXIT_CODES.get(int(pid)) if isinstance(pid, int) else None
+
+
 def _reap(pid: int | None) -> None:
     child = _CHILDREN.get(int(pid)) if pid else None
     if child is not None and child.poll() is not None:
@@ -43,14 +53,15 @@ def _reap(pid: int | None) -> None:
         _CHILDREN.pop(int(pid), None)
 
 
-def _alive(pid: int | None, start_time: str | None) -> bool:
+def is_running(pid: int | None, start_time: str | None) -> bool:
+    """`process_alive`, after reaping it if it is a child of ours (a zombie would look alive)."""
     _reap(pid)
     return process_alive(pid, start_time)
 
 
 # -- the lock --------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _lock_guard(runs_root: Path) -> Iterator[None]:
+def lock_guard(runs_root: Path) -> Iterator[None]:
     """Serialise check-and-take of the lock file between threads and processes."""
     runs_root.mkdir(parents=True, exist_ok=True)
     with open(runs_root / f"{LOCK_NAME}.guard", "a") as handle:
@@ -74,7 +85,7 @@ def current_lock_holder(runs_root: str | os.PathLike[str]) -> dict[str, Any] | N
         holder = json.loads((root / LOCK_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         holder = None
-    if isinstance(holder, dict) and _alive(holder.get("pid"), holder.get("pid_start")):
+    if isinstance(holder, dict) and is_running(holder.get("pid"), holder.get("pid_start")):
         if not _run_has_ended(holder.get("run_dir")):
             return holder
     return _active_run(root)
@@ -95,7 +106,7 @@ def _active_run(root: Path) -> dict[str, Any] | None:
     for child in children:
         status = RunDirectory(child).read_status()
         pid, start = status.pid, status.pid_start
-        if status.active and pid is not None and _alive(pid, start):
+        if status.active and pid is not None and is_running(pid, start):
             return {"pid": pid, "pid_start": start, "run_name": child.name, "run_dir": str(child)}
     return None
 
@@ -110,22 +121,23 @@ def acquire_training_lock(run_dir: str | os.PathLike[str]) -> None:
     if os.environ.get(LAUNCHED_RUN_ENV) == str(run.path):
         return
     root = run.path.parent
-    with _lock_guard(root):
+    with lock_guard(root):
         holder = current_lock_holder(root)
         if holder is not None and holder.get("pid") != os.getpid():
             raise VetLLMError(
                 f"a run is already in progress: {holder.get('run_name')} (pid {holder.get('pid')})"
                 "; stop it or wait for it to finish before training another"
             )
-        _take_lock(root, run, os.getpid())
+        take_lock(root, run, os.getpid())
 
 
-def _take_lock(runs_root: Path, run: RunDirectory, pid: int) -> None:
+def take_lock(runs_root: Path, run: RunDirectory, pid: int) -> None:
+    """Write the lock file naming process `pid` and its run; call it inside `lock_guard`."""
     holder = {
         "pid": pid,
         "pid_start": process_start_time(pid),
         "run_name": run.name,
         "run_dir": str(run.path),
-        "acquired_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "acquired_at": _now_iso(),
     }
     atomic_write_text(runs_root / LOCK_NAME, json.dumps(holder, indent=2) + "\n")

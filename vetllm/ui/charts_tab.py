@@ -7,9 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from vetllm.ui.chart_handlers import ChartHandlers
-from vetllm.ui.settings import PRIVATE
-
-DATA_TYPES = [".json", ".jsonl", ".csv"]
+from vetllm.ui.settings import DATA_FILE_TYPES, PRIVATE
 
 
 @dataclass
@@ -113,10 +111,14 @@ def _build_upload_section() -> UploadSection:
                     elem_id="upload-args",
                 ),
                 gr.File(
-                    label="Training data (optional)", file_types=DATA_TYPES, elem_id="upload-data"
+                    label="Training data (optional)",
+                    file_types=DATA_FILE_TYPES,
+                    elem_id="upload-data",
                 ),
                 gr.File(
-                    label="Validation data (optional)", file_types=DATA_TYPES, elem_id="upload-val"
+                    label="Validation data (optional)",
+                    file_types=DATA_FILE_TYPES,
+                    elem_id="upload-val",
                 ),
             ]
         with gr.Row():

@@ -18,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 
 from vetllm.calibration import DECODINGS
+from vetllm.config import BUNDLED_DATA
 from vetllm.errors import VetLLMError
 from vetllm.ui import charts, views
 from vetllm.ui.admin import check_admin
@@ -184,7 +185,7 @@ class PredictHandlers:
             run_dir = self._serving_run(run_name or None)
             data, skipped = self._evaluation_data(source, upload)
             # An upload's scores go beside, not over, the run's own validation evaluation.
-            out_dir = run_dir / ("eval" if data == "bundled" else "eval-upload")
+            out_dir = run_dir / ("eval" if data == BUNDLED_DATA else "eval-upload")
             predictor = self.cache.get(run_dir)
             metrics = evaluate_run(run_dir, data, decoding, out_dir, predictor=predictor)
         finally:
@@ -211,18 +212,20 @@ class PredictHandlers:
             raise VetLLMError(f"decoding: got {decoding!r}; use 'free' or 'constrained'")
         run_dir = self._serving_run(None)
         metrics = evaluate_run(
-            run_dir, "bundled", decoding, run_dir / "eval", predictor=self.cache.get(run_dir)
+            run_dir, BUNDLED_DATA, decoding, run_dir / "eval", predictor=self.cache.get(run_dir)
         )
         return metrics
 
     def _evaluation_data(self, source: str, upload: object) -> tuple:
-        """('bundled' or the uploaded records, Markdown on the rows skipped and why)."""
+        """(BUNDLED_DATA or the uploaded records, Markdown on the rows skipped and why)."""
         if source != UPLOAD_CHOICE:
             discard_upload(upload)
-            return "bundled", ""
+            return BUNDLED_DATA, ""
         path = upload_path(upload)
         if path is None:
-            raise VetLLMError("data: choose a validation file to upload (JSON, JSONL or CSV)")
+            raise VetLLMError(
+                "data: choose a validation file to upload (JSON, JSONL, CSV or Parquet)"
+            )
         if path.stat().st_size > self.settings.max_upload_bytes:
             discard_upload(upload)
             raise VetLLMError(

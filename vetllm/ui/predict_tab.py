@@ -15,7 +15,7 @@ import gradio as gr
 from vetllm.calibration import DECODINGS
 from vetllm.ui.guards import UPLOAD_CHOICE
 from vetllm.ui.predict_handlers import BUNDLED_VAL_CHOICE, PredictHandlers
-from vetllm.ui.settings import PRIVATE, AppSettings
+from vetllm.ui.settings import DATA_FILE_TYPES, PRIVATE, AppSettings
 
 NO_HISTORY = gr.InputHTMLAttributes(autocomplete="off", autocorrect="off", spellcheck=False)
 
@@ -94,8 +94,9 @@ def _evaluation_section(
     with gr.Row():
         source = gr.Radio([BUNDLED_VAL_CHOICE, UPLOAD_CHOICE], value=BUNDLED_VAL_CHOICE,
                           label="Validation data")  # fmt: skip
-        upload = gr.File(label="Validation file (JSON, JSONL or CSV)", elem_id="eval-upload",
-                         file_types=[".json", ".jsonl", ".csv"], type="filepath")  # fmt: skip
+        upload = gr.File(label="Validation file (JSON, JSONL, CSV or Parquet)",
+                         elem_id="eval-upload", file_types=DATA_FILE_TYPES,
+                         type="filepath")  # fmt: skip
         decoding = gr.Radio(list(DECODINGS), value="free", label="Decoding")
     # Public apps start locked: the button comes alive once the admin password is unlocked.
     evaluate = gr.Button("Evaluate", variant="primary", interactive=not settings.public)

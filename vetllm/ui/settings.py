@@ -25,6 +25,8 @@ from vetllm.ui.throttle import PasswordThrottle, current_client
 # tool (vetllm.ui.tools lists the public ones).
 PRIVATE = {"api_visibility": "private"}
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # data files; the loader has its own limit as well
+# Training/validation data uploads: the suffixes vetllm.data.loading reads (READ_FORMATS).
+DATA_FILE_TYPES = [".json", ".jsonl", ".csv", ".parquet"]
 # Waiting events of all kinds. 64 predict clients at once (issue 11, item 5) plus page events
 # must fit: beyond this gradio answers "queue is full" at once.
 QUEUE_MAX_SIZE = 256

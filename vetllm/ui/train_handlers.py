@@ -194,7 +194,9 @@ class TrainHandlers:
             return PreparedData(BUNDLED_DATA, train, val), views.problems_markdown([])
         path = upload_path(upload)
         if path is None:
-            raise VetLLMError("data: choose a file to upload (JSON, JSONL or CSV), then check it")
+            raise VetLLMError(
+                "data: choose a file to upload (JSON, JSONL, CSV or Parquet), then check it"
+            )
         from vetllm.ui.catalogue_handlers import active_catalogue
 
         try:
@@ -301,7 +303,7 @@ class TrainHandlers:
     def _with_data(cfg: TrainConfig, prepared: PreparedData | None, run_dir: Path) -> TrainConfig:
         if prepared is None or prepared.bundled:
             return cfg.replace(data=BUNDLED_DATA, val_data=BUNDLED_DATA)
-        from vetllm.data.loading import write_records
+        from vetllm.data.writing import write_records
 
         train = write_records(prepared.train, run_dir / "data" / "train.json")
         val = write_records(prepared.val, run_dir / "data" / "val.json")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from vetllm.config import SCHEDULERS
+from vetllm.config_checks import SCHEDULERS
 from vetllm.ui.catalogue_handlers import add_extension
 from vetllm.ui.guards import UPLOAD_CHOICE
-from vetllm.ui.settings import PRIVATE, AppSettings
+from vetllm.ui.settings import DATA_FILE_TYPES, PRIVATE, AppSettings
 from vetllm.ui.train_handlers import (
     BUNDLED_CHOICE,
     DEFAULT_PRESET,
@@ -22,8 +22,6 @@ from vetllm.ui.train_handlers import (
     list_presets,
     preset_config,
 )
-
-DATA_FILE_TYPES = [".json", ".jsonl", ".csv"]
 
 
 @dataclass
@@ -92,7 +90,7 @@ def _data_section(settings: AppSettings):
         with gr.Column(scale=2):
             source = gr.Radio([BUNDLED_CHOICE, UPLOAD_CHOICE], value=BUNDLED_CHOICE,
                               label="Training data")  # fmt: skip
-            upload = gr.File(label="Data file (JSON list, JSONL or CSV; source format)",
+            upload = gr.File(label="Data file (JSON list, JSONL, CSV or Parquet; source format)",
                              file_types=DATA_FILE_TYPES, type="filepath")  # fmt: skip
             skip = gr.Checkbox(label="Skip bad rows (otherwise one bad row rejects the file)")
             check = gr.Button("Check data", variant="secondary")
