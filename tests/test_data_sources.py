@@ -110,10 +110,36 @@ def test_reading_parquet_leaves_nothing_in_the_datasets_cache(tmp_path):
 def test_parquet_without_the_datasets_package_says_what_to_install(tmp_path, monkeypatch):
     path = _parquet(tmp_path, [{"input": NOTE, "disease": "PPR"}])
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # ...and pyarrow, which it brings
     assert "pip install datasets" in str(_error(path))
     text = tmp_path / "data.json"
     text.write_text(json.dumps([{"input": NOTE, "disease": "PPR"}]))
     assert load_dataset_file(text).records  # the text formats do not need it
+
+
+def test_reading_parquet_imports_neither_torch_nor_datasets(tmp_path):
+    path = _parquet(tmp_path, [{"input": NOTE, "disease": "PPR"}])
+    code = (
+        "import sys; from vetllm.data.loading import load_dataset_file;"
+        f"assert load_dataset_file({str(path)!r}).records;"
+        "print('torch' in sys.modules, 'datasets' in sys.modules)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_parquet_file_larger_than_one_batch_reads_every_row_in_order(tmp_path):
+    from vetllm.data.hf_datasets import PARQUET_BATCH_ROWS
+
+    rows = [
+        {"input": f"{NOTE} Visit {i}.", "disease": "PPR"} for i in range(PARQUET_BATCH_ROWS + 5)
+    ]
+    records = load_dataset_file(_parquet(tmp_path, rows)).records
+    assert [r.note for r in records] == [row["input"] for row in rows]
 
 
 # ------------------------------------------------------------------ Hub datasets
