@@ -225,6 +225,31 @@ def test_a_hub_value_in_a_config_is_kept_as_written(tmp_path):
     assert str(cfg.data_paths()[0]) == "hub:other/notes"
 
 
+@pytest.mark.parametrize("key", ["data", "val_data"])
+@pytest.mark.parametrize("value", ["hub:", "hub:a b/c", "hub:a/b/c"])
+def test_config_validate_refuses_a_malformed_hub_value(tmp_path, capsys, no_network, key, value):
+    from vetllm.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{key}: '{value}'\n")
+    assert main(["config", "validate", str(config)]) == 2
+    assert f"{key}: got {value!r}; not a Hub dataset name: write hub:USER/NAME" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("flag", ["--data", "--val-data"])
+def test_train_refuses_a_malformed_hub_value_before_any_run_folder(
+    tmp_path, capsys, no_network, flag
+):
+    from vetllm.cli import main
+
+    output, value = tmp_path / "runs" / "r", "hub:a b/c"
+    code = main(["train", "--config", "tiny-cpu", flag, value, "--output", str(output)])
+    assert code == 2 and f"{flag}: {value}: not a Hub dataset name" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no run folder, no training lock
+
+
 def test_training_data_from_the_hub_offline_is_the_offline_message(monkeypatch, no_network):
     from vetllm.catalogue import load_catalogue
     from vetllm.config import TrainConfig

@@ -30,6 +30,7 @@ from vetllm.data.records import Record
 from vetllm.errors import DataError
 
 HUB_PREFIX = "hub:"  # a data value starting so names a Hub dataset, not a file
+HUB_FORM = "write hub:USER/NAME or hub:USER/NAME:SPLIT, e.g. hub:someone/vet-notes:train"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _SPLIT = re.compile(r"[\w.-]+(\[[\w:%+-]*\])?")  # "train", "validation", "train[:10%]"
 _OFFLINE_VALUES = ("1", "true", "yes", "on")
@@ -50,14 +51,13 @@ def is_hub_source(value: object) -> bool:
 
 
 def parse_hub_source(value: str) -> tuple[str, str]:
-    """`hub:user/name[:split]` -> (repo id, split); DataError when it is not of that form."""
+    """`hub:user/name[:split]` -> (repo id, split); DataError when it is not of that form.
+
+    Only the form is checked (no network): configs and the CLI check it before a run starts."""
     repo, _, split = value[len(HUB_PREFIX) :].partition(":")
     split = split or "train"
     if not _REPO_ID.fullmatch(repo) or not _SPLIT.fullmatch(split):
-        raise DataError(
-            f"{value}: not a Hub dataset name; write hub:USER/NAME or hub:USER/NAME:SPLIT, "
-            "e.g. hub:someone/vet-notes:train"
-        )
+        raise DataError(f"{value}: not a Hub dataset name; {HUB_FORM}")
     return repo, split
 
 
