@@ -82,6 +82,28 @@ def test_downloads_escape_formulas_and_keep_every_column(tmp_path):
     assert line["note"].startswith("=HYPERLINK") and line["codes"] == ["72934000"]
 
 
+def test_a_csv_the_project_wrote_reads_back_without_the_formula_guard(tmp_path):
+    from vetllm.data.records import Record
+    from vetllm.data.writing import guarded_csv, write_records
+
+    note = "-ve for FMD; +ve for mastitis, swollen udder"
+    path = write_records([Record(note=note, labels=("72934000",))], tmp_path / "w.csv")
+    assert "'-ve for FMD" in path.read_text(encoding="utf-8")  # escaped on disk
+    seen = []
+
+    def predict(notes):
+        seen.extend(notes)
+        return _fake_predict(notes)
+
+    code_notes(read_notes_file(path), predict, "r", max_chars=200)
+    assert seen == [note]  # the model gets the note as written, not "'-ve ..."
+    path = tmp_path / "h.csv"
+    path.write_text(guarded_csv([{"=id": "@7", "note": note}], ["=id", "note"]), encoding="utf-8")
+    table = read_notes_file(path, "=id")  # --column matches the header as written
+    assert table.columns == ["=id", "note"] and table.notes() == ["@7"]
+    assert read_notes_file(path).notes() == [note]
+
+
 def test_bad_files_get_clear_messages(tmp_path):
     cases = {"n.xlsx": "x", "n.csv": "note\n", "n.json": '{"note": "x"}'}
     for name, text in cases.items():

@@ -110,10 +110,36 @@ def test_reading_parquet_leaves_nothing_in_the_datasets_cache(tmp_path):
 def test_parquet_without_the_datasets_package_says_what_to_install(tmp_path, monkeypatch):
     path = _parquet(tmp_path, [{"input": NOTE, "disease": "PPR"}])
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # ...and pyarrow, which it brings
     assert "pip install datasets" in str(_error(path))
     text = tmp_path / "data.json"
     text.write_text(json.dumps([{"input": NOTE, "disease": "PPR"}]))
     assert load_dataset_file(text).records  # the text formats do not need it
+
+
+def test_reading_parquet_imports_neither_torch_nor_datasets(tmp_path):
+    path = _parquet(tmp_path, [{"input": NOTE, "disease": "PPR"}])
+    code = (
+        "import sys; from vetllm.data.loading import load_dataset_file;"
+        f"assert load_dataset_file({str(path)!r}).records;"
+        "print('torch' in sys.modules, 'datasets' in sys.modules)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_parquet_file_larger_than_one_batch_reads_every_row_in_order(tmp_path):
+    from vetllm.data.hf_datasets import PARQUET_BATCH_ROWS
+
+    rows = [
+        {"input": f"{NOTE} Visit {i}.", "disease": "PPR"} for i in range(PARQUET_BATCH_ROWS + 5)
+    ]
+    records = load_dataset_file(_parquet(tmp_path, rows)).records
+    assert [r.note for r in records] == [row["input"] for row in rows]
 
 
 # ------------------------------------------------------------------ Hub datasets
@@ -197,6 +223,31 @@ def test_a_hub_value_in_a_config_is_kept_as_written(tmp_path):
     assert (cfg.data, cfg.val_data) == ("hub:someone/vet-notes:train", "hub:someone/vet-notes:test")
     cfg = load_config(config, ["data=hub:other/notes"])
     assert str(cfg.data_paths()[0]) == "hub:other/notes"
+
+
+@pytest.mark.parametrize("key", ["data", "val_data"])
+@pytest.mark.parametrize("value", ["hub:", "hub:a b/c", "hub:a/b/c"])
+def test_config_validate_refuses_a_malformed_hub_value(tmp_path, capsys, no_network, key, value):
+    from vetllm.cli import main
+
+    config = tmp_path / "run.yaml"
+    config.write_text(f"{key}: '{value}'\n")
+    assert main(["config", "validate", str(config)]) == 2
+    assert f"{key}: got {value!r}; not a Hub dataset name: write hub:USER/NAME" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("flag", ["--data", "--val-data"])
+def test_train_refuses_a_malformed_hub_value_before_any_run_folder(
+    tmp_path, capsys, no_network, flag
+):
+    from vetllm.cli import main
+
+    output, value = tmp_path / "runs" / "r", "hub:a b/c"
+    code = main(["train", "--config", "tiny-cpu", flag, value, "--output", str(output)])
+    assert code == 2 and f"{flag}: {value}: not a Hub dataset name" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no run folder, no training lock
 
 
 def test_training_data_from_the_hub_offline_is_the_offline_message(monkeypatch, no_network):

@@ -113,3 +113,50 @@ def test_epoch_table_lists_every_epoch_of_a_three_epoch_run():
     table = report.split("## Epochs")[1].split("##")[0]
     assert "| 3 | 171-255 | 250 |" in table
     assert "| 1 | 1-85 | 80 |" in table
+
+
+def _run_with_losses(path, lines):
+    from vetllm.runs.directory import RunDirectory
+
+    run = RunDirectory(path)
+    run.write_status("completed")
+    for line in lines:
+        run.append_metrics(line)
+    return run
+
+
+def test_vetllm_report_infers_steps_per_epoch_and_survives_a_damaged_epoch(tmp_path, capsys):
+    from vetllm.cli import main
+
+    lines = [{"step": s, "epoch": s / 50, "loss": 3.0 / s} for s in range(10, 110, 10)]
+    run = _run_with_losses(tmp_path / "run", [*lines, {"step": 110, "epoch": "x", "loss": 0.02}])
+    assert main(["report", "--run", str(run.path)]) == 0
+    captured = capsys.readouterr()
+    assert "- steps per epoch: 50 (inferred)" in captured.out  # not "(given)": nobody gave it
+    assert "coverage and data statistics left out" in captured.err  # no config.yaml
+
+
+def test_the_cli_and_the_app_build_the_same_report_through_report_from_metrics(
+    tmp_path, monkeypatch
+):
+    """A run with its config: both show its coverage plan and data set, and the same text."""
+    from vetllm import report as report_module
+    from vetllm.config import load_config
+    from vetllm.ui.chart_handlers import ChartHandlers
+    from vetllm.ui.settings import AppSettings
+
+    lines = [{"step": s, "epoch": s / 50, "loss": 3.0 / s} for s in range(10, 110, 10)]
+    run = _run_with_losses(tmp_path / "runs" / "r1", lines)
+    load_config("tiny-cpu").to_yaml(run.config_path)
+    calls, real = [], report_module.report_from_metrics
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "report_from_metrics", counted)
+    app_text, _ = ChartHandlers(AppSettings(runs_dir=tmp_path / "runs")).report("r1")
+    cli_text, left_out = report_module.run_report(run)
+    assert len(calls) == 2 and left_out is None
+    assert app_text == cli_text
+    assert "## Coverage" in app_text and "## Data set" in app_text

@@ -74,7 +74,23 @@ def test_missing_odd_and_unknown_fields_read_as_none_or_unknown():
     assert odd.step is None and odd.pid is None  # wrong types are not trusted...
     assert odd.epoch == 2  # (a whole number is a fine float)
     assert odd.to_dict()["step"] == "7"  # ...but kept as they were
-    assert odd.to_dict()["state"] == "unknown"
+    assert odd.to_dict()["state"] == "exploded"  # an unknown state too (UNKNOWN in code)
+    assert RunStatus.from_dict({}).to_dict() == {"state": "unknown"}
+
+
+def test_a_state_this_version_does_not_know_is_shown_as_written(tmp_path, capsys):
+    from vetllm.cli import main
+
+    run = RunDirectory(tmp_path / "runs" / "r1")
+    run.path.mkdir(parents=True)
+    run.config_path.write_text("name: r1\n")
+    run.status_path.write_text(json.dumps({"state": "paused", "step": 3}))
+    assert run.read_status().state is RunState.UNKNOWN
+    assert run.read_status().to_dict() == {"state": "paused", "step": 3}
+    assert main(["runs", "status", str(run.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "paused"
+    assert main(["runs", "list", "--runs-dir", str(tmp_path / "runs"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["state"] == "paused"
 
 
 def test_merged_sets_fields_as_a_status_write_would():

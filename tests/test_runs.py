@@ -136,6 +136,20 @@ def test_read_jsonl_keeps_objects_and_skips_torn_corrupt_and_non_object_lines(tm
     assert read_jsonl(path) == [{"a": 1}, {"b": 2}]
 
 
+def test_read_jsonl_of_a_folder_or_an_unreadable_file_is_empty(tmp_path):
+    folder = tmp_path / "metrics.jsonl"
+    folder.mkdir()  # a folder where the file should be
+    assert read_jsonl(folder) == []
+    locked = tmp_path / "locked.jsonl"
+    locked.write_text('{"a": 1}\n')
+    locked.chmod(0)
+    try:
+        if not os.access(locked, os.R_OK):  # root reads it anyway
+            assert read_jsonl(locked) == []
+    finally:
+        locked.chmod(0o600)
+
+
 def test_runs_dir_default_reads_the_environment_at_call_time(monkeypatch):
     monkeypatch.delenv("VETLLM_RUNS_DIR", raising=False)
     assert str(default_runs_dir()) == "runs"

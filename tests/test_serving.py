@@ -138,3 +138,50 @@ def test_a_run_without_a_final_evaluation_shows_its_latest_validation_evaluation
     (run.eval_dir / "metrics.json").write_text(json.dumps(metrics))
     served, _ = RunsHandlers(AppSettings(runs_dir=tmp_path)).banner_facts()
     assert served == {"run": "quick", "accuracy": 0.82, "n": 217, "baseline": 0.94}
+
+
+def _hub_run(root, name="hub-run", data="hub:x/y", val_data="bundled"):
+    """A completed run whose config trains on a Hub dataset (never downloaded by these tests)."""
+    from vetllm.config import load_config
+
+    run = _run(root, name, accuracy=0.7)
+    (run.path / serving.BASELINE_FILE).unlink()
+    load_config("tiny-cpu").replace(data=data, val_data=val_data).to_yaml(run.config_path)
+    return run
+
+
+@pytest.fixture
+def no_hub_download(monkeypatch):
+    """HF_HUB_OFFLINE=1, and any attempt to read a Hub dataset fails the test."""
+    import vetllm.data.loading
+
+    def refuse(value):
+        raise AssertionError(f"a page request tried to load {value}")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(vetllm.data.loading, "read_hub_rows", refuse)
+
+
+@pytest.mark.parametrize("data, val_data", [("hub:x/y", "bundled"), ("bundled", "hub:x/y:test")])
+def test_a_run_on_hub_data_has_no_baseline_in_the_app_and_nothing_is_downloaded(
+    tmp_path, no_hub_download, caplog, data, val_data
+):
+    run = _hub_run(tmp_path, data=data, val_data=val_data)
+    with caplog.at_level("INFO", logger="vetllm.runs.serving"):
+        assert serving.run_baseline(run.path) is None
+    assert "Hub dataset" in caplog.text and "vetllm evaluate" in caplog.text
+    assert not (run.path / serving.BASELINE_FILE).exists()
+    [row] = serving.run_rows(tmp_path)
+    assert row["bag-of-words"] is None
+    assert row["data"] == ("hub:x/y" if data == "hub:x/y" else "bundled examples")
+
+
+def test_the_served_record_is_stamped_in_utc_and_logged_under_the_runs_package(tmp_path, caplog):
+    import re
+
+    _run(tmp_path, "only", accuracy=0.5)
+    with caplog.at_level("INFO", logger="vetllm.runs.serving"):
+        serving.served_run_name(tmp_path)
+    assert [r.name for r in caplog.records] == ["vetllm.runs.serving"]
+    since = serving.read_served_record(tmp_path)["since"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", since)

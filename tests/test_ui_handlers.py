@@ -298,6 +298,28 @@ def test_chart_handlers_compare_coverage_and_report(tmp_path):
         handlers.report("../../etc")
 
 
+def test_charts_of_a_run_on_hub_data_say_so_and_download_nothing(tmp_path, monkeypatch):
+    import vetllm.data.loading
+    from vetllm.ui.chart_handlers import ChartHandlers
+
+    def refuse(value):
+        raise AssertionError(f"a page request tried to load {value}")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(vetllm.data.loading, "read_hub_rows", refuse)
+    settings = _settings(tmp_path)
+    metrics = [{"step": s, "epoch": s / 10, "loss": 2.0 / s} for s in range(1, 31)]
+    run = _fake_run(settings.runs_dir, "r1", "completed", metrics=metrics)
+    preset_config("tiny-cpu").replace(data="hub:x/y").to_yaml(run.config_path)
+    handlers = ChartHandlers(settings)
+    with pytest.raises(gr.Error, match="train data is a Hub dataset \\(hub:x/y\\)"):
+        handlers.coverage("r1")
+    text, download = handlers.report("r1")
+    assert text.startswith("# Training analysis") and download.visible is True
+    assert "left out: train data is a Hub dataset (hub:x/y)" in text
+    assert "vetllm report --run RUN_DIR" in text
+
+
 # -- first launch --------------------------------------------------------------------------------
 def test_first_launch_trains_the_cpu_default_only_when_nothing_can_predict(tmp_path, monkeypatch):
     from vetllm.runs import launcher

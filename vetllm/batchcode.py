@@ -1,7 +1,8 @@
 """Batch coding: a file of notes without codes in, the same rows with codes out.
 
 `read_notes_file` reads CSV (pick the note column), JSON Lines, a JSON list (of objects or of
-strings) or plain text (one note per line), keeping every original column. `code_notes` sends
+strings) or plain text (one note per line), keeping every original column; a CSV's headers and
+cells lose the formula guard the project's writer adds, as the data loader's do. `code_notes` sends
 the notes through a prediction function in chunks and adds, per row: the codes, their disease
 names, whether each SCTID is valid, the confidence, whether the model abstained and why, and the
 run that answered. A row whose note is empty or too long is not predicted: it is marked
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vetllm.data.loading import _decode, _read_limited
+from vetllm.data.text_formats import guess_delimiter, header_names
 from vetllm.data.validation import normalise_note_text
-from vetllm.data.writing import guarded_csv, json_cell_text, jsonl_text
+from vetllm.data.writing import guarded_csv, json_cell_text, jsonl_text, unescape_formula
 from vetllm.errors import VetLLMError
 
 NOTE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
@@ -89,12 +91,17 @@ def pick_note_column(columns: list[str], wanted: str | None, name: str) -> str:
 
 
 def _csv(text: str, name: str) -> tuple[list[str], list[dict]]:
-    first_line = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first_line.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    """Header and rows, read as the data loader reads CSV (`vetllm.data.text_formats`: the same
+    delimiter guess, the writer's formula guard removed from headers and cells), but lenient:
+    any columns, and a short or long row keeps the cells it has."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=guess_delimiter(text))
     try:
-        header = [cell.strip() for cell in next(reader)]
-        rows = [dict(zip(header, cells, strict=False)) for cells in reader if any(cells)]
+        header = header_names(next(reader))
+        rows = [
+            dict(zip(header, map(unescape_formula, cells), strict=False))
+            for cells in reader
+            if any(cells)
+        ]
     except csv.Error as error:
         raise VetLLMError(f"{name}: line {reader.line_num}: not valid CSV ({error})") from None
     if not any(header):

@@ -2,15 +2,18 @@
 
 `value_problems(cfg)` runs once the field types are right and returns one line per broken rule
 ("learning_rate: got -1.0; use a positive number below 1, ..."), every rule checked, so a bad
-config is reported whole. The choices (methods, schedulers, attention kernels, trackers) live here
-beside the rules that use them; `vetllm.config` re-exports them. Pure Python.
+config is reported whole (a hub: data value is checked for its form only, without the network).
+The choices (methods, schedulers, attention kernels, trackers) live here beside the rules that
+use them; `vetllm.config` re-exports them. Pure Python.
 """
 
 from __future__ import annotations
 
 import math
 
+from vetllm.data.hf_datasets import HUB_FORM, is_hub_source, parse_hub_source
 from vetllm.data.prompts import ALPACA_TEMPLATE
+from vetllm.errors import DataError
 
 TINY_BASE = "tiny"  # base_model value that builds the CPU default from scratch (no download)
 METHODS = ("full", "lora", "qlora")
@@ -132,10 +135,26 @@ def value_problems(cfg) -> list[str]:
     return (
         problems
         + _check_abstain(cfg)
+        + _check_sources(cfg)
         + _check_recipe(cfg)
         + _check_speed(cfg)
         + _check_tracking(cfg)
     )
+
+
+def _check_sources(cfg) -> list[str]:
+    """data / val_data written hub:...: the form hub:USER/NAME[:SPLIT], checked without the
+    network, so a typo stops `config validate` and `train` before a run folder exists."""
+    problems = []
+    for name in ("data", "val_data"):
+        value = getattr(cfg, name)
+        if value is None or not is_hub_source(value):
+            continue
+        try:
+            parse_hub_source(str(value))
+        except DataError:
+            problems.append(f"{name}: got {value!r}; not a Hub dataset name: {HUB_FORM}")
+    return problems
 
 
 def _check_recipe(cfg) -> list[str]:

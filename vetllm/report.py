@@ -6,10 +6,14 @@ or an object with `to_dict()`). `report_concerns` lists the analysis flags plus 
 these extra inputs: a low loss with low (or unmeasured) accuracy, a log that ends before the
 planned step count, and accuracy no better than the majority-code baseline. Long loss tables are
 thinned evenly to about MAX_TABLE_ROWS rows, keeping the first, last, lowest and plateau points.
+`report_from_metrics` is the one way a report is built from a run's metrics lines (training's
+end); `run_report` gathers a run folder's plan, data statistics and evaluation for it, for
+`vetllm report` and the app's Charts tab (which never downloads Hub data in a page request).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -89,25 +93,20 @@ def report_from_metrics(
         plan: the CoveragePlan (its steps per epoch mark the epochs; else the log's own).
         config: the run's TrainConfig as a dict, for the prompt-masking check.
     """
-    history = [m for m in metrics if "loss" in m or "eval_loss" in m]
+    history = loss_history(metrics)
     if not history:
         raise VetLLMError("metrics.jsonl has no loss yet; wait for the first logging step")
+    # Without a plan the analysis infers steps per epoch from the log (and says so).
     steps_per_epoch = plan.to_dict().get("steps_per_epoch") if plan is not None else None
-    analysis = analyse_losses(
-        history, steps_per_epoch=steps_per_epoch or _steps_per_epoch(history), config=config
-    )
+    analysis = analyse_losses(history, steps_per_epoch=steps_per_epoch or None, config=config)
     return render_training_report(
         analysis, plan=plan, stats=stats, evaluation=evaluation, served=served
     )
 
 
-def _steps_per_epoch(history: list[dict]) -> int | None:
-    """Optimizer steps per epoch, read off the last log line that has both step and epoch."""
-    for entry in reversed(history):
-        step, epoch = entry.get("step"), entry.get("epoch")
-        if step and epoch:
-            return round(float(step) / float(epoch))
-    return None
+def loss_history(metrics: list[dict]) -> list[dict]:
+    """The metrics lines a report analyses: those with a training or validation loss."""
+    return [m for m in metrics if "loss" in m or "eval_loss" in m]
 
 
 def render_training_report(
@@ -304,3 +303,64 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+# -- a run folder's report ---------------------------------------------------------------------
+def run_report(run, *, load_hub_data: bool = True) -> tuple[str, str | None]:
+    """(report.md's text, why coverage and data statistics are left out, or None) for a run
+    folder (a `vetllm.runs.directory.RunDirectory`): `vetllm report` and the app's Charts tab.
+
+    Args:
+        load_hub_data: False in a page request: training data on the Hugging Face Hub is then
+            not downloaded, and the report says so instead of showing coverage and statistics.
+    """
+    plan, stats, config, left_out = plan_and_stats(run, load_hub_data=load_hub_data)
+    text = report_from_metrics(
+        run.read_metrics(),  # skips a damaged line (issue 11, item 18)
+        plan=plan,
+        stats=stats,
+        config=config,
+        evaluation=_read_json(run.eval_dir / "metrics.json"),
+        served=run.read_status().served,  # which step model/ holds, and why
+    )
+    return text, left_out
+
+
+def plan_and_stats(run, *, load_hub_data: bool = True) -> tuple:
+    """(CoveragePlan, DatasetStats, config dict, None) for a run folder; (None, None, config
+    dict or None, the reason) when its config or training data cannot be read (or is on the
+    Hub and `load_hub_data` is False)."""
+    from vetllm.config import load_config
+    from vetllm.data.hf_datasets import is_hub_source
+    from vetllm.data.loading import load_dataset_file
+    from vetllm.data.stats import dataset_stats
+
+    try:
+        cfg = load_config(run.config_path)
+    except (VetLLMError, OSError) as error:
+        return None, None, None, str(error)
+    if is_hub_source(cfg.data) and not load_hub_data:
+        return None, None, cfg.to_dict(), hub_data_left_out(cfg.data)
+    try:
+        records = load_dataset_file(cfg.data_paths()[0], on_error="skip").records
+    except (VetLLMError, OSError) as error:
+        return None, None, cfg.to_dict(), str(error)
+    card = _read_json(run.model_dir / "run_card.json") or {}
+    plan = cfg.coverage_plan(records, world_size=int(card.get("world_size") or 1))
+    return plan, dataset_stats(records), cfg.to_dict(), None
+
+
+def hub_data_left_out(source: str) -> str:
+    """Why the app shows no coverage or statistics of a run trained on Hub data."""
+    return (
+        f"train data is a Hub dataset ({source}), which the app does not download; run "
+        "`vetllm report --run RUN_DIR` where the dataset can be loaded"
+    )
+
+
+def _read_json(path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # absent or half-written: left out rather than failing the report
+    return data if isinstance(data, dict) else None

@@ -14,7 +14,7 @@ import argparse
 import os
 from pathlib import Path
 
-from vetllm.errors import VetLLMError
+from vetllm.errors import DataError, VetLLMError
 from vetllm.runs.state import RunState, RunStatus
 
 
@@ -122,19 +122,25 @@ def _bench_accuracy(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = list(args.overrides)
     if args.data:
-        extra.append(f"data={_absolute(args.data)}")
+        extra.append(f"data={_absolute(args.data, '--data')}")
     if args.val_data:
-        value = (
-            args.val_data if args.val_data.lower() in ("none", "null") else _absolute(args.val_data)
-        )
+        off = args.val_data.lower() in ("none", "null")
+        value = args.val_data if off else _absolute(args.val_data, "--val-data")
         extra.append(f"val_data={value}")
     return extra
 
 
-def _absolute(path: str) -> str:
-    from vetllm.data.hf_datasets import is_hub_source
+def _absolute(path: str, flag: str) -> str:
+    """A --data / --val-data value as the config stores it: an absolute file path, or a hub:
+    value of the right form (checked here, without the network, before a run folder exists;
+    the dataset itself is loaded, or refused, when training starts)."""
+    from vetllm.data.hf_datasets import is_hub_source, parse_hub_source
 
-    if is_hub_source(path):  # hub:user/name[:split], loaded (or refused) when training starts
+    if is_hub_source(path):
+        try:
+            parse_hub_source(path)
+        except DataError as error:
+            raise VetLLMError(f"{flag}: {error}") from None
         return path
     if not Path(path).is_file():
         raise VetLLMError(f"data file {Path(path).name!r} not found; check the path")

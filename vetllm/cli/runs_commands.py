@@ -185,48 +185,16 @@ def render_run_report(run) -> str:
     can still be read (the same report training writes at its end); otherwise they are left out
     with a note on stderr.
     """
-    from vetllm.report import report_from_metrics
+    from vetllm.report import loss_history, run_report
     from vetllm.runs.directory import atomic_write_text
 
-    metrics = run.read_metrics()  # skips a damaged line (issue 11, item 18)
-    if not any("loss" in m or "eval_loss" in m for m in metrics):
+    if not loss_history(run.read_metrics()):
         raise VetLLMError(
             f"RUN_DIR: '{run.name}' has no loss in metrics.jsonl yet; wait for the first "
             "logging step"
         )
-    plan, stats, config = _plan_and_stats(run)
-    text = report_from_metrics(
-        metrics,
-        plan=plan,
-        stats=stats,
-        config=config,
-        evaluation=_read_json(run.eval_dir / "metrics.json"),
-        served=run.read_status().served,
-    )
+    text, left_out = run_report(run)
+    if left_out:
+        print(f"note: coverage and data statistics left out ({left_out})", file=sys.stderr)
     atomic_write_text(run.report_path, text)
     return text
-
-
-def _plan_and_stats(run):
-    """(CoveragePlan, DatasetStats, config dict) for the run, or Nones when data is gone."""
-    try:
-        from vetllm.config import load_config
-        from vetllm.data.loading import load_dataset_file
-        from vetllm.data.stats import dataset_stats
-
-        cfg = load_config(run.config_path)
-        records = load_dataset_file(cfg.data_paths()[0], on_error="skip").records
-    except (VetLLMError, OSError) as error:
-        print(f"note: coverage and data statistics left out ({error})", file=sys.stderr)
-        return None, None, None
-    card = _read_json(run.model_dir / "run_card.json") or {}
-    plan = cfg.coverage_plan(records, world_size=int(card.get("world_size") or 1))
-    return plan, dataset_stats(records), cfg.to_dict()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None  # absent or half-written: left out rather than failing the report
-    return data if isinstance(data, dict) else None

@@ -4,7 +4,9 @@ The standard library parses: `json` (whose errors give line and column) and `csv
 keeps the physical line it starts on, and a row that cannot be parsed becomes one `Problem`,
 so the row rules of `vetllm.data.validation` can name line, field and reason for every row.
 The row limit and the time budget (`Budget`, shared with the other sources) are checked while
-parsing, so a huge or slow file stops early.
+parsing, so a huge or slow file stops early. Every cell and header loses the writer's formula
+guard (`unescape_formula`); `guess_delimiter` and `header_names` are shared with batch coding's
+notes reader (`vetllm.batchcode`), so both read a CSV the project wrote the same way.
 
 Hugging Face `datasets` does not read these files for validation, because it changes what the
 messages are about (checked with datasets 5.2 / pyarrow 26): it drops line numbers, reads NaN
@@ -218,11 +220,10 @@ def parse_jsonl(text: str, name: str, max_rows: int, budget: Budget) -> list[Par
 def parse_csv(text: str, name: str, max_rows: int, budget: Budget) -> list[ParsedRow]:
     if text.lstrip()[:1] in ("[", "{"):
         raise DataError(f"{name}: looks like JSON, not CSV; rename it to .json or .jsonl")
-    first_line = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first_line.count)
+    delimiter = guess_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
-        header = [unescape_formula(cell.strip()) for cell in next(reader)]
+        header = header_names(next(reader))
     except csv.Error as error:
         raise DataError(f"{name}: line 1: the header is not valid CSV ({error})") from None
     check_header(header, name)
@@ -240,6 +241,17 @@ def parse_csv(text: str, name: str, max_rows: int, budget: Budget) -> list[Parse
     if not rows:
         raise DataError(f"{name}: has a header but no records")
     return rows
+
+
+def guess_delimiter(text: str) -> str:
+    """The CSV delimiter: whichever of comma, semicolon and tab the first line has most of."""
+    first_line = text.split("\n", 1)[0]
+    return max((",", ";", "\t"), key=first_line.count)
+
+
+def header_names(cells: list[str]) -> list[str]:
+    """A CSV header's column names: trimmed, and the formula guard of the writer removed."""
+    return [unescape_formula(cell.strip()) for cell in cells]
 
 
 def _skip_lines(text: str, offset: int, lines: int) -> int:

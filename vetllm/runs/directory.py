@@ -43,7 +43,8 @@ _THREAD_LOCK = threading.Lock()
 _LAST_GOOD: dict[Path, dict[str, Any]] = {}
 
 
-def _now_iso() -> str:
+def now_iso() -> str:
+    """Now as an ISO-8601 UTC stamp to the second (status, lock and served-model records)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
@@ -66,7 +67,7 @@ def new_run_folder_name(name: str) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every JSON object line of a file we wrote, in order; [] when the file does not exist.
+    """Every JSON object line of a file we wrote, in order; [] when it is missing or unreadable.
 
     Tolerant by design: a line torn by a crash mid-write, a corrupt line or a non-object line is
     skipped (the run files are appended to while others read them). For users' own files, which
@@ -74,7 +75,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """
     try:
         raw = Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+    except OSError:  # missing, a folder in its place, no permission: nothing to read
         return []
     records = []
     for line in raw.splitlines():
@@ -266,14 +267,14 @@ class RunDirectory:
             status.update(fields)
             if state is not None:
                 status["state"] = state
-            status["updated_at"] = _now_iso()
+            status["updated_at"] = now_iso()
             atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
             _LAST_GOOD[self.status_path] = dict(status)
         return status
 
     def reset_status(self, state: RunState | str, **fields: Any) -> dict[str, Any]:
         """Replace status.json entirely (a fresh run), keeping nothing from before."""
-        status = {"state": _checked(state), **fields, "updated_at": _now_iso()}
+        status = {"state": _checked(state), **fields, "updated_at": now_iso()}
         with self._status_lock():
             atomic_write_text(self.status_path, json.dumps(status, indent=2, sort_keys=True))
             _LAST_GOOD[self.status_path] = dict(status)
@@ -285,7 +286,7 @@ class RunDirectory:
         base = self._read_record()
         if base.get("state") == RunState.UNKNOWN:
             base = dict(_LAST_GOOD.get(self.status_path, {}))
-        status = {**base, **fields, "state": _checked(state), "updated_at": _now_iso()}
+        status = {**base, **fields, "state": _checked(state), "updated_at": now_iso()}
         text = json.dumps(status, indent=2, sort_keys=True)
         with self._status_lock(), open(self.status_path, "r+" if self.status_path.exists() else "w",
                                        encoding="utf-8") as handle:  # fmt: skip
@@ -342,7 +343,7 @@ class RunDirectory:
     def request_stop(self) -> None:
         """Ask the training process to save a checkpoint and exit (RunCallback polls this)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.stop_path, _now_iso() + "\n")
+        atomic_write_text(self.stop_path, now_iso() + "\n")
 
     def clear_stop(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -357,7 +358,7 @@ class RunDirectory:
             raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != COMPLETE_MARKER)
         marker = {
-            "completed_at": _now_iso(),
+            "completed_at": now_iso(),
             "files": sorted(p.name for p in folder.iterdir()),
             "sizes": {p.name: p.stat().st_size for p in files},  # checked before a resume
         }

@@ -8,8 +8,10 @@ default (recorded by the app's bootstrap as `pending_default`) or, in a runs fol
 this record existed, the completed run with the best validation accuracy is adopted once and
 written down, so a later smoke test can never take its place silently.
 
-`run_rows` builds the runs table (name, state, preset, data, steps, validation accuracy, the
-bag-of-words baseline on the same validation notes, served mark, created). Imports no torch.
+`run_rows` builds the runs table (name, state, preset, data: a file name, the bundled examples
+or hub:user/name; steps, validation accuracy, the bag-of-words baseline on the same validation
+notes, served mark, created). It runs inside page requests, so a run whose data is on the
+Hugging Face Hub gets no baseline here (nothing is downloaded). Imports no torch.
 """
 
 from __future__ import annotations
@@ -17,22 +19,18 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
+from vetllm.data.hf_datasets import is_hub_source
 from vetllm.errors import VetLLMError
-from vetllm.runs.directory import RunDirectory, atomic_write_text
+from vetllm.runs.directory import RunDirectory, atomic_write_text, now_iso
 from vetllm.runs.state import ACTIVE_STATES, RunState
 
 SERVED_FILE = "served.json"
 SERVED_MARK = "★ served"  # the runs table's mark (not the bare column name, to tell them apart)
 BASELINE_FILE = "baseline.json"  # per run: the bag-of-words baseline on its validation notes
-LOGGER = logging.getLogger("vetllm.serving")
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+LOGGER = logging.getLogger("vetllm.runs.serving")
 
 
 def read_served_record(runs_dir: Path) -> dict[str, Any]:
@@ -78,7 +76,7 @@ def served_run_name(runs_dir: Path, runs: list[dict] | None = None) -> str | Non
         by_score = {name: run_scores(Path(runs_dir) / name).get("accuracy") for name in completed}
         chosen = max(completed[::-1], key=lambda name: by_score[name] or -1.0)  # ties: oldest
         how = "adopted: nothing was served; best validation accuracy of the completed runs"
-    _write_record(runs_dir, {"run": chosen, "since": _now(), "how": how})
+    _write_record(runs_dir, {"run": chosen, "since": now_iso(), "how": how})
     LOGGER.info("served model: %s (%s)", chosen, how)
     return chosen
 
@@ -93,7 +91,7 @@ def promote_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> di
             f"run: {name!r} is not a completed run with a model, so it cannot be served; "
             "pick a completed run in the runs table"
         )
-    record = {"run": name, "since": _now(), "how": "promoted"}
+    record = {"run": name, "since": now_iso(), "how": "promoted"}
     _write_record(runs_dir, record)
     return record
 
@@ -152,7 +150,10 @@ def _evaluation_scores(path: Path) -> dict[str, Any]:
 
 
 def run_baseline(run_dir: Path, compute: bool = True) -> float | None:
-    """Bag-of-words accuracy on the run's own validation notes (cached in the run folder)."""
+    """Bag-of-words accuracy on the run's own validation notes (cached in the run folder).
+
+    None when it cannot be had here, which includes data on the Hugging Face Hub: this runs in
+    page requests, which never download (`vetllm evaluate` computes it there)."""
     path = Path(run_dir) / BASELINE_FILE
     try:
         return float(json.loads(path.read_text(encoding="utf-8"))["bag_of_words"])
@@ -176,6 +177,12 @@ def _fit_baseline(run_dir: Path) -> float | None:
     from vetllm.data.loading import load_dataset_file
 
     cfg = load_config(run_dir / "config.yaml")
+    hub = [value for value in (cfg.data, cfg.val_data) if value and is_hub_source(value)]
+    if hub:
+        LOGGER.info(
+            "baseline of %s not computed: %s", run_dir.name, hub_baseline_unavailable(hub[0])
+        )
+        return None
     train_path, val_path = cfg.data_paths()
     if val_path is None:
         return None
@@ -184,6 +191,14 @@ def _fit_baseline(run_dir: Path) -> float | None:
     if not train or not val:
         return None
     return float(run_baselines(train, val, seed=cfg.seed)["bag_of_words"]["accuracy"])
+
+
+def hub_baseline_unavailable(source: str) -> str:
+    """Why a run trained or validated on Hub data has no baseline in the app."""
+    return (
+        f"its data is a Hub dataset ({source}), which the app does not download; run "
+        f"`vetllm evaluate --run RUN_DIR --data {source}` where it can be loaded"
+    )
 
 
 # -- the runs table ------------------------------------------------------------------------------
@@ -225,13 +240,18 @@ def run_rows(runs_dir: Path, runs: list[dict] | None = None) -> list[dict[str, A
 
 def _config_facts(run_dir: Path) -> dict[str, str]:
     """The base model / method and the training data name of a run, from its config.yaml."""
-    try:
-        from vetllm.config import load_config
+    from vetllm.config import BUNDLED_DATA, load_config  # pydantic: only when a table is built
 
+    try:
         cfg = load_config(run_dir / "config.yaml")
     except (VetLLMError, OSError):
         return {}
-    data = "bundled examples" if cfg.data == "bundled" else Path(str(cfg.data)).name
+    if cfg.data == BUNDLED_DATA:
+        data = "bundled examples"
+    elif is_hub_source(cfg.data):
+        data = str(cfg.data)  # hub:user/name[:split], not the "name:split" a path would show
+    else:
+        data = Path(str(cfg.data)).name
     if data == "train.json" and (run_dir / "data").is_dir():
         data = "uploaded file"
     return {"preset": f"{cfg.base_model} ({cfg.method})", "data": data}

@@ -5,8 +5,10 @@ held, so the file written stays the same and run folders of older versions keep 
 `RunStatus` is one status.json read back: typed fields for what code reads (state, step,
 total_steps, error, ...) and `raw`, every key as read, so `to_dict()` gives the record back
 unchanged. `RunStatus.from_dict` is tolerant: a missing key reads as None, a value of the wrong
-type as None (still kept in `raw`), an unknown or missing state as `RunState.UNKNOWN`. Writing
-stays in `RunDirectory.write_status`, which merges fields into the file. Imports no torch.
+type as None (still kept in `raw`), an unknown or missing state as `RunState.UNKNOWN` (a state
+this version does not know, such as "paused", is still given back as written by `to_dict()`).
+Writing stays in `RunDirectory.write_status`, which merges fields into the file. Imports no
+torch.
 """
 
 from __future__ import annotations
@@ -116,7 +118,9 @@ class RunStatus:
             value = getattr(self, name)
             if value is not None:
                 record[name] = value
-        record["state"] = self.state.value
+        if self.state is not RunState.UNKNOWN or "state" not in record:
+            record["state"] = self.state.value
+        # else: a state this version does not know (e.g. "paused") is shown as written
         return record
 
     def merged(self, **fields: Any) -> RunStatus:

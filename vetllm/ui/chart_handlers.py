@@ -7,7 +7,6 @@ the figures come from `vetllm.ui.charts`.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -235,11 +234,18 @@ def _analysis_or_none(history: list[dict], config_path: Path):
 
 
 def _run_data(run_path: Path):
-    """The run's config and its training / validation records, as the training process saw them."""
+    """The run's config and its training / validation records, as the training process saw them.
+
+    Data on the Hugging Face Hub is not downloaded inside a page request: VetLLMError says so."""
     from vetllm.config import load_config
+    from vetllm.data.hf_datasets import is_hub_source
     from vetllm.data.loading import load_dataset_file
+    from vetllm.report import hub_data_left_out
 
     cfg = load_config(run_path / "config.yaml")
+    hub = [value for value in (cfg.data, cfg.val_data) if value and is_hub_source(value)]
+    if hub:
+        raise VetLLMError(f"coverage unavailable: {hub_data_left_out(hub[0])}")
     train_path, val_path = cfg.data_paths()
     train = load_dataset_file(train_path, on_error="skip").records
     val = load_dataset_file(val_path, on_error="skip").records if val_path else []
@@ -247,22 +253,17 @@ def _run_data(run_path: Path):
 
 
 def _build_report(run_path: Path) -> str:
-    from vetllm.report import render_training_report
+    """The run's report as `vetllm report` builds it, without downloading Hub data."""
+    from vetllm.report import loss_history, run_report
     from vetllm.runs.directory import RunDirectory
 
     run = RunDirectory(run_path)
-    analysis = _analysis_or_none(run.read_metrics(), run.config_path)
-    if analysis is None:
+    if not loss_history(run.read_metrics()):
         return "No report yet: the run has not logged a training loss."
-    evaluation = None
-    metrics_file = run.eval_dir / "metrics.json"
-    if metrics_file.is_file():
-        try:
-            evaluation = json.loads(metrics_file.read_text(encoding="utf-8"))
-        except ValueError:
-            evaluation = None
-    served = run.read_status().served  # which step model/ holds, and why
-    return render_training_report(analysis, evaluation=evaluation, served=served)
+    text, left_out = run_report(run, load_hub_data=False)
+    if left_out:
+        text += f"\n_Coverage and data statistics left out: {left_out}._\n"
+    return text
 
 
 def refresh_choices(handlers: ChartHandlers):
