@@ -24,7 +24,7 @@ from vetllm.runs.directory import (
     COMPLETE_MARKER,
     LAUNCHED_RUN_ENV,
     RunDirectory,
-    _now_iso,
+    now_iso,
     process_start_time,
 )
 from vetllm.runs.state import RunState
@@ -91,7 +91,7 @@ class RunCallback(TrainerCallback):
         self.run.write_status(
             RunState.RUNNING,
             **self._pid_fields(),
-            started_at=started_at or _now_iso(),
+            started_at=started_at or now_iso(),
             resumed_from_step=state.global_step if resuming else None,
             error=None,
             remedy=None,

@@ -23,7 +23,7 @@ from typing import Any
 import vetllm
 from vetllm import resources
 from vetllm.errors import VetLLMError
-from vetllm.runs.directory import LAUNCHED_RUN_ENV, RunDirectory, _now_iso, process_start_time
+from vetllm.runs.directory import LAUNCHED_RUN_ENV, RunDirectory, now_iso, process_start_time
 from vetllm.runs.faults import disk_full_cause, is_disk_full
 from vetllm.runs.lock import (
     child_exit_code,
@@ -128,7 +128,7 @@ def _prepare_run_dir(
     run.reset_status(
         RunState.QUEUED,
         name=run.name,
-        created_at=_now_iso(),
+        created_at=now_iso(),
         step=0,
         total_steps=None,
         progress=0.0,

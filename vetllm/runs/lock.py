@@ -23,8 +23,8 @@ from vetllm.errors import VetLLMError
 from vetllm.runs.directory import (
     LAUNCHED_RUN_ENV,
     RunDirectory,
-    _now_iso,
     atomic_write_text,
+    now_iso,
     process_alive,
     process_start_time,
 )
@@ -138,6 +138,6 @@ def take_lock(runs_root: Path, run: RunDirectory, pid: int) -> None:
         "pid_start": process_start_time(pid),
         "run_name": run.name,
         "run_dir": str(run.path),
-        "acquired_at": _now_iso(),
+        "acquired_at": now_iso(),
     }
     atomic_write_text(runs_root / LOCK_NAME, json.dumps(holder, indent=2) + "\n")
