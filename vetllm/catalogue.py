@@ -202,9 +202,13 @@ def _merge(base: list[Disease], extra: list[Disease]) -> list[Disease]:
     return list(merged.values())
 
 
-@cache
 def load_catalogue(extra_path: str | None = None) -> Catalogue:
     """The bundled catalogue, optionally extended by a user's JSON file of the same shape."""
+    return _load_catalogue(extra_path or None)  # one cache entry for (), (None) and ("")
+
+
+@cache
+def _load_catalogue(extra_path: str | None) -> Catalogue:
     bundled = json.loads(resources.files("vetllm").joinpath("catalogue.json").read_text("utf-8"))
     diseases = _parse_diseases(bundled, "catalogue.json")
     version = bundled["version"]
