@@ -41,9 +41,10 @@ def selection_score(lenient_accuracy: float, step: int, max_steps: int, n: int) 
     note. Why the later step and not the lower eval loss: on small validation sets ties are
     common, and the lower loss belongs to the earlier, less trained step (the loss rises as the
     model grows confident while accuracy holds). Measured on source-like data (3 splits x 3
-    seeds x 2 recipes, `vetllm bench accuracy --data-seeds 1,2,3`): 5 of 18 runs served an
-    earlier step whose test accuracy differed from the final step's; 4 were 1-7 points worse,
-    1 was 1 point better.
+    seeds x 2 recipes trained by `vetllm bench accuracy --datasets source-like --data-seed N`,
+    the served and final checkpoints of each run scored on its test notes): 5 of 18 runs served
+    an earlier step whose test accuracy differed from the final step's; 4 were 1-7 points
+    worse, 1 was 1 point better.
     """
     share = min(max(step, 0), max_steps) / max_steps if max_steps > 0 else 0.0
     return float(lenient_accuracy) + share / (n + 1)
