@@ -98,6 +98,8 @@ class TrainConfig(BaseModel):
     grad_accum: int = _in("optimisation", 4)  # micro-batches per optimizer step
     drop_last: bool = _in("optimisation", True)
     seed: int = _in("optimisation", 0)
+    # models trained (seeds seed, seed + 1, ...) whose answers are combined by vote; 1 = one model
+    ensemble: int = _in("optimisation", 1)
     optim: str = _in("optimisation", "adamw_torch")
     bf16: bool = _in("optimisation", False)  # bf16 mixed precision (CUDA only; else a warning)
     # -- speed (issue 10): what the *-fast presets turn on. None of these changes the data, the

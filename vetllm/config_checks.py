@@ -32,6 +32,8 @@ def tracker_names(report_to: str) -> list[str]:
     return [] if names == ["none"] else names
 
 
+MAX_ENSEMBLE = 9  # each model is a full training run: nine already take nine times as long
+
 # (field, is the value acceptable?, what to write instead); checked in this order, all reported.
 _RULES: tuple = (
     ("name", lambda c: bool(c.name.strip()), "give the run a short name"),
@@ -67,6 +69,17 @@ _RULES: tuple = (
         "note_token_dropout",
         lambda c: 0 <= c.note_token_dropout < 0.5,
         "use a share from 0 (off) to below 0.5, e.g. 0.1",
+    ),
+    (
+        "ensemble",
+        lambda c: 1 <= c.ensemble <= MAX_ENSEMBLE,
+        f"use 1 (one model) to {MAX_ENSEMBLE} models, e.g. 3",
+    ),
+    (
+        "ensemble",
+        lambda c: c.ensemble == 1 or c.base_model == TINY_BASE,
+        "use 1: seed ensembles are for the tiny CPU model (each LLM would take its own hours "
+        "of GPU time)",
     ),
     (
         "note_segment_shuffle",

@@ -150,6 +150,7 @@ class Predictor:
         temperatures: dict[str, float] | None = None,
         policy: AbstentionPolicy | None = None,
         max_labels: int = MAX_LABELS,
+        members: list[Predictor] | None = None,
     ):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -166,29 +167,42 @@ class Predictor:
         self.temperatures = dict(temperatures or {})  # decoding -> T; missing: 1 (as trained)
         self.policy = policy  # None: nothing abstains (used to fit the calibration itself)
         self.max_labels = max_labels
+        # An ensemble's other models (vetllm.engine.ensemble): all answer, the vote decides.
+        self.members = list(members or [])
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
-        """Load a run's final model (base + adapter, 4-bit on CUDA for QLoRA) and its template."""
+        """Load a run's final model (base + adapter, 4-bit on CUDA for QLoRA), its template,
+        calibration and abstention policy, and the other models of an ensemble run."""
         from vetllm.abstention import run_policy
         from vetllm.calibration import load_calibration
-        from vetllm.engine.modeling import load_trained
+        from vetllm.engine.ensemble import member_dirs
 
         run_path = Path(run_dir)
-        model, tokenizer, cfg = load_trained(run_path, device=device)
+        members = [cls._one_model(folder, device)[0] for folder in member_dirs(run_path)]
+        predictor, cfg = cls._one_model(run_path, device)
         calibration = load_calibration(run_path)
-        catalogue = _catalogue_of(cfg)
-        return cls(
+        predictor.members = members
+        predictor.temperatures = dict(calibration.get("temperatures") or {})
+        predictor.policy = run_policy(cfg, predictor.catalogue, calibration)
+        return predictor
+
+    @classmethod
+    def _one_model(cls, run_path: Path, device: str | None) -> tuple[Predictor, object]:
+        """(Predictor of the run folder's own model, uncalibrated, nothing abstains; its cfg)."""
+        from vetllm.engine.modeling import load_trained
+
+        model, tokenizer, cfg = load_trained(run_path, device=device)
+        predictor = cls(
             model,
             tokenizer,
             template=_template_of(cfg),
             candidates=_training_labels(run_path),
-            catalogue=catalogue,
+            catalogue=_catalogue_of(cfg),
             max_length=getattr(cfg, "max_length", None),
             max_new_tokens=getattr(cfg, "max_new_tokens", None),
-            temperatures=calibration.get("temperatures"),
-            policy=run_policy(cfg, catalogue, calibration),
         )
+        return predictor, cfg
 
     def _default_new_tokens(self) -> int:
         # Room for three of the longest labels: answers are short, and a model that never
@@ -208,20 +222,29 @@ class Predictor:
         predictions = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            if decoding == "free":
-                predictions.extend(self._predict_free(batch))
+            if self.members:
+                from vetllm.engine.ensemble import vote
+
+                per_model = [m._answers(batch, decoding) for m in (self, *self.members)]
+                predictions.extend(vote(per_model))
             else:
-                predictions.extend(self._predict_constrained(batch))
+                predictions.extend(self._answers(batch, decoding))
         for note, prediction in zip(texts, predictions, strict=True):
             self._finish(note, prediction)
         return predictions
 
+    def _answers(self, notes: list[str], decoding: str) -> list[Prediction]:
+        """This model's answers, uncalibrated (one batch)."""
+        if decoding == "free":
+            return self._predict_free(notes)
+        return self._predict_constrained(notes)
+
     def _finish(self, note: str, prediction: Prediction) -> None:
         """Calibrate the confidences, then abstain or flag a near-guess answer."""
+        from vetllm.engine.ensemble import raw_confidence
+
         temperature = self.temperatures.get(prediction.decoding, 1.0)
-        raw = prediction.confidence
-        if raw is None:  # free decoding: the answer is every code, so their product
-            raw = math.prod(prediction.confidences.values()) if prediction.result.codes else 0.0
+        raw = raw_confidence(prediction)  # free decoding: the product of its codes'
         prediction.confidence = scale_confidence(raw, temperature)
         prediction.confidences = {
             code: scale_confidence(p, temperature) for code, p in prediction.confidences.items()

@@ -36,6 +36,7 @@ from vetllm.engine.collate import (
     encode_records,
     load_training_data,
 )
+from vetllm.engine.ensemble import ensemble_summary, member_entry, member_folder, member_seeds
 from vetllm.engine.environment import check_trackers
 from vetllm.engine.evaluate import evaluate_at_finish, headline_metrics
 from vetllm.engine.selection import (
@@ -214,10 +215,36 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if callback.stopped:
         log(f"stopped at step {trainer.state.global_step} ({callback.stop_reason}); resumable")
-        if is_main_process():
-            return run.write_status(RunState.STOPPED, message=f"stopped ({callback.stop_reason})")
-        return {"state": RunState.STOPPED.value}
+        return _stopped(run, callback.stop_reason)
     return _finish(recipe, trainer, params)
+
+
+def _stopped(run: RunDirectory, reason: str) -> dict:
+    if is_main_process():
+        return run.write_status(RunState.STOPPED, message=f"stopped ({reason})")
+    return {"state": RunState.STOPPED.value}
+
+
+def _train_members(recipe: Recipe) -> list[dict] | None:
+    """Train the ensemble's other models (vetllm.engine.ensemble), each in its own run folder;
+    their run card entries, or None when a stop request ended one (resuming goes on from it)."""
+    cfg, run, log = recipe.cfg, recipe.run, recipe.log
+    entries = []
+    for number, seed in enumerate(member_seeds(cfg.seed, cfg.ensemble), start=2):
+        member = RunDirectory(member_folder(run.path, seed))
+        finished = (member.model_dir / modeling.RUN_CARD).is_file()
+        if not (finished and member.read_status().state == RunState.COMPLETED):
+            where = member.path.relative_to(run.path)
+            log(f"ensemble: training model {number} of {cfg.ensemble} (seed {seed}) in {where}")
+            if is_main_process():
+                run.write_status(message=f"training model {number} of {cfg.ensemble}")
+            settings = {"seed": seed, "ensemble": 1, "final_eval": False}
+            resume = member.last_complete_checkpoint() is not None
+            status = _train_and_record(cfg.replace(**settings), member.path, resume)
+            if status["state"] == RunState.STOPPED:
+                return None
+        entries.append(member_entry(run.path, seed, dict(member.read_status().served or {})))
+    return entries
 
 
 def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) -> tuple:
@@ -266,6 +293,9 @@ def _finish(recipe: Recipe, trainer: VetTrainer, params: dict) -> dict:
     """Save the final model and run card, evaluate, write the report, mark the run completed."""
     cfg, run, log = recipe.cfg, recipe.run, recipe.log
     trainer.save_model(str(run.model_dir))  # only rank 0 writes; every rank must call it
+    members = _train_members(recipe) if cfg.ensemble > 1 else []
+    if members is None:
+        return _stopped(run, "while training the ensemble's models")
     if not is_main_process():
         return {"state": RunState.COMPLETED.value}
     trainer.processing_class.save_pretrained(str(run.model_dir))
@@ -276,6 +306,11 @@ def _finish(recipe: Recipe, trainer: VetTrainer, params: dict) -> dict:
     )
     # load_best_model_at_end has already put the best step's weights in the model just saved.
     card["served"] = served_step(trainer.state, trainer.args.load_best_model_at_end)
+    if members:
+        served = [card["served"], *(member["served"] or {} for member in members)]
+        summary = ensemble_summary([cfg.seed, *(m["seed"] for m in members)], served)
+        card["ensemble"] = {"members": members, "summary": summary}
+        card["served"]["summary"] += f"; answers by {summary}"
     log("served model: " + card["served"]["summary"])
     card["training_mix"] = recipe.mix
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)

@@ -34,6 +34,7 @@ DEFAULT_RUNS_FOLDER = "runs"  # relative to the working directory, when the vari
 # Set by the launcher for the process it spawns: the run directory whose status "pid" it owns.
 # Without it (plain `vetllm train`), the training process records its own pid.
 LAUNCHED_RUN_ENV = "VETLLM_LAUNCHED_RUN"
+MEMBERS_DIR = "members"  # an ensemble run's other models (vetllm.engine.ensemble)
 
 # Serialises read-merge-write of status files between threads of one process; fcntl.flock on
 # a sidecar file does the same between processes (trainer vs. launcher vs. UI).
@@ -337,8 +338,16 @@ class RunDirectory:
         return len(records) - len(kept)
 
     # -- stop flag ---------------------------------------------------------------------------
+    @property
+    def members_dir(self) -> Path:
+        """An ensemble run's other models, each a run folder of its own (members/seed-N)."""
+        return self.path / MEMBERS_DIR
+
     def stop_requested(self) -> bool:
-        return self.stop_path.exists()
+        """A STOP flag here or, for an ensemble member, in the ensemble's run folder."""
+        parent = self.path.parent
+        in_ensemble = parent.name == MEMBERS_DIR and (parent.parent / "STOP").exists()
+        return self.stop_path.exists() or in_ensemble
 
     def request_stop(self) -> None:
         """Ask the training process to save a checkpoint and exit (RunCallback polls this)."""
