@@ -31,6 +31,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def ensemble_folders(run_dir: Path) -> list[Path]:
+    """The run folders of an ensemble's other models, as the run card lists them (or none)."""
+    card = _read_json(Path(run_dir) / "model" / "run_card.json")
+    members = (card.get("ensemble") or {}).get("members") or []
+    return [Path(run_dir) / entry["folder"] for entry in members if entry.get("folder")]
+
+
 def require_model(run_dir: Path) -> Path:
     """RUN_DIR/model when the run has a final model; VetLLMError (what to do) otherwise."""
     model_dir = Path(run_dir) / "model"
@@ -55,6 +62,12 @@ def archive_run(run_dir: Path, out_path: Path) -> Path:
         for member in ARCHIVE_MEMBERS:
             if (run_dir / member).is_file():
                 archive.write(run_dir / member, f"{prefix}/{member}")
+        for folder in ensemble_folders(run_dir):  # an ensemble's other models: model + config
+            for path in sorted(folder.rglob("*")):
+                inside = path.relative_to(folder)
+                wanted = inside.parts[0] == "model" or inside.as_posix() == "config.yaml"
+                if path.is_file() and wanted and path.name != "training_args.bin":
+                    archive.write(path, f"{prefix}/{path.relative_to(run_dir)}")
         archive.writestr(f"{prefix}/{CARD_NAME}", model_card(run_dir))
     return out_path
 
@@ -172,6 +185,7 @@ def _recipe_section(card: dict, cfg) -> list[str]:
         ("steps / epochs", f"{card.get('global_step')} / {card.get('epochs_completed') or 0:.2f}"),
         ("final training loss", _number(card.get("final_train_loss"))),
         ("seed", card.get("seed")),
+        ("ensemble", (card.get("ensemble") or {}).get("summary")),
         ("catalogue version", card.get("catalogue_version")),
     ]  # fmt: skip
     if cfg is not None:

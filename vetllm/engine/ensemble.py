@@ -19,15 +19,13 @@ gave another answer counts 0), which the run's calibration then rescales like a 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import MEMBERS_DIR
-
-RUN_CARD = "run_card.json"  # in RUN/model, as vetllm.engine.modeling writes it
+from vetllm.sharing import ensemble_folders
 
 
 def member_seeds(seed: int, ensemble: int) -> list[int]:
@@ -51,13 +49,7 @@ def member_dirs(run_path: str | Path) -> list[Path]:
     Raises VetLLMError when a listed member has no model (deleted or copied without it).
     """
     run_path = Path(run_path)
-    card_path = run_path / "model" / RUN_CARD
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    members = (card.get("ensemble") or {}).get("members") or []
-    folders = [run_path / entry["folder"] for entry in members]
+    folders = ensemble_folders(run_path)
     missing = [f.relative_to(run_path).as_posix() for f in folders if not (f / "model").is_dir()]
     if missing:
         raise VetLLMError(

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
-from vetllm.sharing import CARD_NAME, model_card, require_model
+from vetllm.sharing import CARD_NAME, ensemble_folders, model_card, require_model
 
 MERGE_NOTE_QLORA = (
     "merged into the full-precision base: the adapter was trained on the 4-bit base, so answers "
@@ -45,6 +45,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, merge: bool = False) ->
     if method == "full":
         kind = "model"
         _copy_model_files(model_dir, out)
+        note = _copy_ensemble(run_dir, out)
     elif merge:
         kind = "merged model"
         _merge_adapter(run_dir, out)
@@ -75,9 +76,24 @@ def _prompt_recipe(fields: dict) -> dict:
 
 
 def _copy_model_files(model_dir: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     for path in model_dir.iterdir():
         if path.is_file() and path.name not in SKIPPED:
             shutil.copy2(path, out / path.name)
+
+
+def _copy_ensemble(run_dir: Path, out: Path) -> str:
+    """An ensemble's other models into OUT/members/seed-N (each loads like the top folder)."""
+    folders = ensemble_folders(run_dir)
+    for folder in folders:
+        _copy_model_files(require_model(folder), out / folder.relative_to(run_dir))
+    if not folders:
+        return ""
+    return (
+        f"an ensemble of {len(folders) + 1} models: this folder and members/*; vetllm answers "
+        "with their vote (`vetllm predict --run` on the run folder), each folder alone is one "
+        "of the models"
+    )
 
 
 def _merge_adapter(run_dir: Path, out: Path) -> None:
