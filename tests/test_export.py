@@ -38,15 +38,25 @@ def test_exported_tiny_model_loads_with_transformers_and_predicts_the_same_codes
     names = {p.name for p in out.iterdir()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= names
     assert "training_args.bin" not in names  # a pickle: never shared
-    model = AutoModelForCausalLM.from_pretrained(out)
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    exported = Predictor(
-        model, tokenizer, template=_template(out), max_length=128, max_new_tokens=16
-    )
+
+    def load(folder):
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return Predictor(
+            model, tokenizer, template=_template(out), max_length=128, max_new_tokens=16
+        )
+
+    # The default is a 3-model ensemble: the folder is the first model, members/* the others.
+    members = sorted((out / "members").iterdir())
+    assert [p.name for p in members] == ["seed-1", "seed-2"]
+    exported = load(out)
+    exported.members = [load(folder) for folder in members]
     original = Predictor.from_run(quick_run, device="cpu")
     ours = [p.result.codes for p in exported.predict(NOTES)]
+    assert ours == [p.result.codes for p in original.predict(NOTES)] and any(ours)
+    original.members, exported.members = [], []  # below: the first model alone
+    model, tokenizer = exported.model, exported.tokenizer
     theirs = original.predict(NOTES)
-    assert ours == [p.result.codes for p in theirs] and any(ours)
     # Plain transformers, no vetllm: the prompt recipe from the folder and greedy generate.
     recipe = json.loads((out / "vetllm_prompt.json").read_text())
     for note, reference in zip(NOTES, theirs, strict=True):
@@ -76,6 +86,7 @@ def _lora_run(quick_run, tmp_path):
     config = config.replace("method: full", "method: lora").replace(
         "base_model: tiny", f"base_model: {base_dir}"
     )
+    config = config.replace("ensemble: 3", "ensemble: 1")  # the quick run is an ensemble
     (run / "config.yaml").write_text(config)
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(base_dir)
@@ -85,6 +96,7 @@ def _lora_run(quick_run, tmp_path):
     AutoTokenizer.from_pretrained(base_dir).save_pretrained(run / "model")
     card = json.loads((base_dir / "run_card.json").read_text())
     card.update(method="lora", base_model=str(base_dir), base_model_source=str(base_dir))
+    card.pop("ensemble")
     (run / "model" / "run_card.json").write_text(json.dumps(card))
     shutil.copy(quick_run / "status.json", run / "status.json")
     return run

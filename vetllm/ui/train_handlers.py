@@ -48,6 +48,7 @@ HYPERPARAMETERS = (
     "lora_alpha",
     "lora_dropout",
     "seed",
+    "ensemble",
 )
 LOG_TAIL_LINES = 30
 # Bars in the per-epoch coverage chart: anyone can ask for a plan (it is part of the page), and

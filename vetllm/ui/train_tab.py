@@ -80,6 +80,8 @@ def _hyperparameter_widgets(settings: AppSettings) -> dict:
         w["lora_dropout"] = gr.Slider(0, 0.5, value=v["lora_dropout"], step=0.01,
                                       label="LoRA dropout")  # fmt: skip
         w["seed"] = gr.Number(v["seed"], label="Seed", precision=0)
+        w["ensemble"] = gr.Number(v["ensemble"], precision=0,
+                                  label="Models voting (seeds seed, seed + 1, ...; tiny only)")  # fmt: skip
     assert tuple(w) == HYPERPARAMETERS  # our own invariant: launch receives them in this order
     return w
 
