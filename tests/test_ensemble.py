@@ -95,13 +95,13 @@ def ensemble_run(tmp_path_factory):
 def test_each_member_is_a_run_of_its_own_listed_on_the_run_card(ensemble_run):
     card = json.loads((ensemble_run / "model" / "run_card.json").read_text())
     (member,) = card["ensemble"]["members"]
-    assert member["seed"] == 1 and member["folder"] == "members/seed-1"
+    assert member["seed"] == 1000 and member["folder"] == "members/seed-1000"
     assert member["served"]["step"] in (6, 12)
     assert card["served"]["summary"].endswith(card["ensemble"]["summary"])
     assert "vote of 2 models" in card["ensemble"]["summary"]
-    member_run = RunDirectory(ensemble_run / "members" / "seed-1")
+    member_run = RunDirectory(ensemble_run / "members" / "seed-1000")
     assert member_run.read_status().state == "completed"
-    assert load_config(member_run.config_path).seed == 1
+    assert load_config(member_run.config_path).seed == 1000
     assert load_config(member_run.config_path).ensemble == 1
     assert "vote of 2 models" in (ensemble_run / "report.md").read_text()
 
@@ -124,12 +124,12 @@ def test_the_served_answers_are_the_vote_of_both_models(ensemble_run):
 def test_export_and_archive_carry_every_model(ensemble_run, tmp_path):
     result = export_run(ensemble_run, tmp_path / "out")
     assert "members" in result["files"] and "ensemble of 2 models" in result["note"]
-    assert (tmp_path / "out" / "members" / "seed-1" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "members" / "seed-1000" / "model.safetensors").is_file()
     names = set(
         __import__("zipfile").ZipFile(archive_run(ensemble_run, tmp_path / "a.zip")).namelist()
     )
-    assert "run/members/seed-1/model/model.safetensors" in names
-    assert "run/members/seed-1/config.yaml" in names
+    assert "run/members/seed-1000/model/model.safetensors" in names
+    assert "run/members/seed-1000/config.yaml" in names
     assert not any("checkpoint" in name for name in names)
 
 
@@ -137,7 +137,7 @@ def test_a_missing_member_says_how_to_get_it_back_and_resume_retrains_it(ensembl
     copy = tmp_path / "run"
     shutil.copytree(ensemble_run, copy)
     shutil.rmtree(copy / "members")
-    with pytest.raises(VetLLMError, match="members/seed-1 missing; resume the run"):
+    with pytest.raises(VetLLMError, match="members/seed-1000 missing; resume the run"):
         Predictor.from_run(copy)
     status = train(load_config(copy / "config.yaml"), copy, resume=True)
     assert status["state"] == "completed"
@@ -145,7 +145,7 @@ def test_a_missing_member_says_how_to_get_it_back_and_resume_retrains_it(ensembl
 
 
 def test_a_stop_flag_in_the_run_folder_stops_the_member_in_training(tmp_path):
-    member = RunDirectory(tmp_path / "run" / "members" / "seed-1")
+    member = RunDirectory(tmp_path / "run" / "members" / "seed-1000")
     member.path.mkdir(parents=True)
     assert not member.stop_requested()
     RunDirectory(tmp_path / "run").request_stop()
@@ -182,7 +182,7 @@ def test_stopping_while_a_member_trains_stops_the_run_and_resume_finishes_it(tmp
     monkeypatch.setattr(training, "member_folder", stop_then_folder)
     assert train(cfg, run.path)["state"] == "stopped"
     assert "training the ensemble" in run.read_status().message
-    assert not (run.path / "members" / "seed-1" / "model").exists()
+    assert not (run.path / "members" / "seed-1000" / "model").exists()
     monkeypatch.setattr(training, "member_folder", real_folder)
     assert train(cfg, run.path, resume=True)["state"] == "completed"
     assert len(Predictor.from_run(run.path).members) == 1

@@ -48,7 +48,7 @@ def test_exported_tiny_model_loads_with_transformers_and_predicts_the_same_codes
 
     # The default is a 3-model ensemble: the folder is the first model, members/* the others.
     members = sorted((out / "members").iterdir())
-    assert [p.name for p in members] == ["seed-1", "seed-2"]
+    assert [p.name for p in members] == ["seed-1000", "seed-2000"]
     exported = load(out)
     exported.members = [load(folder) for folder in members]
     original = Predictor.from_run(quick_run, device="cpu")

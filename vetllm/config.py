@@ -98,7 +98,7 @@ class TrainConfig(BaseModel):
     grad_accum: int = _in("optimisation", 4)  # micro-batches per optimizer step
     drop_last: bool = _in("optimisation", True)
     seed: int = _in("optimisation", 0)
-    # models trained (seeds seed, seed + 1, ...) whose answers are combined by vote; 1 = one model
+    # models trained (seeds seed, seed + 1000, ...) answering by vote; 1 = a single model
     ensemble: int = _in("optimisation", 1)
     optim: str = _in("optimisation", "adamw_torch")
     bf16: bool = _in("optimisation", False)  # bf16 mixed precision (CUDA only; else a warning)

@@ -7,7 +7,7 @@ the next as foot rot). The vote of three seeds is right where two of them are, w
 of those one-seed errors.
 
 Layout: the run folder holds the first model as any run does (seed `seed`); each further model is
-a run folder of its own in RUN/members/seed-N (seed + 1, seed + 2, ...), trained by the same
+a run folder of its own in RUN/members/seed-N (seed + 1000, seed + 2000, ...), trained by the same
 `train` path with its own tokenizer, data mix, validation-chosen step and report. The run card's
 "ensemble" entry lists them. A STOP flag in the run folder stops the member in training
 (vetllm.runs.directory); resuming trains the members not yet completed.
@@ -27,10 +27,13 @@ from vetllm.errors import VetLLMError
 from vetllm.runs.directory import MEMBERS_DIR
 from vetllm.sharing import ensemble_folders
 
+MEMBER_SEED_STRIDE = 1000  # seeds of a run's models: seed, seed + 1000, seed + 2000, ...
+
 
 def member_seeds(seed: int, ensemble: int) -> list[int]:
-    """Seeds of the models after the first (the run's own seed is the first model's)."""
-    return [seed + offset for offset in range(1, ensemble)]
+    """Seeds of the models after the first (the run's own seed is the first model's), spaced
+    MEMBER_SEED_STRIDE apart so that runs with seeds 0, 1, 2 share no model."""
+    return [seed + number * MEMBER_SEED_STRIDE for number in range(1, ensemble)]
 
 
 def member_folder(run_path: Path, seed: int) -> Path:

@@ -81,7 +81,7 @@ def _hyperparameter_widgets(settings: AppSettings) -> dict:
                                       label="LoRA dropout")  # fmt: skip
         w["seed"] = gr.Number(v["seed"], label="Seed", precision=0)
         w["ensemble"] = gr.Number(v["ensemble"], precision=0,
-                                  label="Models voting (seeds seed, seed + 1, ...; tiny only)")  # fmt: skip
+                                  label="Models voting (seed ensemble; tiny model only)")  # fmt: skip
     assert tuple(w) == HYPERPARAMETERS  # our own invariant: launch receives them in this order
     return w
 
