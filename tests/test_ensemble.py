@@ -9,6 +9,7 @@ from vetllm.config import load_config
 from vetllm.data.synth import write_synthetic_dataset
 from vetllm.engine.ensemble import member_dirs, vote
 from vetllm.engine.export import export_run
+from vetllm.engine.members import MemberProcesses
 from vetllm.engine.predict import Prediction, Predictor
 from vetllm.engine.training import train
 from vetllm.errors import VetLLMError
@@ -153,8 +154,6 @@ def test_a_stop_flag_in_the_run_folder_stops_the_member_in_training(tmp_path):
 
 
 def test_stopping_while_a_member_trains_stops_the_run_and_resume_finishes_it(tmp_path, monkeypatch):
-    from vetllm.engine import training
-
     write_synthetic_dataset(tmp_path / "data", n=120, seed=3)
     cfg = load_config(
         "tiny-cpu",
@@ -173,16 +172,15 @@ def test_stopping_while_a_member_trains_stops_the_run_and_resume_finishes_it(tmp
         ],
     )
     run = RunDirectory(tmp_path / "run")
-    real_folder = training.member_folder
+    real_start = MemberProcesses.start
 
-    def stop_then_folder(run_path, seed):  # the user presses Stop as model 2 starts
-        RunDirectory(run_path).request_stop()
-        return real_folder(run_path, seed)
+    def start_then_stop(self):  # the user presses Stop as the models start
+        real_start(self)
+        run.request_stop()
 
-    monkeypatch.setattr(training, "member_folder", stop_then_folder)
+    monkeypatch.setattr(MemberProcesses, "start", start_then_stop)
     assert train(cfg, run.path)["state"] == "stopped"
-    assert "training the ensemble" in run.read_status().message
     assert not (run.path / "members" / "seed-1000" / "model").exists()
-    monkeypatch.setattr(training, "member_folder", real_folder)
+    monkeypatch.setattr(MemberProcesses, "start", real_start)
     assert train(cfg, run.path, resume=True)["state"] == "completed"
     assert len(Predictor.from_run(run.path).members) == 1

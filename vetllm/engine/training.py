@@ -36,9 +36,10 @@ from vetllm.engine.collate import (
     encode_records,
     load_training_data,
 )
-from vetllm.engine.ensemble import ensemble_summary, member_entry, member_folder, member_seeds
+from vetllm.engine.ensemble import ensemble_summary
 from vetllm.engine.environment import check_trackers
 from vetllm.engine.evaluate import evaluate_at_finish, headline_metrics
+from vetllm.engine.members import MemberProcesses
 from vetllm.engine.selection import (
     GenerationEval,
     LenientEarlyStopping,
@@ -212,39 +213,27 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
         log(f"{name} is damaged ({problem}); not resuming from it")
     if resume:
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint: from the start")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    others = MemberProcesses(cfg, run.path, log) if cfg.ensemble > 1 else None
+    if others:
+        others.start()  # the ensemble's other models train alongside (vetllm.engine.members)
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except BaseException:
+        if others:
+            others.stop()
+        raise
     if callback.stopped:
         log(f"stopped at step {trainer.state.global_step} ({callback.stop_reason}); resumable")
+        if others:
+            others.stop()  # a STOP flag reaches them too; a signal may have reached only us
         return _stopped(run, callback.stop_reason)
-    return _finish(recipe, trainer, params)
+    return _finish(recipe, trainer, params, others)
 
 
 def _stopped(run: RunDirectory, reason: str) -> dict:
     if is_main_process():
         return run.write_status(RunState.STOPPED, message=f"stopped ({reason})")
     return {"state": RunState.STOPPED.value}
-
-
-def _train_members(recipe: Recipe) -> list[dict] | None:
-    """Train the ensemble's other models (vetllm.engine.ensemble), each in its own run folder;
-    their run card entries, or None when a stop request ended one (resuming goes on from it)."""
-    cfg, run, log = recipe.cfg, recipe.run, recipe.log
-    entries = []
-    for number, seed in enumerate(member_seeds(cfg.seed, cfg.ensemble), start=2):
-        member = RunDirectory(member_folder(run.path, seed))
-        finished = (member.model_dir / modeling.RUN_CARD).is_file()
-        if not (finished and member.read_status().state == RunState.COMPLETED):
-            where = member.path.relative_to(run.path)
-            log(f"ensemble: training model {number} of {cfg.ensemble} (seed {seed}) in {where}")
-            if is_main_process():
-                run.write_status(message=f"training model {number} of {cfg.ensemble}")
-            settings = {"seed": seed, "ensemble": 1, "final_eval": False}
-            resume = member.last_complete_checkpoint() is not None
-            status = _train_and_record(cfg.replace(**settings), member.path, resume)
-            if status["state"] == RunState.STOPPED:
-                return None
-        entries.append(member_entry(run.path, seed, dict(member.read_status().served or {})))
-    return entries
 
 
 def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) -> tuple:
@@ -289,15 +278,22 @@ def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) 
     return trainer, callback, params
 
 
-def _finish(recipe: Recipe, trainer: VetTrainer, params: dict) -> dict:
-    """Save the final model and run card, evaluate, write the report, mark the run completed."""
+def _finish(
+    recipe: Recipe, trainer: VetTrainer, params: dict, others: MemberProcesses | None
+) -> dict:
+    """Save the final model and run card, evaluate, write the report, mark the run completed.
+
+    `others`: an ensemble's other models, still training or done (waited for here)."""
     cfg, run, log = recipe.cfg, recipe.run, recipe.log
     trainer.save_model(str(run.model_dir))  # only rank 0 writes; every rank must call it
-    members = _train_members(recipe) if cfg.ensemble > 1 else []
-    if members is None:
-        return _stopped(run, "while training the ensemble's models")
     if not is_main_process():
         return {"state": RunState.COMPLETED.value}
+    members = []
+    if others is not None:
+        run.write_status(message="waiting for the ensemble's other models")
+        members = others.wait()
+        if members is None:
+            return _stopped(run, "while the ensemble's other models trained")
     trainer.processing_class.save_pretrained(str(run.model_dir))
     train_seconds = time.monotonic() - recipe.started
     labels = {label for r in recipe.train_records for label in r.labels}

@@ -1,0 +1,135 @@
+"""The ensemble's other models, trained in their own processes while the first model trains.
+
+`vetllm.engine.ensemble` says what an ensemble is; this module runs its members. Each member is a
+run folder (RUN/members/seed-N) trained by `python -m vetllm.engine.members CONFIG FOLDER`
+(the same `train` path as any run), its output in its own train.log. All members start together
+with the first model: three single-threaded processes on 2 cores take about 1.5 times one model's
+time, where one after another would take 3 times. A member dies with the training process (a
+kill -9 leaves no orphan), stops at a STOP flag in the ensemble's folder, and a resumed run
+resumes or retrains only the members that did not complete.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from vetllm.config import TrainConfig, load_config
+from vetllm.engine.ensemble import member_entry, member_folder, member_seeds
+from vetllm.errors import VetLLMError
+from vetllm.runs.directory import RunDirectory
+from vetllm.runs.state import RunState
+
+MODEL_CARD = "run_card.json"
+
+
+@dataclass
+class Member:
+    seed: int
+    run: RunDirectory
+    process: subprocess.Popen | None = None  # None: completed before this session
+
+
+class MemberProcesses:
+    """Start the members of `cfg`'s ensemble in `run_path`, then wait for them or stop them."""
+
+    def __init__(self, cfg: TrainConfig, run_path: Path, log):
+        self.cfg, self.run_path, self.log = cfg, Path(run_path), log
+        self.members = [
+            Member(seed, RunDirectory(member_folder(self.run_path, seed)))
+            for seed in member_seeds(cfg.seed, cfg.ensemble)
+        ]
+
+    def start(self) -> None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise VetLLMError(
+                "ensemble: its models train as separate processes; launch an ensemble without "
+                "torchrun / accelerate launch, or set ensemble: 1"
+            )
+        pending = [member for member in self.members if not _completed(member.run)]
+        for member in pending:
+            member.process = self._spawn(member)
+        if pending:
+            folders = ", ".join(str(m.run.path.relative_to(self.run_path)) for m in pending)
+            self.log(f"ensemble: {len(pending)} more models training alongside ({folders})")
+
+    def _spawn(self, member: Member) -> subprocess.Popen:
+        member.run.path.mkdir(parents=True, exist_ok=True)
+        config = member.run.config_path  # train() writes the same file again
+        self.cfg.replace(seed=member.seed, ensemble=1, final_eval=False).to_yaml(config)
+        resume = member.run.last_complete_checkpoint() is not None
+        command = [sys.executable, "-m", "vetllm.engine.members", str(config), str(member.run.path)]
+        with open(member.run.log_path, "a", encoding="utf-8") as log:
+            return subprocess.Popen(
+                [*command, *(["--resume"] if resume else [])],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "OMP_NUM_THREADS": str(self.cfg.torch_threads or 1)},
+            )
+
+    def wait(self) -> list[dict] | None:
+        """Run card entries of every member once all ended; None when a stop ended one.
+
+        Raises VetLLMError naming the member when one failed.
+        """
+        for member in self.members:
+            if member.process is not None:
+                member.process.wait()
+        entries, stopped = [], False
+        for member in self.members:
+            status = member.run.read_status()
+            if status.state == RunState.STOPPED:
+                stopped = True
+                continue
+            if not _completed(member.run):
+                where = member.run.path.relative_to(self.run_path)
+                cause = status.error or f"it ended without finishing (see {where}/train.log)"
+                raise VetLLMError(f"ensemble model seed {member.seed} failed: {cause}")
+            entries.append(member_entry(self.run_path, member.seed, dict(status.served or {})))
+        return None if stopped else entries
+
+    def stop(self) -> None:
+        """Ask every running member to stop (as a STOP flag would) and wait for it."""
+        running = [m.process for m in self.members if m.process and m.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            process.wait()
+
+
+def _completed(run: RunDirectory) -> bool:
+    return (run.model_dir / MODEL_CARD).is_file() and run.read_status().state == RunState.COMPLETED
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the process that started it dies (even by kill -9)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m vetllm.engine.members CONFIG FOLDER [--resume]`: train one member."""
+    _die_with_parent()
+    from vetllm.engine.training import train
+
+    config, folder = argv[0], argv[1]
+    try:
+        train(load_config(config), folder, resume="--resume" in argv[2:])
+    except VetLLMError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
