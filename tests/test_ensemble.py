@@ -184,3 +184,41 @@ def test_stopping_while_a_member_trains_stops_the_run_and_resume_finishes_it(tmp
     monkeypatch.setattr(MemberProcesses, "start", real_start)
     assert train(cfg, run.path, resume=True)["state"] == "completed"
     assert len(Predictor.from_run(run.path).members) == 1
+
+
+def test_a_member_whose_training_process_is_killed_gets_a_stop_flag(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = (
+        "import pathlib, sys, time; from vetllm.engine.members import _stop_when_orphaned; "
+        "_stop_when_orphaned(sys.argv[1]); pathlib.Path(sys.argv[1], 'watching').touch(); "
+        "time.sleep(30)"
+    )
+    parent = (
+        "import subprocess, sys, time; "
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}, sys.argv[1]]); "
+        "print(p.pid, flush=True); time.sleep(60)"
+    )
+    folder = tmp_path / "members" / "seed-1000"
+    folder.mkdir(parents=True)
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", parent, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    member_pid = int(trainer.stdout.readline())
+    try:
+        deadline = time.monotonic() + 30
+        while not (folder / "watching").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not RunDirectory(folder).stop_requested()
+        trainer.kill()  # kill -9 of the training process
+        trainer.wait()
+        deadline = time.monotonic() + 10
+        while not RunDirectory(folder).stop_requested() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert RunDirectory(folder).stop_requested()
+    finally:
+        os.kill(member_pid, signal.SIGKILL)

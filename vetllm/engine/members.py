@@ -4,17 +4,19 @@
 run folder (RUN/members/seed-N) trained by `python -m vetllm.engine.members CONFIG FOLDER`
 (the same `train` path as any run), its output in its own train.log. All members start together
 with the first model: three single-threaded processes on 2 cores take about 1.5 times one model's
-time, where one after another would take 3 times. A member dies with the training process (a
-kill -9 leaves no orphan), stops at a STOP flag in the ensemble's folder, and a resumed run
-resumes or retrains only the members that did not complete.
+time, where one after another would take 3 times. A member stops, with a checkpoint, at a STOP
+flag in the ensemble's folder or its own, and when the training process is gone (even by
+kill -9: no orphan trains on); a resumed run resumes or retrains only the members that did not
+complete.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from vetllm.runs.directory import RunDirectory
 from vetllm.runs.state import RunState
 
 MODEL_CARD = "run_card.json"
+ORPHAN_POLL_S = 0.5
 
 
 @dataclass
@@ -93,33 +96,36 @@ class MemberProcesses:
         return None if stopped else entries
 
     def stop(self) -> None:
-        """Ask every running member to stop (as a STOP flag would) and wait for it."""
-        running = [m.process for m in self.members if m.process and m.process.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
-        for process in running:
-            process.wait()
+        """Ask every running member to stop (a STOP flag in its folder) and wait for it."""
+        running = [m for m in self.members if m.process and m.process.poll() is None]
+        for member in running:
+            member.run.request_stop()
+        for member in running:
+            member.process.wait()
 
 
 def _completed(run: RunDirectory) -> bool:
     return (run.model_dir / MODEL_CARD).is_file() and run.read_status().state == RunState.COMPLETED
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when the process that started it dies (even by kill -9)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def _stop_when_orphaned(folder: str) -> None:
+    """Keep a STOP flag in the member's folder once the process that started it is gone (even
+    by kill -9): the member then stops at its next step with a checkpoint, as a resume expects.
+    A flag, not a signal: a second signal during a checkpoint save would kill it half-written."""
+    parent, run = os.getppid(), RunDirectory(folder)
 
-    parent = os.getppid()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # it died before the call
-        os.kill(os.getpid(), signal.SIGTERM)
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_POLL_S)
+            if os.getppid() != parent:
+                run.request_stop()  # again each time: training clears the flag as it starts
+
+    threading.Thread(target=watch, name="vetllm-orphan-watch", daemon=True).start()
 
 
 def main(argv: list[str]) -> int:
     """`python -m vetllm.engine.members CONFIG FOLDER [--resume]`: train one member."""
-    _die_with_parent()
+    _stop_when_orphaned(argv[1])
     from vetllm.engine.training import train
 
     config, folder = argv[0], argv[1]
