@@ -194,8 +194,8 @@ def test_a_member_whose_training_process_is_killed_gets_a_stop_flag(tmp_path):
     import time
 
     child = (
-        "import pathlib, sys, time; from vetllm.engine.members import _stop_when_orphaned; "
-        "_stop_when_orphaned(sys.argv[1]); pathlib.Path(sys.argv[1], 'watching').touch(); "
+        "import pathlib, sys, time; from vetllm.engine.member_process import stop_when_orphaned; "
+        "stop_when_orphaned(sys.argv[1]); pathlib.Path(sys.argv[1], 'watching').touch(); "
         "time.sleep(30)"
     )
     parent = (

@@ -1,7 +1,7 @@
 """The ensemble's other models, trained in their own processes while the first model trains.
 
 `vetllm.engine.ensemble` says what an ensemble is; this module runs its members. Each member is a
-run folder (RUN/members/seed-N) trained by `python -m vetllm.engine.members CONFIG FOLDER`
+run folder (RUN/members/seed-N) trained by `python -m vetllm.engine.member_process CONFIG FOLDER`
 (the same `train` path as any run), its output in its own train.log. All members start together
 with the first model: three single-threaded processes on 2 cores take about 1.5 times one model's
 time, where one after another would take 3 times. A member stops, with a checkpoint, at a STOP
@@ -15,19 +15,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vetllm.config import TrainConfig, load_config
+import vetllm
+from vetllm.config import TrainConfig
 from vetllm.engine.ensemble import member_entry, member_folder, member_seeds
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import RunDirectory
 from vetllm.runs.state import RunState
 
 MODEL_CARD = "run_card.json"
-ORPHAN_POLL_S = 0.5
 
 
 @dataclass
@@ -65,13 +63,25 @@ class MemberProcesses:
         config = member.run.config_path  # train() writes the same file again
         self.cfg.replace(seed=member.seed, ensemble=1, final_eval=False).to_yaml(config)
         resume = member.run.last_complete_checkpoint() is not None
-        command = [sys.executable, "-m", "vetllm.engine.members", str(config), str(member.run.path)]
+        command = [
+            sys.executable,
+            "-m",
+            "vetllm.engine.member_process",
+            str(config),
+            str(member.run.path),
+        ]
+        # The same vetllm as this process, installed or not; one thread each unless configured.
+        package_root = str(Path(vetllm.__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        env["OMP_NUM_THREADS"] = str(self.cfg.torch_threads or 1)
         with open(member.run.log_path, "a", encoding="utf-8") as log:
             return subprocess.Popen(
                 [*command, *(["--resume"] if resume else [])],
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_NUM_THREADS": str(self.cfg.torch_threads or 1)},
+                env=env,
             )
 
     def wait(self) -> list[dict] | None:
@@ -106,36 +116,3 @@ class MemberProcesses:
 
 def _completed(run: RunDirectory) -> bool:
     return (run.model_dir / MODEL_CARD).is_file() and run.read_status().state == RunState.COMPLETED
-
-
-def _stop_when_orphaned(folder: str) -> None:
-    """Keep a STOP flag in the member's folder once the process that started it is gone (even
-    by kill -9): the member then stops at its next step with a checkpoint, as a resume expects.
-    A flag, not a signal: a second signal during a checkpoint save would kill it half-written."""
-    parent, run = os.getppid(), RunDirectory(folder)
-
-    def watch() -> None:
-        while True:
-            time.sleep(ORPHAN_POLL_S)
-            if os.getppid() != parent:
-                run.request_stop()  # again each time: training clears the flag as it starts
-
-    threading.Thread(target=watch, name="vetllm-orphan-watch", daemon=True).start()
-
-
-def main(argv: list[str]) -> int:
-    """`python -m vetllm.engine.members CONFIG FOLDER [--resume]`: train one member."""
-    _stop_when_orphaned(argv[1])
-    from vetllm.engine.training import train
-
-    config, folder = argv[0], argv[1]
-    try:
-        train(load_config(config), folder, resume="--resume" in argv[2:])
-    except VetLLMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
