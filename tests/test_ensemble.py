@@ -68,6 +68,16 @@ def test_ensemble_is_checked_and_kept_to_the_tiny_model():
     assert load_config("tiny-cpu").ensemble == 3  # the CPU default votes (issue 7)
 
 
+def test_an_ensemble_refuses_torchrun_with_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    others = MemberProcesses(load_config("tiny-cpu"), tmp_path / "run", print)
+    with pytest.raises(
+        VetLLMError, match="without torchrun / accelerate launch, or set ensemble: 1"
+    ):
+        others.start()
+    assert not (tmp_path / "run" / "members").exists()
+
+
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
     """A 2-model ensemble trained for a few steps."""

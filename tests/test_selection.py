@@ -121,6 +121,7 @@ def data_dir(tmp_path_factory):
 def quick_config(data_dir, **changes) -> TrainConfig:
     settings = dict(
         name="select",
+        ensemble=1,  # one model: which step it serves (tests/test_ensemble.py: several)
         data=str(data_dir / "train.json"),
         val_data=str(data_dir / "val.json"),
         max_steps=24,

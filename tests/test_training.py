@@ -49,6 +49,7 @@ def quick_config(data_dir, **changes) -> TrainConfig:
     base = load_config("configs/tiny-cpu.yaml")
     settings = dict(
         name="quick",
+        ensemble=1,  # one model: the training path itself (tests/test_ensemble.py: several)
         data=str(data_dir / "train.json"),
         val_data=str(data_dir / "val.json"),
         max_steps=24,
@@ -352,6 +353,7 @@ def test_torchrun_with_two_processes_trains_one_run_written_by_rank_zero(data_di
     command += ["--set", "save_steps=3", "--set", "tiny_hidden_size=32", "--set", "tiny_heads=2"]
     # The arithmetic below counts the file's records: train on them as given (no training mix).
     command += ["--set", "dedupe_notes=false", "--set", "synthetic_notes=0"]
+    command += ["--set", "ensemble=1"]  # an ensemble refuses torchrun (test_ensemble.py)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("completed:") == 1  # rank 1 prints and writes nothing

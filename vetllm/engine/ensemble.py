@@ -66,14 +66,12 @@ def member_dirs(run_path: str | Path) -> list[Path]:
 def ensemble_summary(seeds: list[int], served: list[dict]) -> str:
     """One line for the run card, report and log: the models and their validation accuracy."""
     accuracies = [entry.get("lenient_accuracy") for entry in served]
-    shown = ", ".join(
-        f"seed {seed} {acc:.3f}" if isinstance(acc, float) else f"seed {seed}"
-        for seed, acc in zip(seeds, accuracies, strict=True)
-    )
-    return (
-        f"vote of {len(seeds)} models trained alike but for the seed "
-        f"(validation lenient accuracy: {shown})"
-    )
+    if all(isinstance(acc, float) for acc in accuracies):
+        pairs = zip(seeds, accuracies, strict=True)
+        detail = "validation lenient accuracy: " + ", ".join(f"seed {s} {a:.3f}" for s, a in pairs)
+    else:
+        detail = "seeds " + ", ".join(str(seed) for seed in seeds)
+    return f"vote of {len(seeds)} models trained alike but for the seed ({detail})"
 
 
 def raw_confidence(prediction) -> float:
