@@ -32,6 +32,7 @@ from vetllm.calibration import DECODINGS, scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
 from vetllm.data.validation import MAX_DATA_NOTE_CHARS
+from vetllm.engine.ensemble import member_dirs, raw_confidence, vote
 from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
 from vetllm.postprocess import PostprocessResult, postprocess
@@ -176,7 +177,6 @@ class Predictor:
         calibration and abstention policy, and the other models of an ensemble run."""
         from vetllm.abstention import run_policy
         from vetllm.calibration import load_calibration
-        from vetllm.engine.ensemble import member_dirs
 
         run_path = Path(run_dir)
         members = [cls._one_model(folder, device)[0] for folder in member_dirs(run_path)]
@@ -223,8 +223,6 @@ class Predictor:
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
             if self.members:
-                from vetllm.engine.ensemble import vote
-
                 per_model = [m._answers(batch, decoding) for m in (self, *self.members)]
                 predictions.extend(vote(per_model))
             else:
@@ -241,8 +239,6 @@ class Predictor:
 
     def _finish(self, note: str, prediction: Prediction) -> None:
         """Calibrate the confidences, then abstain or flag a near-guess answer."""
-        from vetllm.engine.ensemble import raw_confidence
-
         temperature = self.temperatures.get(prediction.decoding, 1.0)
         raw = raw_confidence(prediction)  # free decoding: the product of its codes'
         prediction.confidence = scale_confidence(raw, temperature)

@@ -214,17 +214,17 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     if resume:
         log(f"resuming from {checkpoint.name}" if checkpoint else "no checkpoint: from the start")
     others = MemberProcesses(cfg, run.path, log) if cfg.ensemble > 1 else None
-    if others:
+    if others is not None:
         others.start()  # the ensemble's other models train alongside (vetllm.engine.members)
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     except BaseException:
-        if others:
+        if others is not None:
             others.stop()
         raise
     if callback.stopped:
         log(f"stopped at step {trainer.state.global_step} ({callback.stop_reason}); resumable")
-        if others:
+        if others is not None:
             others.stop()  # a STOP flag reaches them too; a signal may have reached only us
         return _stopped(run, callback.stop_reason)
     return _finish(recipe, trainer, params, others)
