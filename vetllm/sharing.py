@@ -33,9 +33,12 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def ensemble_folders(run_dir: Path) -> list[Path]:
     """The run folders of an ensemble's other models, as the run card lists them (or none)."""
-    card = _read_json(Path(run_dir) / "model" / "run_card.json")
+    run_dir = Path(run_dir)
+    card = _read_json(run_dir / "model" / "run_card.json")
     members = (card.get("ensemble") or {}).get("members") or []
-    return [Path(run_dir) / entry["folder"] for entry in members if entry.get("folder")]
+    folders = [run_dir / str(entry.get("folder")) for entry in members if isinstance(entry, dict)]
+    # Only folders inside the run: an edited card must not point an export outside it.
+    return [f for f in folders if f.resolve().is_relative_to(run_dir.resolve() / "members")]
 
 
 def require_model(run_dir: Path) -> Path:

@@ -21,11 +21,10 @@ from pathlib import Path
 import vetllm
 from vetllm.config import TrainConfig
 from vetllm.engine.ensemble import member_entry, member_folder, member_seeds
+from vetllm.engine.modeling import RUN_CARD
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import RunDirectory
 from vetllm.runs.state import RunState
-
-MODEL_CARD = "run_card.json"
 
 
 @dataclass
@@ -115,4 +114,4 @@ class MemberProcesses:
 
 
 def _completed(run: RunDirectory) -> bool:
-    return (run.model_dir / MODEL_CARD).is_file() and run.read_status().state == RunState.COMPLETED
+    return (run.model_dir / RUN_CARD).is_file() and run.read_status().state == RunState.COMPLETED

@@ -338,15 +338,10 @@ class RunDirectory:
         return len(records) - len(kept)
 
     # -- stop flag ---------------------------------------------------------------------------
-    @property
-    def members_dir(self) -> Path:
-        """An ensemble run's other models, each a run folder of its own (members/seed-N)."""
-        return self.path / MEMBERS_DIR
-
     def stop_requested(self) -> bool:
         """A STOP flag here or, for an ensemble member, in the ensemble's run folder."""
         parent = self.path.parent
-        in_ensemble = parent.name == MEMBERS_DIR and (parent.parent / "STOP").exists()
+        in_ensemble = parent.name == MEMBERS_DIR and (parent.parent / self.stop_path.name).exists()
         return self.stop_path.exists() or in_ensemble
 
     def request_stop(self) -> None:
