@@ -78,26 +78,29 @@ def test_an_ensemble_refuses_torchrun_with_a_clear_error(monkeypatch, tmp_path):
     assert not (tmp_path / "run" / "members").exists()
 
 
+def two_small_models(data, *settings):
+    """The CPU default as a 2-model ensemble of small models on `data`/{train,val}.json."""
+    return load_config(
+        "tiny-cpu",
+        [
+            f"data={data / 'train.json'}",
+            f"val_data={data / 'val.json'}",
+            "ensemble=2",
+            "tiny_hidden_size=32",
+            "tiny_intermediate_size=64",
+            "tiny_heads=2",
+            "tiny_vocab_size=400",
+            *settings,
+        ],
+    )
+
+
 @pytest.fixture(scope="module")
 def ensemble_run(tmp_path_factory):
     """A 2-model ensemble trained for a few steps."""
     folder = tmp_path_factory.mktemp("ens")
     write_synthetic_dataset(folder / "data", n=200, seed=2)
-    cfg = load_config(
-        "tiny-cpu",
-        [
-            f"data={folder / 'data' / 'train.json'}",
-            f"val_data={folder / 'data' / 'val.json'}",
-            "ensemble=2",
-            "max_steps=12",
-            "eval_steps=6",
-            "synthetic_notes=40",
-            "tiny_hidden_size=32",
-            "tiny_intermediate_size=64",
-            "tiny_heads=2",
-            "tiny_vocab_size=400",
-        ],
-    )
+    cfg = two_small_models(folder / "data", "max_steps=12", "eval_steps=6", "synthetic_notes=40")
     status = train(cfg, folder / "run")
     assert status["state"] == "completed"
     return folder / "run"
@@ -165,21 +168,8 @@ def test_a_stop_flag_in_the_run_folder_stops_the_member_in_training(tmp_path):
 
 def test_stopping_while_a_member_trains_stops_the_run_and_resume_finishes_it(tmp_path, monkeypatch):
     write_synthetic_dataset(tmp_path / "data", n=120, seed=3)
-    cfg = load_config(
-        "tiny-cpu",
-        [
-            f"data={tmp_path / 'data' / 'train.json'}",
-            f"val_data={tmp_path / 'data' / 'val.json'}",
-            "ensemble=2",
-            "max_steps=6",
-            "eval_steps=null",
-            "synthetic_notes=0",
-            "final_eval=false",
-            "tiny_hidden_size=32",
-            "tiny_intermediate_size=64",
-            "tiny_heads=2",
-            "tiny_vocab_size=400",
-        ],
+    cfg = two_small_models(
+        tmp_path / "data", "max_steps=6", "eval_steps=null", "synthetic_notes=0", "final_eval=false"
     )
     run = RunDirectory(tmp_path / "run")
     real_start = MemberProcesses.start

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vetllm.errors import VetLLMError
+from vetllm.runs.directory import MEMBERS_DIR
 
 ARCHIVE_MEMBERS = ("config.yaml", "report.md", "eval/metrics.json", "eval/summary.md")
 CARD_NAME = "README.md"
@@ -38,7 +39,7 @@ def ensemble_folders(run_dir: Path) -> list[Path]:
     members = (card.get("ensemble") or {}).get("members") or []
     folders = [run_dir / str(entry.get("folder")) for entry in members if isinstance(entry, dict)]
     # Only folders inside the run: an edited card must not point an export outside it.
-    return [f for f in folders if f.resolve().is_relative_to(run_dir.resolve() / "members")]
+    return [f for f in folders if f.resolve().is_relative_to(run_dir.resolve() / MEMBERS_DIR)]
 
 
 def require_model(run_dir: Path) -> Path:

@@ -18,12 +18,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import vetllm
 from vetllm.config import TrainConfig
 from vetllm.engine.ensemble import member_entry, member_folder, member_seeds
 from vetllm.engine.modeling import RUN_CARD
 from vetllm.errors import VetLLMError
 from vetllm.runs.directory import RunDirectory
+from vetllm.runs.launcher import child_environment
 from vetllm.runs.state import RunState
 
 
@@ -69,11 +69,8 @@ class MemberProcesses:
             str(config),
             str(member.run.path),
         ]
-        # The same vetllm as this process, installed or not; one thread each unless configured.
-        package_root = str(Path(vetllm.__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-        env["OMP_NUM_THREADS"] = str(self.cfg.torch_threads or 1)
+        # One thread each unless configured: the members share the cores with the first model.
+        env = child_environment(OMP_NUM_THREADS=str(self.cfg.torch_threads or 1))
         with open(member.run.log_path, "a", encoding="utf-8") as log:
             return subprocess.Popen(
                 [*command, *(["--resume"] if resume else [])],

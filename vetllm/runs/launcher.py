@@ -150,12 +150,19 @@ def _training_command(run: RunDirectory, *, resume: bool) -> list[str]:
     return command + (["--resume"] if resume else [])
 
 
-def _spawn_training(run: RunDirectory, *, resume: bool) -> subprocess.Popen:
-    command = _training_command(run, resume=resume)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **{LAUNCHED_RUN_ENV: str(run.path)})
-    # The child must import this same vetllm even when it is not installed (a source checkout).
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment of a training child process: this one's, unbuffered output, and a
+    PYTHONPATH that makes it import this same vetllm even when it is not installed (a source
+    checkout); `extra` variables on top."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
     package_root = str(Path(vetllm.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    return env
+
+
+def _spawn_training(run: RunDirectory, *, resume: bool) -> subprocess.Popen:
+    command = _training_command(run, resume=resume)
+    env = child_environment(**{LAUNCHED_RUN_ENV: str(run.path)})
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     with open(run.log_path, "ab") as log:
         log.write(f"\n=== {stamp}: {'resume' if resume else 'launch'} ===\n".encode())
