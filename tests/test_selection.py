@@ -19,6 +19,7 @@ from vetllm.engine.selection import (
     LenientEarlyStopping,
     selection_score,
     served_step,
+    too_few_to_choose,
     validation_subset,
 )
 from vetllm.engine.training import train, training_arguments
@@ -69,6 +70,31 @@ def test_served_step_names_the_best_validation_step_and_why():
     assert final["summary"] == "final step 720: no validation during training"
 
 
+def test_validation_with_under_100_distinct_notes_chooses_no_step():
+    def notes(n_distinct, copies=3):
+        return [Record(note=f"note {i}", labels=("1679004",)) for i in range(n_distinct)] * copies
+
+    assert too_few_to_choose(notes(100)) is None
+    assert too_few_to_choose(notes(99)) == (
+        "validation holds only 99 distinct notes (under 100), too few to choose a step"
+    )  # 297 records, but copies of a note are one note
+    history = [
+        {"step": 400, "eval_lenient_accuracy": 0.93, "eval_n": 297},
+        {"step": 720, "eval_lenient_accuracy": 0.9, "eval_strict_accuracy": 0.8, "eval_n": 297},
+    ]
+    reason = too_few_to_choose(notes(99))
+    final = served_step(_state(history, None), periodic_eval=False, too_few=reason)
+    assert final["step"] == 720 and final["selected_by"] == "final_step"
+    assert final["lenient_accuracy"] == 0.9 and final["n"] == 297
+    assert final["summary"] == (
+        "final step 720 (validation accuracy 0.900 there, lenient): validation holds only 99 "
+        "distinct notes (under 100), too few to choose a step"
+    )
+    cfg = TrainConfig(eval_steps=50, save_steps=200)
+    args = training_arguments(cfg, RunDirectory("unused"), has_eval=True, choose_step=False)
+    assert args.eval_steps == 50 and not args.load_best_model_at_end
+
+
 def test_report_says_which_step_is_served():
     from vetllm.analysis import SOURCE_LOSS_HISTORY
     from vetllm.report import render_training_report
@@ -113,8 +139,9 @@ def test_checkpoints_follow_evaluations_and_the_best_is_loaded_at_the_end(tmp_pa
 # -- real tiny runs with a faked validation score ----------------------------------------------
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
+    """Validation with 111 distinct notes: enough to choose a step (selection.py)."""
     folder = tmp_path_factory.mktemp("data")
-    write_synthetic_dataset(folder, n=240, seed=1)
+    write_synthetic_dataset(folder, n=240, seed=1, val_fraction=0.5)
     return folder
 
 
@@ -210,6 +237,28 @@ def test_early_stopping_restores_the_best_step(data_dir, tmp_path, monkeypatch):
     assert status["state"] == "completed" and status["step"] == 18  # one eval without a gain
     assert status["served"]["step"] == 12 and status["served"]["trained_steps"] == 18
     assert_serves_checkpoint(run, 12, not_step=18)
+
+
+@pytest.mark.slow
+def test_validation_too_small_to_choose_serves_the_final_step(tmp_path, monkeypatch):
+    small = tmp_path / "data"
+    write_synthetic_dataset(small, n=240, seed=1)  # 33 distinct validation notes
+    fake_validation(monkeypatch, FALLING)
+    run = RunDirectory(tmp_path / "run")
+    status = train(quick_config(small), run.path)
+    assert status["state"] == "completed" and status["served"]["step"] == 24
+    assert status["served"]["summary"] == (
+        "final step 24 (validation accuracy 0.400 there, lenient): validation holds only 33 "
+        "distinct notes (under 100), too few to choose a step"
+    )
+    served, final = (
+        load_file(p / "model.safetensors")
+        for p in (run.model_dir, run.checkpoints_dir / "checkpoint-24")
+    )
+    assert all((served[k] == final[k]).all() for k in served)
+    assert "the final step is served: validation holds only 33" in run.log_path.read_text()
+    evals = [m["step"] for m in run.read_metrics() if "eval_lenient_accuracy" in m]
+    assert evals == [6, 12, 18, 24]  # still validated, for the charts
 
 
 @pytest.mark.slow

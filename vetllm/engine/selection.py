@@ -12,6 +12,14 @@ training ends, however it ends (last step, early stopping, a STOP request). Chec
 at every evaluation (save steps follow eval_steps while validation runs), so every evaluated step
 that could be best has a checkpoint. The Trainer compares one number, so ties in lenient
 accuracy are broken inside that number: see `selection_score`.
+
+Validation with fewer than MIN_DISTINCT_VALIDATION distinct notes chooses nothing: the run is
+still validated at every evaluation (charts, early stopping), but it serves its final step, and
+says why. Choosing among steps on ~30 distinct notes is noise: measured on source-like data
+(`vetllm bench accuracy --datasets source-like --data-seeds 1,2,3`, 31-44 distinct validation
+notes), the best-validation step of 27 models (3 splits x 3 seeds x 3 ensemble members) was an
+earlier step for 7 of them; on the test notes 5 of those 7 were worse than the final step (by
+0.5 to 9 points: 0.828 against 0.917) and 2 equal; none was better.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ from transformers import Trainer, TrainerCallback
 
 from vetllm.catalogue import Catalogue
 from vetllm.config import TrainConfig
-from vetllm.data.records import Record
+from vetllm.data.records import Record, note_key
+from vetllm.evaluation_checks import MIN_DISTINCT_VALIDATION
 
 SELECTION_METRIC = "selection_score"  # logged as eval_selection_score
 
@@ -50,9 +59,21 @@ def selection_score(lenient_accuracy: float, step: int, max_steps: int, n: int) 
     return float(lenient_accuracy) + share / (n + 1)
 
 
-def selection_arguments(cfg: TrainConfig, periodic_eval: bool) -> dict:
-    """TrainingArguments fields for choosing the served step (none without periodic validation)."""
-    if not periodic_eval:
+def too_few_to_choose(records: list[Record]) -> str | None:
+    """Why these validation notes cannot choose the served step, or None when they can."""
+    n_distinct = len({note_key(r.note) for r in records})
+    if n_distinct >= MIN_DISTINCT_VALIDATION:
+        return None
+    return (
+        f"validation holds only {n_distinct} distinct notes (under {MIN_DISTINCT_VALIDATION}), "
+        "too few to choose a step"
+    )
+
+
+def selection_arguments(cfg: TrainConfig, periodic_eval: bool, choose_step: bool = True) -> dict:
+    """TrainingArguments fields for choosing the served step (none without periodic validation,
+    or when validation is too small to choose: then the final step is served)."""
+    if not periodic_eval or not choose_step:
         return {"save_steps": cfg.save_steps}
     return {
         # A checkpoint at every evaluation: the best step must have one to be restored (and
@@ -105,6 +126,7 @@ class VetTrainer(Trainer):
     """The HF Trainer plus generation accuracy and the selection score in every evaluation."""
 
     generation_eval: GenerationEval | None = None
+    too_few_to_choose: str | None = None  # why validation did not choose the served step
 
     def evaluation_loop(self, *args, **kwargs):
         output = super().evaluation_loop(*args, **kwargs)
@@ -153,13 +175,17 @@ class LenientEarlyStopping(TrainerCallback):
         return True
 
 
-def served_step(state, periodic_eval: bool) -> dict:
+def served_step(state, periodic_eval: bool, too_few: str | None = None) -> dict:
     """Which step's weights the run serves and why, from the Trainer's state after training.
 
-    Returns plain data for the run card, status.json and report.md; `summary` is the sentence
-    ("best validation accuracy 0.930 at step 400 of 720 (lenient, 217 validation notes)").
+    `periodic_eval`: the best validation step was loaded at the end; `too_few`: why validation
+    did not choose (see `too_few_to_choose`). Returns plain data for the run card, status.json
+    and report.md; `summary` is the sentence ("best validation accuracy 0.930 at step 400 of
+    720 (lenient, 217 validation notes)").
     """
     trained, planned = int(state.global_step), int(state.max_steps or state.global_step)
+    if too_few:
+        return _final_step_served(state, trained, planned, too_few)
     best = getattr(state, "best_global_step", None) if periodic_eval else None
     entry = _eval_entry(state.log_history, best) if best else None
     if entry is None:
@@ -187,6 +213,27 @@ def served_step(state, periodic_eval: bool) -> dict:
         f"best validation accuracy {facts['lenient_accuracy']:.3f} at step {best} of "
         f"{trained}{ended} (lenient{notes})"
     )
+    return facts
+
+
+def _final_step_served(state, trained: int, planned: int, too_few: str) -> dict:
+    """The final step, served because validation was too small to choose (its score if any)."""
+    facts = {
+        "step": trained,
+        "trained_steps": trained,
+        "planned_steps": planned,
+        "selected_by": "final_step",
+    }
+    entry = _eval_entry(state.log_history, trained)
+    scored = ""
+    if entry is not None:
+        facts |= {
+            "lenient_accuracy": entry["eval_lenient_accuracy"],
+            "strict_accuracy": entry.get("eval_strict_accuracy"),
+            "n": entry.get("eval_n"),
+        }
+        scored = f" (validation accuracy {facts['lenient_accuracy']:.3f} there, lenient)"
+    facts["summary"] = f"final step {trained}{scored}: {too_few}"
     return facts
 
 

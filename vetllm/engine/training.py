@@ -46,6 +46,7 @@ from vetllm.engine.selection import (
     VetTrainer,
     selection_arguments,
     served_step,
+    too_few_to_choose,
     validation_subset,
 )
 from vetllm.engine.speed import speed_arguments
@@ -254,10 +255,14 @@ def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) 
         f"of {params['total']:,} ({params['trainable_share']:.3%})"
     )
     eval_records = validation_subset(recipe.val_records, cfg.eval_samples)
+    too_few = too_few_to_choose(eval_records) if cfg.eval_steps and eval_records else None
     if cfg.eval_steps and eval_records:
+        served = "the step with the best lenient accuracy is served"
+        if too_few:
+            served = f"the final step is served: {too_few}"
         log(
             f"validation every {cfg.eval_steps} steps on {len(eval_records)} of "
-            f"{len(recipe.val_records)} notes; the step with the best lenient accuracy is served"
+            f"{len(recipe.val_records)} notes; {served}"
         )
     template = cfg.prompt()
     train_set = encode_records(
@@ -273,8 +278,9 @@ def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) 
     source_of = "reused from the datasets cache" if train_set.from_cache else "tokenized"
     log(f"training examples: {len(train_set)} {source_of} in {train_set.tokenize_seconds:.2f} s")
     callback = RunCallback(run)
-    trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback)
+    trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback, too_few)
     trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, recipe.catalogue)
+    trainer.too_few_to_choose = too_few
     return trainer, callback, params
 
 
@@ -301,7 +307,9 @@ def _finish(
         cfg, recipe.source, params, recipe.data_files, labels, trainer.state
     )
     # load_best_model_at_end has already put the best step's weights in the model just saved.
-    card["served"] = served_step(trainer.state, trainer.args.load_best_model_at_end)
+    card["served"] = served_step(
+        trainer.state, trainer.args.load_best_model_at_end, trainer.too_few_to_choose
+    )
     if members:
         served = [card["served"], *(member["served"] or {} for member in members)]
         summary = ensemble_summary([cfg.seed, *(m["seed"] for m in members)], served)
@@ -354,8 +362,12 @@ def training_mix(cfg: TrainConfig, records: list[Record], catalogue: Catalogue, 
 
 
 # -- the Trainer -----------------------------------------------------------------------------
-def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> TrainingArguments:
-    """The HF TrainingArguments for a config (one place, so tests can inspect them)."""
+def training_arguments(
+    cfg: TrainConfig, run: RunDirectory, has_eval: bool, choose_step: bool = True
+) -> TrainingArguments:
+    """The HF TrainingArguments for a config (one place, so tests can inspect them).
+
+    `choose_step`: validation may choose the served step (False: too small, see selection.py)."""
     on_cuda = torch.cuda.is_available()
     periodic_eval = has_eval and cfg.eval_steps is not None
     extra: dict = {}
@@ -384,7 +396,7 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
         eval_steps=cfg.eval_steps if periodic_eval else None,
         save_strategy="steps",
         save_total_limit=2,  # the best checkpoint is kept on top of these (selection.py)
-        **selection_arguments(cfg, periodic_eval),
+        **selection_arguments(cfg, periodic_eval, choose_step),
         seed=cfg.seed,
         data_seed=cfg.seed,
         report_to=tracker_names(cfg.report_to) or "none",
@@ -395,13 +407,15 @@ def training_arguments(cfg: TrainConfig, run: RunDirectory, has_eval: bool) -> T
     )
 
 
-def _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback) -> VetTrainer:
+def _build_trainer(
+    cfg, run, model, tokenizer, train_set, eval_set, callback, too_few: str | None = None
+) -> VetTrainer:
     callbacks = [callback, DropoutEpochCallback(train_set)]
     if cfg.early_stopping_patience and len(eval_set):
         callbacks.append(LenientEarlyStopping(cfg.early_stopping_patience))
     return VetTrainer(
         model=model,
-        args=training_arguments(cfg, run, has_eval=len(eval_set) > 0),
+        args=training_arguments(cfg, run, len(eval_set) > 0, choose_step=too_few is None),
         train_dataset=train_set,
         eval_dataset=eval_set if len(eval_set) else None,
         data_collator=ResponseOnlyCollator(tokenizer.pad_token_id),
