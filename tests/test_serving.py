@@ -140,6 +140,15 @@ def test_a_run_without_a_final_evaluation_shows_its_latest_validation_evaluation
     assert served == {"run": "quick", "accuracy": 0.82, "n": 217, "baseline": 0.94}
 
 
+def test_a_run_without_a_final_evaluation_shows_its_served_steps_score_not_its_best(tmp_path):
+    run = _run(tmp_path, "small-val")
+    run.metrics_path.write_text(json.dumps({"step": 200, "eval_lenient_accuracy": 0.95}) + "\n")
+    assert serving.run_scores(run.path)["accuracy"] == 0.95  # no served record: best logged
+    run.write_status(served={"step": 700, "lenient_accuracy": 0.9, "n": 176})
+    scores = serving.run_scores(run.path)  # the final step was served (validation too small)
+    assert scores == {"accuracy": 0.9, "n": 176, "source": "served step"}
+
+
 def _hub_run(root, name="hub-run", data="hub:x/y", val_data="bundled"):
     """A completed run whose config trains on a Hub dataset (never downloaded by these tests)."""
     from vetllm.config import load_config

@@ -115,16 +115,25 @@ def delete_run(runs_dir: Path, name: str, runs: list[dict] | None = None) -> Non
 # -- scores ------------------------------------------------------------------------------------
 def run_scores(run_dir: Path) -> dict[str, Any]:
     """{accuracy, n, source[, baseline]}: the run's validation (lenient) accuracy from the final
-    evaluation, else the best validation step logged during training, else its latest
-    evaluation on the validation set (eval/metrics.json, with the bag-of-words baseline on the
-    same notes); {} when it was never evaluated."""
+    evaluation, else the served step's validation score, else the best validation step logged
+    during training (a run still training), else its latest evaluation on the validation set
+    (eval/metrics.json, with the bag-of-words baseline on the same notes); {} when it was never
+    evaluated."""
     run = RunDirectory(run_dir)
-    final = run.read_status().final_metrics or {}
+    status = run.read_status()
+    final = status.final_metrics or {}
     if final.get("lenient_accuracy") is not None:
         return {
             "accuracy": float(final["lenient_accuracy"]),
             "n": final.get("n"),
             "source": "final",
+        }
+    served = status.served or {}
+    if isinstance(served.get("lenient_accuracy"), (int, float)):
+        return {
+            "accuracy": float(served["lenient_accuracy"]),
+            "n": served.get("n"),
+            "source": "served step",
         }
     best = None
     for entry in run.read_metrics():
