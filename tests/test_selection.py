@@ -90,6 +90,8 @@ def test_validation_with_under_100_distinct_notes_chooses_no_step():
         "final step 720 (validation accuracy 0.900 there, lenient): validation holds only 99 "
         "distinct notes (under 100), too few to choose a step"
     )
+    stopped = served_step(_state(history, None, global_step=600), False, too_few=reason)
+    assert stopped["summary"].startswith("final step 600 (stopped early; 720 planned): ")
     cfg = TrainConfig(eval_steps=50, save_steps=200)
     args = training_arguments(cfg, RunDirectory("unused"), has_eval=True, choose_step=False)
     assert args.eval_steps == 50 and not args.load_best_model_at_end

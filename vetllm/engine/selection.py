@@ -233,7 +233,8 @@ def _final_step_served(state, trained: int, planned: int, too_few: str) -> dict:
             "n": entry.get("eval_n"),
         }
         scored = f" (validation accuracy {facts['lenient_accuracy']:.3f} there, lenient)"
-    facts["summary"] = f"final step {trained}{scored}: {too_few}"
+    ended = f" (stopped early; {planned} planned)" if trained < planned else ""
+    facts["summary"] = f"final step {trained}{ended}{scored}: {too_few}"
     return facts
 
 
