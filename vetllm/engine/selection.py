@@ -15,11 +15,11 @@ accuracy are broken inside that number: see `selection_score`.
 
 Validation with fewer than MIN_DISTINCT_VALIDATION distinct notes chooses nothing: the run is
 still validated at every evaluation (charts, early stopping), but it serves its final step, and
-says why. Choosing among steps on ~30 distinct notes is noise: measured on source-like data
-(`vetllm bench accuracy --datasets source-like --data-seeds 1,2,3`, 31-44 distinct validation
-notes), the best-validation step of 27 models (3 splits x 3 seeds x 3 ensemble members) was an
-earlier step for 7 of them; on the test notes 5 of those 7 were worse than the final step (by
-0.5 to 9 points: 0.828 against 0.917) and 2 equal; none was better.
+says why. Choosing among steps on a few dozen distinct notes is noise: measured on source-like
+data (`vetllm bench accuracy --datasets source-like --data-seeds 1,2,3`, 44 distinct validation
+notes per split), the best-validation step of 27 models (3 splits x 3 seeds x 3 ensemble
+members) was an earlier step for 7 of them; on the test notes 5 of those 7 were worse than the
+final step (by 0.5 to 9 points: 0.828 against 0.917) and 2 equal; none was better.
 """
 
 from __future__ import annotations
