@@ -76,7 +76,8 @@ def test_validation_with_under_100_distinct_notes_chooses_no_step():
 
     assert too_few_to_choose(notes(100)) is None
     assert too_few_to_choose(notes(99)) == (
-        "validation holds only 99 distinct notes (under 100), too few to choose a step"
+        "validation holds only 99 distinct notes (under 100): too few to choose a step "
+        "reliably; prefer cross-validation grouped by note text"
     )  # 297 records, but copies of a note are one note
     history = [
         {"step": 400, "eval_lenient_accuracy": 0.93, "eval_n": 297},
@@ -88,7 +89,8 @@ def test_validation_with_under_100_distinct_notes_chooses_no_step():
     assert final["lenient_accuracy"] == 0.9 and final["n"] == 297
     assert final["summary"] == (
         "final step 720 (validation accuracy 0.900 there, lenient): validation holds only 99 "
-        "distinct notes (under 100), too few to choose a step"
+        "distinct notes (under 100): too few to choose a step reliably; prefer cross-validation "
+        "grouped by note text"
     )
     stopped = served_step(_state(history, None, global_step=600), False, too_few=reason)
     assert stopped["summary"].startswith("final step 600 (stopped early; 720 planned): ")
@@ -251,7 +253,8 @@ def test_validation_too_small_to_choose_serves_the_final_step(tmp_path, monkeypa
     assert status["state"] == "completed" and status["served"]["step"] == 24
     assert status["served"]["summary"] == (
         "final step 24 (validation accuracy 0.400 there, lenient): validation holds only 33 "
-        "distinct notes (under 100), too few to choose a step"
+        "distinct notes (under 100): too few to choose a step reliably; prefer cross-validation "
+        "grouped by note text"
     )
     served, final = (
         load_file(p / "model.safetensors")

@@ -29,7 +29,7 @@ from transformers import Trainer, TrainerCallback
 from vetllm.catalogue import Catalogue
 from vetllm.config import TrainConfig
 from vetllm.data.records import Record, note_key
-from vetllm.evaluation_checks import MIN_DISTINCT_VALIDATION
+from vetllm.evaluation_checks import small_validation_warning
 
 SELECTION_METRIC = "selection_score"  # logged as eval_selection_score
 
@@ -60,14 +60,9 @@ def selection_score(lenient_accuracy: float, step: int, max_steps: int, n: int) 
 
 
 def too_few_to_choose(records: list[Record]) -> str | None:
-    """Why these validation notes cannot choose the served step, or None when they can."""
-    n_distinct = len({note_key(r.note) for r in records})
-    if n_distinct >= MIN_DISTINCT_VALIDATION:
-        return None
-    return (
-        f"validation holds only {n_distinct} distinct notes (under {MIN_DISTINCT_VALIDATION}), "
-        "too few to choose a step"
-    )
+    """Why these validation notes cannot choose the served step, or None when they can (the
+    evaluation's small-validation rule: MIN_DISTINCT_VALIDATION distinct notes)."""
+    return small_validation_warning(len({note_key(r.note) for r in records}), "choose a step")
 
 
 def selection_arguments(cfg: TrainConfig, periodic_eval: bool, choose_step: bool = True) -> dict:

@@ -255,8 +255,9 @@ def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) 
         f"of {params['total']:,} ({params['trainable_share']:.3%})"
     )
     eval_records = validation_subset(recipe.val_records, cfg.eval_samples)
-    too_few = too_few_to_choose(eval_records) if cfg.eval_steps and eval_records else None
+    too_few = None
     if cfg.eval_steps and eval_records:
+        too_few = too_few_to_choose(eval_records)
         served = "the step with the best lenient accuracy is served"
         if too_few:
             served = f"the final step is served: {too_few}"
@@ -280,7 +281,6 @@ def _prepare_trainer(recipe: Recipe, model_records: list[Record], resume: bool) 
     callback = RunCallback(run)
     trainer = _build_trainer(cfg, run, model, tokenizer, train_set, eval_set, callback, too_few)
     trainer.generation_eval = GenerationEval(cfg, tokenizer, eval_records, recipe.catalogue)
-    trainer.too_few_to_choose = too_few
     return trainer, callback, params
 
 
@@ -413,7 +413,7 @@ def _build_trainer(
     callbacks = [callback, DropoutEpochCallback(train_set)]
     if cfg.early_stopping_patience and len(eval_set):
         callbacks.append(LenientEarlyStopping(cfg.early_stopping_patience))
-    return VetTrainer(
+    trainer = VetTrainer(
         model=model,
         args=training_arguments(cfg, run, len(eval_set) > 0, choose_step=too_few is None),
         train_dataset=train_set,
@@ -422,6 +422,8 @@ def _build_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    trainer.too_few_to_choose = too_few  # _finish says why the final step is served
+    return trainer
 
 
 # -- the report ------------------------------------------------------------------------------
