@@ -9,6 +9,7 @@ from vetllm.evaluation_checks import (
     dominance_warning,
     grouped_accuracy,
     label_support_warnings,
+    paired_gap,
     small_validation_warning,
 )
 
@@ -41,6 +42,27 @@ def test_grouped_bootstrap_is_deterministic_and_handles_edges():
     assert grouped_accuracy([], [])["n_records"] == 0
     with pytest.raises(ValueError, match="2 keys but 1 verdicts"):
         grouped_accuracy(["a", "b"], [True])
+
+
+def test_paired_gap_is_exact_and_its_interval_is_grouped_by_note():
+    # 10 notes x 10 copies: A right on all, B wrong on one whole note -> gap +0.1.
+    keys = [f"n{i}" for i in range(10) for _ in range(10)]
+    a = [True] * 100
+    b = [key != "n0" for key in keys]
+    result = paired_gap(keys, a, b, seed=1)
+    assert result["gap"] == pytest.approx(0.1)
+    low, high = result["ci"]
+    assert low == 0.0 and 0.1 < high <= 0.4  # a resample may miss n0 (gap 0), or draw it often
+    # The same 10 wrong records spread over 10 notes of 100 distinct: a narrower interval.
+    spread = paired_gap([f"n{i}" for i in range(100)], a, [i % 10 != 0 for i in range(100)])
+    assert spread["gap"] == pytest.approx(0.1)
+    assert spread["ci"][1] - spread["ci"][0] < high - low
+    # Identical answerers: no gap, no interval; swapping them flips the sign.
+    assert paired_gap(keys, b, b) == {"gap": 0.0, "ci": [0.0, 0.0]}
+    assert paired_gap(keys, b, a, seed=1)["gap"] == pytest.approx(-0.1)
+    assert paired_gap([], [], []) == {"gap": 0.0, "ci": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="2 keys, 2 and 1 verdicts"):
+        paired_gap(["a", "b"], [True, True], [True])
 
 
 def test_dominance_warning_fires_when_a_few_notes_hold_most_records():

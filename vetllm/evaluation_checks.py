@@ -7,6 +7,9 @@ data holds few distinct notes repeated many times (300 test records can be 88 no
   with a 95% interval from a bootstrap that resamples distinct notes;
 - the record-level accuracy's interval from the same grouped bootstrap (wider than Wilson's
   when notes repeat);
+- the difference between two answerers on the same records (the model and bag-of-words) with a
+  PAIRED interval from the same grouped bootstrap: both are scored on each resampled note, so the
+  interval is about their gap, not two separate intervals that happen to overlap;
 - warnings: a few notes dominate the records; validation too small to choose anything; gold
   labels missing from training or with too few training records; the model does not clearly
   beat the bag-of-words baseline (below it, or the intervals overlap).
@@ -72,6 +75,38 @@ def grouped_accuracy(
         "record_ci": [_quantile(record_draws, 0.025), _quantile(record_draws, 0.975)],
         "distinct_accuracy": sum(r / n for r, n in totals) / len(totals),
         "distinct_ci": [_quantile(distinct_draws, 0.025), _quantile(distinct_draws, 0.975)],
+    }
+
+
+def paired_gap(
+    keys: Sequence[str],
+    correct: Sequence[bool],
+    other_correct: Sequence[bool],
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Record accuracy of `correct` minus that of `other_correct` (the same records), with a
+    95% interval from a bootstrap resampling distinct notes; {"gap", "ci"}."""
+    if not len(keys) == len(correct) == len(other_correct):
+        raise ValueError(
+            f"paired_gap: {len(keys)} keys, {len(correct)} and {len(other_correct)} verdicts"
+        )
+    if not keys:
+        return {"gap": 0.0, "ci": [0.0, 0.0]}
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key -> [right minus, records]
+    for key, ok, other_ok in zip(keys, correct, other_correct, strict=True):
+        groups[key][0] += bool(ok) - bool(other_ok)
+        groups[key][1] += 1
+    totals = list(groups.values())
+    rng = random.Random(seed)
+    draws = []
+    for _ in range(resamples):
+        drawn = [totals[rng.randrange(len(totals))] for _ in totals]
+        draws.append(sum(d for d, _ in drawn) / sum(n for _, n in drawn))
+    draws.sort()
+    return {
+        "gap": sum(d for d, _ in totals) / len(keys),
+        "ci": [_quantile(draws, 0.025), _quantile(draws, 0.975)],
     }
 
 
