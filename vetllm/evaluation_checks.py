@@ -36,6 +36,35 @@ def _quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
+def _note_totals(keys: Sequence[str], values: Sequence[int]) -> list[list[int]]:
+    """[sum of the values, records] per distinct note key, in first-seen order."""
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for key, value in zip(keys, values, strict=True):
+        groups[key][0] += value
+        groups[key][1] += 1
+    return list(groups.values())
+
+
+def _per_record(totals: list[list[int]]) -> float:
+    return sum(value for value, _ in totals) / sum(n for _, n in totals)
+
+
+def _per_note(totals: list[list[int]]) -> float:
+    return sum(value / n for value, n in totals) / len(totals)
+
+
+def _bootstrap_intervals(totals, statistics, resamples: int, seed: int) -> list[list[float]]:
+    """95% interval of each statistic over resamples of the distinct notes (with replacement);
+    every statistic is computed on the same resamples."""
+    rng = random.Random(seed)
+    draws: list[list[float]] = [[] for _ in statistics]
+    for _ in range(resamples):
+        drawn = [totals[rng.randrange(len(totals))] for _ in totals]
+        for values, statistic in zip(draws, statistics, strict=True):
+            values.append(statistic(drawn))
+    return [[_quantile(sorted(v), 0.025), _quantile(sorted(v), 0.975)] for v in draws]
+
+
 def grouped_accuracy(
     keys: Sequence[str],
     correct: Sequence[bool],
@@ -53,28 +82,17 @@ def grouped_accuracy(
     """
     if len(keys) != len(correct):
         raise ValueError(f"grouped_accuracy: {len(keys)} keys but {len(correct)} verdicts")
-    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key -> [right, records]
-    for key, ok in zip(keys, correct, strict=True):
-        groups[key][0] += bool(ok)
-        groups[key][1] += 1
-    totals = list(groups.values())
+    totals = _note_totals(keys, [int(bool(ok)) for ok in correct])  # [right, records] per note
     if not totals:
         return {"n_records": 0, "n_distinct": 0}
-    rng = random.Random(seed)
-    record_draws, distinct_draws = [], []
-    for _ in range(resamples):
-        drawn = [totals[rng.randrange(len(totals))] for _ in totals]
-        record_draws.append(sum(r for r, _ in drawn) / sum(n for _, n in drawn))
-        distinct_draws.append(sum(r / n for r, n in drawn) / len(drawn))
-    record_draws.sort()
-    distinct_draws.sort()
+    record_ci, distinct_ci = _bootstrap_intervals(totals, (_per_record, _per_note), resamples, seed)
     return {
         "n_records": len(keys),
         "n_distinct": len(totals),
-        "record_accuracy": sum(r for r, _ in totals) / len(keys),
-        "record_ci": [_quantile(record_draws, 0.025), _quantile(record_draws, 0.975)],
-        "distinct_accuracy": sum(r / n for r, n in totals) / len(totals),
-        "distinct_ci": [_quantile(distinct_draws, 0.025), _quantile(distinct_draws, 0.975)],
+        "record_accuracy": _per_record(totals),
+        "record_ci": record_ci,
+        "distinct_accuracy": _per_note(totals),
+        "distinct_ci": distinct_ci,
     }
 
 
@@ -93,21 +111,11 @@ def paired_gap(
         )
     if not keys:
         return {"gap": 0.0, "ci": [0.0, 0.0]}
-    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # key -> [right minus, records]
-    for key, ok, other_ok in zip(keys, correct, other_correct, strict=True):
-        groups[key][0] += bool(ok) - bool(other_ok)
-        groups[key][1] += 1
-    totals = list(groups.values())
-    rng = random.Random(seed)
-    draws = []
-    for _ in range(resamples):
-        drawn = [totals[rng.randrange(len(totals))] for _ in totals]
-        draws.append(sum(d for d, _ in drawn) / sum(n for _, n in drawn))
-    draws.sort()
-    return {
-        "gap": sum(d for d, _ in totals) / len(keys),
-        "ci": [_quantile(draws, 0.025), _quantile(draws, 0.975)],
-    }
+    pairs = zip(correct, other_correct, strict=True)
+    differences = [bool(ok) - bool(other) for ok, other in pairs]
+    totals = _note_totals(keys, differences)  # [right minus other's right, records] per note
+    (ci,) = _bootstrap_intervals(totals, (_per_record,), resamples, seed)
+    return {"gap": _per_record(totals), "ci": ci}
 
 
 def dominance_warning(keys: Sequence[str]) -> str | None:

@@ -201,15 +201,13 @@ def _bench_dataset(parts, config, seeds, runs_dir, overrides, trained: dict) -> 
         part: load_dataset_file(path, on_error="reject", catalogue=catalogue).records
         for part, path in parts.items()
     }
-    baselines = _baseline_scores(records["train"], records["test"], catalogue)
-    bow_verdicts = baselines["bag_of_words"].pop("verdicts")
-    baselines["majority"].pop("verdicts")
+    baselines, bow_verdicts = _baseline_scores(records["train"], records["test"], catalogue)
     keys = [note_key(r.note) for r in records["test"]]
     per_seed = []
     for seed in seeds:
         run_dir, seconds = trained[_run_key(parts, seed)]
-        scores = _score_run(run_dir, records["test"])
-        gap = paired_gap(keys, scores.pop("verdicts"), bow_verdicts)
+        scores, verdicts = _score_run(run_dir, records["test"])
+        gap = paired_gap(keys, verdicts, bow_verdicts)
         per_seed.append({**scores, "train_seconds": seconds, "gap": _rounded_gap(gap)})
     model = {key: _spread([run[key] for run in per_seed]) for key in (*SCORES, "train_seconds")}
     return {
@@ -246,7 +244,7 @@ def _train_one(parts, config, seed, run_dir, overrides) -> float:
     return round(time.monotonic() - started, 1)
 
 
-def _score_run(run_dir: Path, test_records) -> dict:
+def _score_run(run_dir: Path, test_records) -> tuple[dict, list[bool]]:
     from vetllm.engine.predict import Predictor
 
     predictor = Predictor.from_run(run_dir)
@@ -254,29 +252,30 @@ def _score_run(run_dir: Path, test_records) -> dict:
     return _score([p.raw_output for p in predictions], test_records, predictor.catalogue)
 
 
-def _score(raw_outputs: list[str], records, catalogue) -> dict:
-    """SCORES, rounded, and "verdicts": lenient right or wrong per record (for paired gaps)."""
+def _score(raw_outputs: list[str], records, catalogue) -> tuple[dict, list[bool]]:
+    """SCORES, rounded, and the lenient verdict per record (for paired gaps)."""
     from vetllm.metrics import score_predictions
 
     items = [(raw, list(r.labels)) for raw, r in zip(raw_outputs, records, strict=True)]
     scores = score_predictions(items, catalogue)
     values = scores.to_dict()
     rounded = {key: round(values[key], 4) for key in SCORES}
-    return {**rounded, "verdicts": [outcome.lenient_correct for outcome in scores.outcomes]}
+    return rounded, [outcome.lenient_correct for outcome in scores.outcomes]
 
 
-def _baseline_scores(train_records, test_records, catalogue) -> dict:
-    """Tuned bag of words and the majority answer, scored like the model (one fit: no seed)."""
+def _baseline_scores(train_records, test_records, catalogue) -> tuple[dict, list[bool]]:
+    """Tuned bag of words and the majority answer, scored like the model (one fit: no seed),
+    and bag-of-words' verdict per record."""
     from vetllm.baselines import run_baselines
     from vetllm.data.prompts import ALPACA
 
     results = run_baselines(train_records, test_records)
-    out = {}
+    out, verdicts = {}, {}
     for name in ("bag_of_words", "majority"):
         raw = [ALPACA.format_response(labels) for labels in results[name]["predictions"]]
-        out[name] = _score(raw, test_records, catalogue)
+        out[name], verdicts[name] = _score(raw, test_records, catalogue)
     out["bag_of_words"]["settings"] = results["bag_of_words"].get("settings")
-    return out
+    return out, verdicts["bag_of_words"]
 
 
 def _spread(values: list[float]) -> dict:
