@@ -111,7 +111,7 @@ def test_each_member_is_a_run_of_its_own_listed_on_the_run_card(ensemble_run):
     (member,) = card["ensemble"]["members"]
     assert member["seed"] == 1000 and member["folder"] == "members/seed-1000"
     assert member["served"]["step"] in (6, 12)
-    assert card["served"]["summary"].endswith(card["ensemble"]["summary"])
+    assert card["ensemble"]["summary"] in card["served"]["summary"]
     assert "vote of 2 models" in card["ensemble"]["summary"]
     member_run = RunDirectory(ensemble_run / "members" / "seed-1000")
     assert member_run.read_status().state == "completed"
@@ -120,9 +120,12 @@ def test_each_member_is_a_run_of_its_own_listed_on_the_run_card(ensemble_run):
     assert "vote of 2 models" in (ensemble_run / "report.md").read_text()
 
 
-def test_the_served_answers_are_the_vote_of_both_models(ensemble_run):
+def test_the_served_answers_are_the_vote_of_both_models_and_the_bag_of_words(ensemble_run):
     predictor = Predictor.from_run(ensemble_run)
-    assert len(predictor.members) == 1
+    assert len(predictor.members) == 1 and predictor.bag_of_words is not None
+    card = json.loads((ensemble_run / "model" / "run_card.json").read_text())
+    assert card["bag_of_words_vote"]["file"] == "bag_of_words.json"
+    assert "the tuned bag of words votes too" in card["served"]["summary"]
     notes = json.loads((ensemble_run.parent / "data" / "val.json").read_text())[:12]
     notes = [row["input"] for row in notes]
     for decoding in ("free", "constrained"):
@@ -131,7 +134,8 @@ def test_the_served_answers_are_the_vote_of_both_models(ensemble_run):
             Predictor._one_model(path, None)[0].predict(notes, decoding)
             for path in (ensemble_run, *member_dirs(ensemble_run))
         ]
-        expected = vote(alone)
+        voter = predictor.bag_of_words.answers(notes, decoding, predictor.template, None)
+        expected = vote([*alone, voter])
         assert [p.raw_output for p in served] == [p.raw_output for p in expected]
 
 
@@ -144,6 +148,7 @@ def test_export_and_archive_carry_every_model(ensemble_run, tmp_path):
     )
     assert "run/members/seed-1000/model/model.safetensors" in names
     assert "run/members/seed-1000/config.yaml" in names
+    assert "run/model/bag_of_words.json" in names and "bag_of_words.json" in result["files"]
     assert not any("checkpoint" in name for name in names)
 
 

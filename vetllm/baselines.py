@@ -77,10 +77,25 @@ def fit_bag_of_words(
     """(predictions for `test`, chosen settings) of the grouped-CV-tuned bag of words."""
     from threadpoolctl import threadpool_limits
 
-    targets = ["\t".join(_label_set(r)) for r in train]
-    if len(set(targets)) < 2:
+    fitted = tuned_bag_of_words(train, seed)
+    if fitted is None:
         # A classifier needs two classes; with one, every answer is that one.
         return predict_majority(train, test), {"fallback": "one label set in training"}
+    vectorizer, model, settings = fitted
+    with threadpool_limits(limits=1):
+        predicted = model.predict(vectorizer.transform([r.note for r in test]))
+    return [label_set_of(p) for p in predicted], settings
+
+
+def tuned_bag_of_words(train: list[Record], seed: int = 0) -> tuple | None:
+    """(TfidfVectorizer, LogisticRegression, chosen settings) fitted on `train`, its C and n-gram
+    range chosen by grouped CV; its classes are label sets joined by tabs (`label_set_of`).
+    None when `train` holds fewer than two label sets (nothing to classify)."""
+    from threadpoolctl import threadpool_limits
+
+    targets = ["\t".join(_label_set(r)) for r in train]
+    if len(set(targets)) < 2:
+        return None
     rows = _weighted_rows([r.note for r in train], targets)
     # One BLAS thread: this problem is tiny (~1k notes x ~3k features) and multi-threaded BLAS
     # on a busy 2-core machine made the fit 14x slower (10 s instead of 0.7 s, measured).
@@ -88,9 +103,12 @@ def fit_bag_of_words(
         settings = _tune_bag_of_words(rows, seed)
         ngram_range = tuple(settings["ngram_range"])
         vectorizer, model = _fit_c_path(rows, ngram_range, (settings["C"],), seed)[settings["C"]]
-        predicted = model.predict(vectorizer.transform([r.note for r in test]))
-    labels = [tuple(label for label in str(p).split("\t") if label) for p in predicted]
-    return labels, settings
+    return vectorizer, model, settings
+
+
+def label_set_of(target: str) -> tuple[str, ...]:
+    """The labels of one bag-of-words class (label sets are joined by tabs)."""
+    return tuple(label for label in str(target).split("\t") if label)
 
 
 def _weighted_rows(notes: list[str], targets: list[str]) -> list[tuple[str, str, int]]:

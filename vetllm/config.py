@@ -100,6 +100,8 @@ class TrainConfig(BaseModel):
     seed: int = _in("optimisation", 0)
     # models trained (seeds seed, seed + 1000, ...) answering by vote; 1 = a single model
     ensemble: int = _in("optimisation", 1)
+    # the tuned bag-of-words classifier (fitted on the training notes) votes with the model(s)
+    bag_of_words_vote: bool = _in("optimisation", False)
     optim: str = _in("optimisation", "adamw_torch")
     bf16: bool = _in("optimisation", False)  # bf16 mixed precision (CUDA only; else a warning)
     # -- speed (issue 10): what the *-fast presets turn on. None of these changes the data, the

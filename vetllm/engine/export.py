@@ -29,6 +29,7 @@ MERGE_NOTE_QLORA = (
     "merged into the full-precision base: the adapter was trained on the 4-bit base, so answers "
     "can differ slightly from the evaluated model; evaluate the merged folder"
 )
+VOTER_NOTE = "bag_of_words.json is the tuned bag of words that votes with the model(s)"
 SKIPPED = {"training_args.bin", "run_card.json"}  # a pickle (not for sharing); renamed below
 
 
@@ -46,6 +47,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, merge: bool = False) ->
         kind = "model"
         _copy_model_files(model_dir, out)
         note = _copy_ensemble(run_dir, out)
+        if card.get("bag_of_words_vote"):
+            note += ("; " if note else "") + VOTER_NOTE
     elif merge:
         kind = "merged model"
         _merge_adapter(run_dir, out)

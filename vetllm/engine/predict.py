@@ -170,6 +170,7 @@ class Predictor:
         self.max_labels = max_labels
         # An ensemble's other models (vetllm.engine.ensemble): all answer, the vote decides.
         self.members = list(members or [])
+        self.bag_of_words = None  # a BagOfWordsVoter when the run has one: it votes too
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | None = None) -> Predictor:
@@ -183,6 +184,7 @@ class Predictor:
         predictor, cfg = cls._one_model(run_path, device)
         calibration = load_calibration(run_path)
         predictor.members = members
+        predictor.bag_of_words = _voter_of(run_path)
         predictor.temperatures = dict(calibration.get("temperatures") or {})
         predictor.policy = run_policy(cfg, predictor.catalogue, calibration)
         return predictor
@@ -222,8 +224,11 @@ class Predictor:
         predictions = []
         for start in range(0, len(texts), batch_size):
             batch = texts[start : start + batch_size]
-            if self.members:
+            if self.members or self.bag_of_words:
                 per_model = [m._answers(batch, decoding) for m in (self, *self.members)]
+                if self.bag_of_words:
+                    voter = self.bag_of_words
+                    per_model.append(voter.answers(batch, decoding, self.template, self.catalogue))
                 predictions.extend(vote(per_model))
             else:
                 predictions.extend(self._answers(batch, decoding))
@@ -352,14 +357,28 @@ def _catalogue_of(cfg) -> Catalogue:
     return load_catalogue(str(extra) if extra else None)
 
 
-def _training_labels(run_path: Path) -> list[str] | None:
-    """The labels seen in training (run card `train_labels`, modeling.build_run_card); None (every
-    catalogue label is a candidate) when the card has none."""
+def _voter_of(run_path: Path):
+    """The run's bag-of-words voter (vetllm.engine.bag_of_words_vote) when its run card lists
+    one, else None."""
+    from vetllm.engine.bag_of_words_vote import BagOfWordsVoter
+
+    if not _run_card(run_path).get("bag_of_words_vote"):
+        return None
+    return BagOfWordsVoter.load(run_path / "model")
+
+
+def _run_card(run_path: Path) -> dict:
     try:
         card = json.loads((run_path / "model" / "run_card.json").read_text("utf-8"))
     except (OSError, ValueError):
-        return None
-    labels = card.get("train_labels") if isinstance(card, dict) else None
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _training_labels(run_path: Path) -> list[str] | None:
+    """The labels seen in training (run card `train_labels`, modeling.build_run_card); None (every
+    catalogue label is a candidate) when the card has none."""
+    labels = _run_card(run_path).get("train_labels")
     return [str(label) for label in labels] if isinstance(labels, list) and labels else None
 
 

@@ -231,6 +231,24 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
     return _finish(recipe, trainer, params, others)
 
 
+def _fit_bag_of_words_voter(recipe: Recipe) -> dict | None:
+    """Fit the bag-of-words voter on the user's training notes and save it with the model;
+    its run card entry (None, and a log line, when the notes hold a single label set)."""
+    from vetllm.engine.bag_of_words_vote import VOTER_FILE, fit_voter, save_voter
+
+    recipe.run.write_status(message="fitting the bag-of-words voter")
+    state = fit_voter(recipe.train_records, recipe.cfg.seed)
+    if state is None:
+        recipe.log("bag-of-words vote: skipped, the training notes hold a single label set")
+        return None
+    save_voter(state, recipe.run.model_dir)
+    settings = state["settings"]
+    low, high = settings["ngram_range"]
+    summary = f"the tuned bag of words votes too (C {settings['C']:g}, {low}-{high}-grams)"
+    recipe.log(summary)
+    return {"file": VOTER_FILE, "settings": settings, "summary": summary}
+
+
 def _stopped(run: RunDirectory, reason: str) -> dict:
     if is_main_process():
         return run.write_status(RunState.STOPPED, message=f"stopped ({reason})")
@@ -294,6 +312,7 @@ def _finish(
     trainer.save_model(str(run.model_dir))  # only rank 0 writes; every rank must call it
     if not is_main_process():
         return {"state": RunState.COMPLETED.value}
+    voter = _fit_bag_of_words_voter(recipe) if cfg.bag_of_words_vote else None
     members = []
     if others is not None:
         run.write_status(message="waiting for the ensemble's other models")
@@ -315,6 +334,9 @@ def _finish(
         summary = ensemble_summary([cfg.seed, *(m["seed"] for m in members)], served)
         card["ensemble"] = {"members": members, "summary": summary}
         card["served"]["summary"] += f"; answers by {summary}"
+    if voter is not None:
+        card["bag_of_words_vote"] = voter
+        card["served"]["summary"] += f"; {voter['summary']}"
     log("served model: " + card["served"]["summary"])
     card["training_mix"] = recipe.mix
     modeling.write_json(run.model_dir / modeling.RUN_CARD, card)

@@ -49,6 +49,7 @@ HYPERPARAMETERS = (
     "lora_dropout",
     "seed",
     "ensemble",
+    "bag_of_words_vote",
 )
 LOG_TAIL_LINES = 30
 # Bars in the per-epoch coverage chart: anyone can ask for a plan (it is part of the page), and

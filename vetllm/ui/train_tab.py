@@ -82,6 +82,8 @@ def _hyperparameter_widgets(settings: AppSettings) -> dict:
         w["seed"] = gr.Number(v["seed"], label="Seed", precision=0)
         w["ensemble"] = gr.Number(v["ensemble"], precision=0,
                                   label="Models voting (seed ensemble; tiny model only)")  # fmt: skip
+        w["bag_of_words_vote"] = gr.Checkbox(v["bag_of_words_vote"],
+                                             label="Bag of words votes too")  # fmt: skip
     assert tuple(w) == HYPERPARAMETERS  # our own invariant: launch receives them in this order
     return w
 

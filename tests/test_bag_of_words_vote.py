@@ -1,0 +1,72 @@
+"""The tuned bag of words as a voter: the same probabilities as scikit-learn, saved as JSON."""
+
+import json
+
+import pytest
+
+from tests.test_ensemble import answer
+from vetllm.baselines import tuned_bag_of_words
+from vetllm.data.prompts import ALPACA
+from vetllm.data.records import Record
+from vetllm.engine.bag_of_words_vote import VOTER_FILE, BagOfWordsVoter, fit_voter, save_voter
+from vetllm.engine.ensemble import vote
+from vetllm.errors import VetLLMError
+
+ANTHRAX, PPR, FMD = "40214000", "1679004", "3974005"
+
+
+def records(rows):
+    return [Record(note=note, labels=list(labels)) for note, labels in rows]
+
+
+THREE_DISEASES = records(
+    [(f"goat {w} fever nasal discharge cough", [PPR]) for w in ("one", "two", "three", "four")]
+    + [(f"cow {w} sudden death bleeding", [ANTHRAX]) for w in ("one", "two", "three", "four")]
+    + [(f"cow {w} blisters on mouth and feet", [FMD]) for w in ("one", "two", "three", "four")]
+    + [("cow blisters sudden death", [ANTHRAX, FMD])] * 3
+)
+NOTES = ["goat with fever and cough", "cow found dead, bleeding", "blisters feet", "zzz", ""]
+
+
+@pytest.mark.parametrize("training", [THREE_DISEASES, THREE_DISEASES[:8]], ids=["many", "binary"])
+def test_saved_voter_gives_scikit_learns_probabilities(training):
+    vectorizer, model, _ = tuned_bag_of_words(training, seed=0)
+    expected = model.predict_proba(vectorizer.transform(NOTES))
+    voter = BagOfWordsVoter(json.loads(json.dumps(fit_voter(training, seed=0))))
+    assert voter.probabilities(NOTES) == pytest.approx(expected, abs=1e-9)
+    assert [tuple(c.split("\t")) for c in model.classes_] == voter.classes
+
+
+def test_voter_answers_with_its_most_probable_label_set(tmp_path):
+    save_voter(fit_voter(THREE_DISEASES, seed=0), tmp_path)
+    voter = BagOfWordsVoter.load(tmp_path)
+    rows = voter.probabilities(NOTES[:2])
+    answers = voter.answers(NOTES[:2], "constrained", ALPACA, None)
+    assert [a.result.codes for a in answers] == [[PPR], [ANTHRAX]]
+    for row, prediction in zip(rows, answers, strict=True):
+        assert prediction.confidence == pytest.approx(max(row))
+        assert prediction.decoding == "constrained"
+        shares = [share for _, share in prediction.alternatives]
+        assert shares == sorted(shares, reverse=True) and len(shares) == 3
+    # Anthrax's marginal adds the two-label answer's share to its own.
+    both = dict(answers[1].alternatives).get(f"{ANTHRAX}, {FMD}", 0.0)
+    anthrax_alone = dict(answers[1].alternatives)[ANTHRAX]
+    assert answers[1].confidences[ANTHRAX] >= anthrax_alone + both - 1e-9
+
+
+def test_the_voter_settles_a_split_between_two_models():
+    models = [[answer(["1679004"], confidence=0.6)], [answer(["2260006"], confidence=0.5)]]
+    voter_says = answer(["2260006"], confidence=0.4)
+    chosen = vote([*models, [voter_says]])[0]
+    assert chosen.result.codes == ["2260006"]
+    assert chosen.warnings == ["the models disagree: 2 of 3 gave this answer"]
+
+
+def test_one_label_set_needs_no_voter_and_a_damaged_file_says_what_to_do(tmp_path):
+    assert fit_voter(THREE_DISEASES[:4], seed=0) is None
+    (tmp_path / VOTER_FILE).write_text('{"format": "something else"}')
+    with pytest.raises(VetLLMError, match="bag-of-words voter cannot be read.*bag_of_words_vote"):
+        BagOfWordsVoter.load(tmp_path)
+    (tmp_path / VOTER_FILE).unlink()
+    with pytest.raises(VetLLMError, match="train the run again"):
+        BagOfWordsVoter.load(tmp_path)

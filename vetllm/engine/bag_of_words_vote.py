@@ -1,0 +1,132 @@
+"""The tuned bag-of-words classifier as one more voter beside a run's models.
+
+Why (issue 7, measured with `vetllm bench accuracy --set bag_of_words_vote=false` against the
+default): on source-like data (few template notes, many copies, label noise) a seed ensemble of
+from-scratch models and a tuned bag of words make *different* errors. The models read a note's
+signs in any order; the bag of words keys on the exact template phrases. With the bag of words
+as a fourth voter, it decides only where the models split (2-2 ties go to the larger summed
+confidence), and the served answers beat both on the template splits while free text, where the
+bag of words trained on templates is weak, keeps the models' answers.
+
+The voter is the baseline's own fit (`baselines.tuned_bag_of_words`: TF-IDF + logistic
+regression, C and n-grams chosen by CV grouped by note text) on the user's training records,
+saved as plain JSON in RUN/model/bag_of_words.json (vocabulary, idf, coefficients; never a
+pickle, which would run code when a shared run is loaded). Predicting needs numpy only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from vetllm.errors import VetLLMError
+
+VOTER_FILE = "bag_of_words.json"
+FORMAT = "vetllm-bag-of-words/1"
+
+
+def fit_voter(records, seed: int) -> dict | None:
+    """The voter's saved form, fitted on `records`; None when they hold one label set only."""
+    from vetllm.baselines import tuned_bag_of_words
+
+    fitted = tuned_bag_of_words(records, seed)
+    if fitted is None:
+        return None
+    vectorizer, model, settings = fitted
+    vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+    return {
+        "format": FORMAT,
+        "ngram_range": list(vectorizer.ngram_range),
+        "vocabulary": vocabulary,
+        "idf": [float(x) for x in vectorizer.idf_],
+        "classes": [str(c) for c in model.classes_],
+        "coef": [[float(x) for x in row] for row in model.coef_],
+        "intercept": [float(x) for x in model.intercept_],
+        "settings": settings,
+        "training_records": len(records),
+    }
+
+
+def save_voter(state: dict, model_dir: Path) -> Path:
+    path = Path(model_dir) / VOTER_FILE
+    path.write_text(json.dumps(state), encoding="utf-8")
+    return path
+
+
+class BagOfWordsVoter:
+    """Answers notes like a model does (one Prediction each), from a saved voter."""
+
+    def __init__(self, state: dict):
+        import numpy as np
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.analyze = TfidfVectorizer(ngram_range=tuple(state["ngram_range"])).build_analyzer()
+        self.index = {term: i for i, term in enumerate(state["vocabulary"])}
+        self.idf = np.asarray(state["idf"], dtype=float)
+        self.coef = np.asarray(state["coef"], dtype=float)
+        self.intercept = np.asarray(state["intercept"], dtype=float)
+        self.classes = [tuple(c.split("\t")) if c else () for c in state["classes"]]
+        self.settings = state.get("settings") or {}
+
+    @classmethod
+    def load(cls, model_dir: Path) -> BagOfWordsVoter:
+        path = Path(model_dir) / VOTER_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            if state.get("format") != FORMAT:
+                raise ValueError(f"format {state.get('format')!r}, expected {FORMAT!r}")
+            return cls(state)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise VetLLMError(
+                f"{path}: the bag-of-words voter cannot be read ({error}); train the run again, "
+                "or set bag_of_words_vote: false"
+            ) from None
+
+    def probabilities(self, notes: list[str]):
+        """One row of class probabilities per note (as LogisticRegression.predict_proba)."""
+        import numpy as np
+
+        features = np.zeros((len(notes), len(self.index)))
+        for row, note in enumerate(notes):
+            for term in self.analyze(note):
+                column = self.index.get(term)
+                if column is not None:
+                    features[row, column] += 1
+        # TfidfVectorizer(sublinear_tf=True): 1 + log(count), times idf, rows scaled to length 1.
+        nonzero = features > 0
+        features[nonzero] = 1 + np.log(features[nonzero])
+        features *= self.idf
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        features /= np.where(norms > 0, norms, 1)
+        scores = features @ self.coef.T + self.intercept
+        if len(self.classes) == 2:  # a binary model has one score: class 1 against class 0
+            scores = np.hstack([np.zeros_like(scores), scores])
+        scores -= scores.max(axis=1, keepdims=True)
+        weights = np.exp(scores)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def answers(self, notes: list[str], decoding: str, template, catalogue) -> list:
+        """A Prediction per note: the most probable label set, its probability the confidence."""
+        from vetllm.engine.predict import Prediction
+        from vetllm.postprocess import postprocess
+
+        predictions = []
+        for row in self.probabilities(notes):
+            ranked = sorted(zip(self.classes, row.tolist(), strict=True), key=lambda c: -c[1])
+            labels, confidence = ranked[0]
+            raw = template.format_response(list(labels))
+            marginals = {
+                code: math.fsum(p for answer, p in ranked if code in answer) for code in labels
+            }
+            predictions.append(
+                Prediction(
+                    raw_output=raw,
+                    result=postprocess(raw, catalogue),
+                    confidences=marginals,
+                    decoding=decoding,
+                    alternatives=[(", ".join(answer), p) for answer, p in ranked[:3]],
+                    confidence=confidence,
+                )
+            )
+        return predictions
