@@ -190,6 +190,7 @@ def _recipe_section(card: dict, cfg) -> list[str]:
         ("final training loss", _number(card.get("final_train_loss"))),
         ("seed", card.get("seed")),
         ("ensemble", (card.get("ensemble") or {}).get("summary")),
+        ("bag-of-words vote", (card.get("bag_of_words_vote") or {}).get("summary")),
         ("catalogue version", card.get("catalogue_version")),
     ]  # fmt: skip
     if cfg is not None:

@@ -15,6 +15,8 @@ a run folder of its own in RUN/members/seed-N (seed + 1000, seed + 2000, ...), t
 The vote (`vote`), per note: the answer (its set of codes) that most models gave wins, ties going
 to the larger summed confidence; its confidence is the models' mean confidence in it (a model that
 gave another answer counts 0), which the run's calibration then rescales like a single model's.
+With `bag_of_words_vote` the tuned bag of words answers as one more voter
+(vetllm.engine.bag_of_words_vote).
 """
 
 from __future__ import annotations
