@@ -6,7 +6,6 @@ import pytest
 
 from tests.test_ensemble import answer
 from vetllm.baselines import tuned_bag_of_words
-from vetllm.data.prompts import ALPACA
 from vetllm.data.records import Record
 from vetllm.engine.bag_of_words_vote import VOTER_FILE, BagOfWordsVoter, fit_voter, save_voter
 from vetllm.engine.ensemble import vote
@@ -37,21 +36,16 @@ def test_saved_voter_gives_scikit_learns_probabilities(training):
     assert [tuple(c.split("\t")) for c in model.classes_] == voter.classes
 
 
-def test_voter_answers_with_its_most_probable_label_set(tmp_path):
+def test_voter_ranks_every_label_set_by_probability(tmp_path):
     save_voter(fit_voter(THREE_DISEASES, seed=0), tmp_path)
     voter = BagOfWordsVoter.load(tmp_path)
     rows = voter.probabilities(NOTES[:2])
-    answers = voter.answers(NOTES[:2], "constrained", ALPACA, None)
-    assert [a.result.codes for a in answers] == [[PPR], [ANTHRAX]]
-    for row, prediction in zip(rows, answers, strict=True):
-        assert prediction.confidence == pytest.approx(max(row))
-        assert prediction.decoding == "constrained"
-        shares = [share for _, share in prediction.alternatives]
-        assert shares == sorted(shares, reverse=True) and len(shares) == 3
-    # Anthrax's marginal adds the two-label answer's share to its own.
-    both = dict(answers[1].alternatives).get(f"{ANTHRAX}, {FMD}", 0.0)
-    anthrax_alone = dict(answers[1].alternatives)[ANTHRAX]
-    assert answers[1].confidences[ANTHRAX] >= anthrax_alone + both - 1e-9
+    ranked = voter.ranked(NOTES[:2])
+    assert [r[0][0] for r in ranked] == [(PPR,), (ANTHRAX,)]
+    for row, answers in zip(rows, ranked, strict=True):
+        assert sorted(answers) == sorted(zip(voter.classes, row.tolist(), strict=True))
+        shares = [share for _, share in answers]
+        assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1)
 
 
 def test_the_voter_settles_a_split_between_two_models():

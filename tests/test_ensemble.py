@@ -117,6 +117,8 @@ def test_each_member_is_a_run_of_its_own_listed_on_the_run_card(ensemble_run):
     assert member_run.read_status().state == "completed"
     assert load_config(member_run.config_path).seed == 1000
     assert load_config(member_run.config_path).ensemble == 1
+    assert not load_config(member_run.config_path).bag_of_words_vote
+    assert not (member_run.model_dir / "bag_of_words.json").exists()
     assert "vote of 2 models" in (ensemble_run / "report.md").read_text()
 
 
@@ -134,7 +136,10 @@ def test_the_served_answers_are_the_vote_of_both_models_and_the_bag_of_words(ens
             Predictor._one_model(path, None)[0].predict(notes, decoding)
             for path in (ensemble_run, *member_dirs(ensemble_run))
         ]
-        voter = predictor.bag_of_words.answers(notes, decoding, predictor.template, None)
+        voter = predictor._voter_answers(notes, decoding)
+        for answer_, ranked in zip(voter, predictor.bag_of_words.ranked(notes), strict=True):
+            assert tuple(answer_.result.codes) == ranked[0][0]
+            assert answer_.confidence == ranked[0][1] and answer_.decoding == decoding
         expected = vote([*alone, voter])
         assert [p.raw_output for p in served] == [p.raw_output for p in expected]
 

@@ -31,6 +31,7 @@ def test_exported_tiny_model_loads_with_transformers_and_predicts_the_same_codes
 ):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from vetllm.engine.bag_of_words_vote import BagOfWordsVoter
     from vetllm.engine.predict import Predictor
 
     out = tmp_path / "export"
@@ -51,10 +52,12 @@ def test_exported_tiny_model_loads_with_transformers_and_predicts_the_same_codes
     assert [p.name for p in members] == ["seed-1000", "seed-2000"]
     exported = load(out)
     exported.members = [load(folder) for folder in members]
+    exported.bag_of_words = BagOfWordsVoter.load(out)  # the default's fourth voter
     original = Predictor.from_run(quick_run, device="cpu")
     ours = [p.result.codes for p in exported.predict(NOTES)]
     assert ours == [p.result.codes for p in original.predict(NOTES)] and any(ours)
     original.members, exported.members = [], []  # below: the first model alone
+    original.bag_of_words = exported.bag_of_words = None
     model, tokenizer = exported.model, exported.tokenizer
     theirs = original.predict(NOTES)
     # Plain transformers, no vetllm: the prompt recipe from the folder and greedy generate.

@@ -153,6 +153,7 @@ def quick_config(data_dir, **changes) -> TrainConfig:
     settings = dict(
         name="select",
         ensemble=1,  # one model: which step it serves (tests/test_ensemble.py: several)
+        bag_of_words_vote=False,
         data=str(data_dir / "train.json"),
         val_data=str(data_dir / "val.json"),
         max_steps=24,

@@ -50,6 +50,7 @@ def quick_config(data_dir, **changes) -> TrainConfig:
     settings = dict(
         name="quick",
         ensemble=1,  # one model: the training path itself (tests/test_ensemble.py: several)
+        bag_of_words_vote=False,  # tests/test_ensemble.py: the vote with the bag of words
         data=str(data_dir / "train.json"),
         val_data=str(data_dir / "val.json"),
         max_steps=24,

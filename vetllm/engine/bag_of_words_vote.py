@@ -17,7 +17,6 @@ pickle, which would run code when a shared run is loaded). Predicting needs nump
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from vetllm.errors import VetLLMError
@@ -106,27 +105,9 @@ class BagOfWordsVoter:
         weights = np.exp(scores)
         return weights / weights.sum(axis=1, keepdims=True)
 
-    def answers(self, notes: list[str], decoding: str, template, catalogue) -> list:
-        """A Prediction per note: the most probable label set, its probability the confidence."""
-        from vetllm.engine.predict import Prediction
-        from vetllm.postprocess import postprocess
-
-        predictions = []
-        for row in self.probabilities(notes):
-            ranked = sorted(zip(self.classes, row.tolist(), strict=True), key=lambda c: -c[1])
-            labels, confidence = ranked[0]
-            raw = template.format_response(list(labels))
-            marginals = {
-                code: math.fsum(p for answer, p in ranked if code in answer) for code in labels
-            }
-            predictions.append(
-                Prediction(
-                    raw_output=raw,
-                    result=postprocess(raw, catalogue),
-                    confidences=marginals,
-                    decoding=decoding,
-                    alternatives=[(", ".join(answer), p) for answer, p in ranked[:3]],
-                    confidence=confidence,
-                )
-            )
-        return predictions
+    def ranked(self, notes: list[str]) -> list[list[tuple[tuple[str, ...], float]]]:
+        """Per note, every label set with its probability, most probable first."""
+        return [
+            sorted(zip(self.classes, row.tolist(), strict=True), key=lambda pair: -pair[1])
+            for row in self.probabilities(notes)
+        ]

@@ -60,7 +60,11 @@ class MemberProcesses:
     def _spawn(self, member: Member) -> subprocess.Popen:
         member.run.path.mkdir(parents=True, exist_ok=True)
         config = member.run.config_path  # train() writes the same file again
-        self.cfg.replace(seed=member.seed, ensemble=1, final_eval=False).to_yaml(config)
+        # One model of the vote: the run's own folder holds the bag-of-words voter, if any.
+        member_cfg = self.cfg.replace(
+            seed=member.seed, ensemble=1, final_eval=False, bag_of_words_vote=False
+        )
+        member_cfg.to_yaml(config)
         resume = member.run.last_complete_checkpoint() is not None
         command = [
             sys.executable,

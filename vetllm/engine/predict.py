@@ -227,8 +227,7 @@ class Predictor:
             if self.members or self.bag_of_words:
                 per_model = [m._answers(batch, decoding) for m in (self, *self.members)]
                 if self.bag_of_words:
-                    voter = self.bag_of_words
-                    per_model.append(voter.answers(batch, decoding, self.template, self.catalogue))
+                    per_model.append(self._voter_answers(batch, decoding))
                 predictions.extend(vote(per_model))
             else:
                 predictions.extend(self._answers(batch, decoding))
@@ -241,6 +240,28 @@ class Predictor:
         if decoding == "free":
             return self._predict_free(notes)
         return self._predict_constrained(notes)
+
+    def _voter_answers(self, notes: list[str], decoding: str) -> list[Prediction]:
+        """The bag-of-words voter's answers: its most probable label set, that probability the
+        confidence, each code's the summed probability of the sets holding it."""
+        predictions = []
+        for ranked in self.bag_of_words.ranked(notes):
+            labels, confidence = ranked[0]
+            raw = self.template.format_response(list(labels))
+            marginals = {
+                code: math.fsum(p for answer, p in ranked if code in answer) for code in labels
+            }
+            predictions.append(
+                Prediction(
+                    raw_output=raw,
+                    result=postprocess(raw, self.catalogue),
+                    confidences=marginals,
+                    decoding=decoding,
+                    alternatives=[(", ".join(answer), p) for answer, p in ranked[:3]],
+                    confidence=confidence,
+                )
+            )
+        return predictions
 
     def _finish(self, note: str, prediction: Prediction) -> None:
         """Calibrate the confidences, then abstain or flag a near-guess answer."""
