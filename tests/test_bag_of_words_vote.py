@@ -61,6 +61,10 @@ def test_one_label_set_needs_no_voter_and_a_damaged_file_says_what_to_do(tmp_pat
     (tmp_path / VOTER_FILE).write_text('{"format": "something else"}')
     with pytest.raises(VetLLMError, match="bag-of-words voter cannot be read.*bag_of_words_vote"):
         BagOfWordsVoter.load(tmp_path)
+    state = fit_voter(THREE_DISEASES, seed=0)
+    save_voter({**state, "coef": state["coef"][:-1]}, tmp_path)  # a class without weights
+    with pytest.raises(VetLLMError, match="weights of shape"):
+        BagOfWordsVoter.load(tmp_path)
     (tmp_path / VOTER_FILE).unlink()
     with pytest.raises(VetLLMError, match="train the run again"):
         BagOfWordsVoter.load(tmp_path)
