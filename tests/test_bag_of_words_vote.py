@@ -6,6 +6,7 @@ import pytest
 
 from tests.test_ensemble import answer
 from vetllm.baselines import tuned_bag_of_words
+from vetllm.config import load_config
 from vetllm.data.records import Record
 from vetllm.engine.bag_of_words_vote import VOTER_FILE, BagOfWordsVoter, fit_voter, save_voter
 from vetllm.engine.ensemble import vote
@@ -62,9 +63,23 @@ def test_one_label_set_needs_no_voter_and_a_damaged_file_says_what_to_do(tmp_pat
     with pytest.raises(VetLLMError, match="bag-of-words voter cannot be read.*bag_of_words_vote"):
         BagOfWordsVoter.load(tmp_path)
     state = fit_voter(THREE_DISEASES, seed=0)
-    save_voter({**state, "coef": state["coef"][:-1]}, tmp_path)  # a class without weights
-    with pytest.raises(VetLLMError, match="weights of shape"):
-        BagOfWordsVoter.load(tmp_path)
+    damaged = {
+        "weights of shape": {"coef": state["coef"][:-1]},  # a class without weights
+        "finite": {"intercept": [float("nan")] * len(state["intercept"])},
+        "ngram_range": {"ngram_range": [1, 1, 1]},
+        "lists of text": {"classes": [1, 2, 3]},
+    }
+    for message, change in damaged.items():
+        save_voter({**state, **change}, tmp_path)
+        with pytest.raises(VetLLMError, match=message):
+            BagOfWordsVoter.load(tmp_path)
     (tmp_path / VOTER_FILE).unlink()
     with pytest.raises(VetLLMError, match="train the run again"):
         BagOfWordsVoter.load(tmp_path)
+
+
+def test_the_voter_needs_models_to_vote_with():
+    with pytest.raises(VetLLMError, match="bag_of_words_vote: got True; set it to false"):
+        load_config("tiny-cpu", ["ensemble=1"])
+    assert load_config("tiny-cpu", ["ensemble=1", "bag_of_words_vote=false"]).ensemble == 1
+    assert load_config("tiny-cpu").bag_of_words_vote  # the CPU default votes with it (issue 7)

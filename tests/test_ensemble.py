@@ -72,7 +72,8 @@ def test_an_ensemble_refuses_torchrun_with_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     others = MemberProcesses(load_config("tiny-cpu"), tmp_path / "run", print)
     with pytest.raises(
-        VetLLMError, match="without torchrun / accelerate launch, or set ensemble: 1"
+        VetLLMError,
+        match="without torchrun / accelerate launch, or set ensemble: 1 .and bag_of_words_vote",
     ):
         others.start()
     assert not (tmp_path / "run" / "members").exists()

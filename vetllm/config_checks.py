@@ -82,6 +82,12 @@ _RULES: tuple = (
         "of GPU time)",
     ),
     (
+        "bag_of_words_vote",
+        lambda c: not c.bag_of_words_vote or c.ensemble >= 2,
+        "set it to false, or ensemble: 3: the bag of words was measured as one voter among "
+        "several models; beside one model it would overrule that model whenever it is surer",
+    ),
+    (
         "note_segment_shuffle",
         lambda c: 0 <= c.note_segment_shuffle <= 1,
         "use a chance from 0 (off) to 1, e.g. 0.5",

@@ -12,7 +12,9 @@ template training, where the bag of words alone scores 0.54-0.68, the minima hel
 The voter is the baseline's own fit (`baselines.tuned_bag_of_words`: TF-IDF + logistic
 regression, C and n-grams chosen by CV grouped by note text) on the user's training records,
 saved as plain JSON in RUN/model/bag_of_words.json (vocabulary, idf, coefficients; never a
-pickle, which would run code when a shared run is loaded). Predicting needs numpy only.
+pickle, which would run code when a shared run is loaded), checked when loaded. Predicting uses
+scikit-learn's tokenizer and numpy for the arithmetic; predict.py turns its ranked label sets into
+Predictions.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vetllm.data.records import Record
 from vetllm.errors import VetLLMError
 
 VOTER_FILE = "bag_of_words.json"
 FORMAT = "vetllm-bag-of-words/1"
 
 
-def fit_voter(records, seed: int) -> dict | None:
+def fit_voter(records: list[Record], seed: int) -> dict | None:
     """The voter's saved form, fitted on `records`; None when they hold one label set only."""
     from vetllm.baselines import tuned_bag_of_words
 
@@ -44,34 +47,45 @@ def fit_voter(records, seed: int) -> dict | None:
         "coef": [[float(x) for x in row] for row in model.coef_],
         "intercept": [float(x) for x in model.intercept_],
         "settings": settings,
-        "training_records": len(records),
     }
 
 
 def save_voter(state: dict, model_dir: Path) -> Path:
+    """Write the voter (fit_voter's dict) into the run's model folder."""
     path = Path(model_dir) / VOTER_FILE
     path.write_text(json.dumps(state), encoding="utf-8")
     return path
 
 
 class BagOfWordsVoter:
-    """Answers notes like a model does (one Prediction each), from a saved voter."""
+    """A saved voter: label-set probabilities for notes (checked when built: ValueError)."""
 
     def __init__(self, state: dict):
         import numpy as np
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self.analyze = TfidfVectorizer(ngram_range=tuple(state["ngram_range"])).build_analyzer()
-        self.index = {term: i for i, term in enumerate(state["vocabulary"])}
+        from vetllm.baselines import label_set_of
+
+        low, high = _ngram_range(state["ngram_range"])
+        self.analyze = TfidfVectorizer(ngram_range=(low, high)).build_analyzer()
+        terms, classes = state["vocabulary"], state["classes"]
+        if not all(isinstance(item, str) for item in [*terms, *classes]) or len(classes) < 2:
+            raise ValueError("vocabulary and classes must be lists of text, two classes or more")
+        self.index = {term: i for i, term in enumerate(terms)}
+        self.classes = [label_set_of(c) for c in classes]
         self.idf = np.asarray(state["idf"], dtype=float)
         self.coef = np.asarray(state["coef"], dtype=float)
         self.intercept = np.asarray(state["intercept"], dtype=float)
-        self.classes = [tuple(c.split("\t")) if c else () for c in state["classes"]]
         rows = 1 if len(self.classes) == 2 else len(self.classes)  # binary: one row of weights
         shape = (rows, len(self.index))
-        if self.coef.shape != shape or self.idf.shape != shape[1:] or len(self.intercept) != rows:
+        if (
+            self.coef.shape != shape
+            or self.idf.shape != shape[1:]
+            or self.intercept.shape != (rows,)
+        ):
             raise ValueError(f"weights of shape {self.coef.shape}, expected {shape}")
-        self.settings = state.get("settings") or {}
+        if not all(np.isfinite(a).all() for a in (self.idf, self.coef, self.intercept)):
+            raise ValueError("weights must be finite numbers")
 
     @classmethod
     def load(cls, model_dir: Path) -> BagOfWordsVoter:
@@ -81,10 +95,11 @@ class BagOfWordsVoter:
             if state.get("format") != FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {FORMAT!r}")
             return cls(state)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
             raise VetLLMError(
                 f"{path}: the bag-of-words voter cannot be read ({error}); train the run again, "
-                "or set bag_of_words_vote: false"
+                "or delete the bag_of_words_vote entry from model/run_card.json to answer with "
+                "the models alone"
             ) from None
 
     def probabilities(self, notes: list[str]):
@@ -116,3 +131,10 @@ class BagOfWordsVoter:
             sorted(zip(self.classes, row.tolist(), strict=True), key=lambda pair: -pair[1])
             for row in self.probabilities(notes)
         ]
+
+
+def _ngram_range(value) -> tuple[int, int]:
+    pair = isinstance(value, list) and len(value) == 2
+    if not (pair and all(isinstance(n, int) for n in value) and 1 <= value[0] <= value[1]):
+        raise ValueError(f"ngram_range {value!r} is not two whole numbers 1 <= low <= high")
+    return value[0], value[1]

@@ -48,7 +48,7 @@ class MemberProcesses:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise VetLLMError(
                 "ensemble: its models train as separate processes; launch an ensemble without "
-                "torchrun / accelerate launch, or set ensemble: 1"
+                "torchrun / accelerate launch, or set ensemble: 1 (and bag_of_words_vote: false)"
             )
         pending = [member for member in self.members if not _completed(member.run)]
         for member in pending:

@@ -243,7 +243,8 @@ class Predictor:
 
     def _voter_answers(self, notes: list[str], decoding: str) -> list[Prediction]:
         """The bag-of-words voter's answers: its most probable label set, that probability the
-        confidence, each code's the summed probability of the sets holding it."""
+        confidence, each code's the summed probability of the sets holding it; its top three
+        sets as alternatives in constrained decoding (free answers have none)."""
         predictions = []
         for ranked in self.bag_of_words.ranked(notes):
             labels, confidence = ranked[0]
@@ -251,13 +252,14 @@ class Predictor:
             marginals = {
                 code: math.fsum(p for answer, p in ranked if code in answer) for code in labels
             }
+            top = [(", ".join(answer), p) for answer, p in ranked[:3]]
             predictions.append(
                 Prediction(
                     raw_output=raw,
                     result=postprocess(raw, self.catalogue),
                     confidences=marginals,
                     decoding=decoding,
-                    alternatives=[(", ".join(answer), p) for answer, p in ranked[:3]],
+                    alternatives=top if decoding == "constrained" else [],
                     confidence=confidence,
                 )
             )

@@ -233,18 +233,24 @@ def _train(cfg: TrainConfig, run: RunDirectory, resume: bool, log: RunLog) -> di
 
 def _fit_bag_of_words_voter(recipe: Recipe) -> dict | None:
     """Fit the bag-of-words voter on the user's training notes and save it with the model;
-    its run card entry (None, and a log line, when the notes hold a single label set)."""
+    its run card entry. None, said in the log, when it cannot be fitted: the models' training is
+    done and must not be lost to it."""
     from vetllm.engine.bag_of_words_vote import VOTER_FILE, fit_voter, save_voter
 
     recipe.run.write_status(message="fitting the bag-of-words voter")
-    state = fit_voter(recipe.train_records, recipe.cfg.seed)
+    try:
+        state = fit_voter(recipe.train_records, recipe.cfg.seed)
+        if state is not None:
+            save_voter(state, recipe.run.model_dir)
+    except (ValueError, OSError) as error:  # e.g. no note holds a word of two letters or more
+        recipe.log(f"bag-of-words vote: skipped ({error}); the models answer alone")
+        return None
     if state is None:
         recipe.log("bag-of-words vote: skipped, the training notes hold a single label set")
         return None
-    save_voter(state, recipe.run.model_dir)
     settings = state["settings"]
-    low, high = settings["ngram_range"]
-    summary = f"the tuned bag of words votes too (C {settings['C']:g}, {low}-{high}-grams)"
+    words = "words and word pairs" if settings["ngram_range"][1] == 2 else "words"
+    summary = f"the tuned bag of words votes too (C {settings['C']:g}, {words})"
     recipe.log(summary)
     return {"file": VOTER_FILE, "settings": settings, "summary": summary}
 
