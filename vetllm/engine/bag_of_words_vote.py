@@ -89,6 +89,7 @@ class BagOfWordsVoter:
 
     @classmethod
     def load(cls, model_dir: Path) -> BagOfWordsVoter:
+        """The voter saved in `model_dir`; VetLLMError (what to do) when it cannot be used."""
         path = Path(model_dir) / VOTER_FILE
         try:
             state = json.loads(path.read_text(encoding="utf-8"))

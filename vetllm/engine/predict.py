@@ -32,6 +32,7 @@ from vetllm.calibration import DECODINGS, scale_confidence
 from vetllm.catalogue import Catalogue, load_catalogue
 from vetllm.data.prompts import ALPACA, PromptTemplate
 from vetllm.data.validation import MAX_DATA_NOTE_CHARS
+from vetllm.engine.bag_of_words_vote import BagOfWordsVoter
 from vetllm.engine.ensemble import member_dirs, raw_confidence, vote
 from vetllm.engine.generation import generate_greedy, spelled_probability
 from vetllm.errors import VetLLMError
@@ -380,11 +381,9 @@ def _catalogue_of(cfg) -> Catalogue:
     return load_catalogue(str(extra) if extra else None)
 
 
-def _voter_of(run_path: Path):
+def _voter_of(run_path: Path) -> BagOfWordsVoter | None:
     """The run's bag-of-words voter (vetllm.engine.bag_of_words_vote) when its run card lists
     one, else None."""
-    from vetllm.engine.bag_of_words_vote import BagOfWordsVoter
-
     if not _run_card(run_path).get("bag_of_words_vote"):
         return None
     return BagOfWordsVoter.load(run_path / "model")

@@ -83,7 +83,7 @@ def _hyperparameter_widgets(settings: AppSettings) -> dict:
         w["ensemble"] = gr.Number(v["ensemble"], precision=0,
                                   label="Models voting (seed ensemble; tiny model only)")  # fmt: skip
         w["bag_of_words_vote"] = gr.Checkbox(v["bag_of_words_vote"],
-                                             label="Bag of words votes too")  # fmt: skip
+                                             label="Bag of words votes too (2+ models)")  # fmt: skip
     assert tuple(w) == HYPERPARAMETERS  # our own invariant: launch receives them in this order
     return w
 
