@@ -243,28 +243,11 @@ class Predictor:
         return self._predict_constrained(notes)
 
     def _voter_answers(self, notes: list[str], decoding: str) -> list[Prediction]:
-        """The bag-of-words voter's answers: its most probable label set, that probability the
-        confidence, each code's the summed probability of the sets holding it; its top three
-        sets as alternatives in constrained decoding (free answers have none)."""
-        predictions = []
-        for ranked in self.bag_of_words.ranked(notes):
-            labels, confidence = ranked[0]
-            raw = self.template.format_response(list(labels))
-            marginals = {
-                code: math.fsum(p for answer, p in ranked if code in answer) for code in labels
-            }
-            top = [(", ".join(answer), p) for answer, p in ranked[:3]]
-            predictions.append(
-                Prediction(
-                    raw_output=raw,
-                    result=postprocess(raw, self.catalogue),
-                    confidences=marginals,
-                    decoding=decoding,
-                    alternatives=top if decoding == "constrained" else [],
-                    confidence=confidence,
-                )
-            )
-        return predictions
+        """The bag-of-words voter's answers: its most probable label set (`_set_answer`)."""
+        return [
+            self._set_answer(ranked[0][0], dict(ranked), decoding, [])
+            for ranked in self.bag_of_words.ranked(notes)
+        ]
 
     def _finish(self, note: str, prediction: Prediction) -> None:
         """Calibrate the confidences, then abstain or flag a near-guess answer."""
@@ -316,26 +299,32 @@ class Predictor:
             max_sequences=MAX_SEQUENCES_PER_FORWARD,
             answer_ids=self._answer_ids,
         )
-        predictions = []
-        for (chosen, scored), note_warnings in zip(searched, warnings, strict=True):
-            shares = _softmax(scored)
-            ranked = sorted(shares.items(), key=lambda pair: -pair[1])
-            raw = self.template.format_response(list(chosen))
-            marginals = {
+        return [
+            self._set_answer(chosen, _softmax(scored), "constrained", note_warnings)
+            for (chosen, scored), note_warnings in zip(searched, warnings, strict=True)
+        ]
+
+    def _set_answer(self, chosen, shares: dict, decoding: str, warnings: list) -> Prediction:
+        """The answer `chosen` among `shares` (label set -> probability): its confidence is its
+        share, each code's the summed share of the sets holding it; in constrained decoding the
+        three largest shares are its alternatives (free answers have none)."""
+        ranked = sorted(shares.items(), key=lambda pair: -pair[1])
+        raw = self.template.format_response(list(chosen))
+        return Prediction(
+            raw_output=raw,
+            result=postprocess(raw, self.catalogue),
+            confidences={
                 code: sum(p for answer, p in shares.items() if code in answer) for code in chosen
-            }
-            predictions.append(
-                Prediction(
-                    raw_output=raw,
-                    result=postprocess(raw, self.catalogue),
-                    confidences=marginals,
-                    decoding="constrained",
-                    alternatives=[(", ".join(answer), p) for answer, p in ranked[:3]],
-                    warnings=note_warnings,
-                    confidence=shares[chosen],
-                )
-            )
-        return predictions
+            },
+            decoding=decoding,
+            alternatives=(
+                [(", ".join(answer), p) for answer, p in ranked[:3]]
+                if decoding == "constrained"
+                else []
+            ),
+            warnings=warnings,
+            confidence=shares[chosen],
+        )
 
     def _predict_free(self, notes: list[str]) -> list[Prediction]:
         prompts, warnings = self._prompts(notes)
